@@ -1,0 +1,35 @@
+# The two commands a fresh machine needs: `make run` and `make test`.
+# Everything else (the virtualenv, the packages) is made here, not by hand.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+CONFIG ?=
+
+.PHONY: run test bench clean help
+
+help:
+	@echo "make run    start the exchange on this host with a demo market (Ctrl+C to stop)"
+	@echo "make test   run the whole test suite"
+	@echo "make bench  run the benchmarks in bench/ (prints figures; see bench/README.md)"
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "zex needs Python 3.11 or newer (tomllib); set PYTHON=python3.11")'
+	@test -x $(BIN)/python || { echo "creating $(VENV)"; $(PYTHON) -m venv $(VENV); }
+	@echo "installing zex and its test dependencies into $(VENV)"
+	@$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
+	@$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	@touch $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/zex run $(if $(CONFIG),--config $(CONFIG))
+
+test: $(STAMP)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+bench: $(STAMP)
+	$(BIN)/python bench/book_bench.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .hypothesis build *.egg-info

@@ -1,0 +1,1 @@
+"""zex nodes: matcher (books, engine, journal) and the processes around it."""

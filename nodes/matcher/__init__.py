@@ -1,0 +1,1 @@
+"""The matcher: books, engine, journal and the node that owns them."""

@@ -1,0 +1,1 @@
+"""zex wire protocol: message types, codec, reason codes (see SPEC.md)."""
