@@ -1,0 +1,278 @@
+"""One order book: price-time priority matching for one symbol.
+
+Prices are int ticks, quantities int lots. Each side is a dict price -> Level
+plus a SortedList of its prices; a Level is a FIFO deque of Orders with the
+live quantity and count kept alongside. Cancel is O(1) on the level (the
+order is marked dead and skipped when it reaches the front) plus O(log n)
+when the level empties; a level whose deque holds many dead entries is
+compacted, so memory stays bounded and cancel stays amortised O(1).
+
+The book appends what happens to two lists it is given: ``events`` (every
+event, in order) and ``reports`` ((origin, event, role) for the owners).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+from sortedcontainers import SortedList
+
+from zex.protocol.internal import (
+    BUY,
+    CXL_STP,
+    EXP_FOK,
+    EXP_IOC,
+    EXP_MARKET,
+    FOK,
+    MARKET,
+    STP_CANCEL_NEWEST,
+    STP_CANCEL_OLDEST,
+    STP_NONE,
+    Cancelled,
+    Expired,
+    Trade,
+)
+
+# Report roles: why an owner gets an event. DIRECT answers the command's
+# sender; TAKER/MAKER say which side of a Trade the owner was; OWNER is an
+# unsolicited report about a resting order; RESENT repeats a first answer.
+DIRECT, TAKER, MAKER, OWNER, RESENT = 0, 1, 2, 3, 4
+
+Origin = tuple[str, bytes]  # (gateway name, client routing id at that gateway)
+
+
+class Order:
+    """A live or finished order. Invariant: qty == filled + leaves + cancelled."""
+
+    __slots__ = (
+        "order_id", "account", "cl_ord_id", "side", "price", "qty",
+        "leaves", "filled", "cancelled", "stp", "post_only", "origin", "live",
+    )
+
+    def __init__(self, order_id: int, account: str, cl_ord_id: str, side: int, price: int,
+                 qty: int, stp: int, post_only: bool, origin: Origin) -> None:
+        self.order_id = order_id
+        self.account = account
+        self.cl_ord_id = cl_ord_id
+        self.side = side
+        self.price = price
+        self.qty = qty
+        self.leaves = qty
+        self.filled = 0
+        self.cancelled = 0
+        self.stp = stp
+        self.post_only = post_only
+        self.origin = origin
+        self.live = False  # True only while resting in a level
+
+
+class Level:
+    __slots__ = ("price", "orders", "qty", "count")
+
+    def __init__(self, price: int) -> None:
+        self.price = price
+        self.orders: deque[Order] = deque()
+        self.qty = 0  # sum of leaves of live orders
+        self.count = 0  # live orders
+
+
+class Book:
+    """The book of one symbol. The matcher thread is its only writer."""
+
+    def __init__(self, symbol: str, events: list, reports: list) -> None:
+        self.symbol = symbol
+        self.bids: dict[int, Level] = {}
+        self.asks: dict[int, Level] = {}
+        self.bid_prices = SortedList()  # best bid is [-1]
+        self.ask_prices = SortedList()  # best ask is [0]
+        self.open_orders: dict[int, Order] = {}  # order_id -> resting Order
+        self.events = events
+        self.reports = reports
+        self.next_trade_id = 1
+
+    # ------------------------------------------------------------ queries
+
+    def best_bid(self) -> int | None:
+        return self.bid_prices[-1] if self.bid_prices else None
+
+    def best_ask(self) -> int | None:
+        return self.ask_prices[0] if self.ask_prices else None
+
+    def depth(self, side: int) -> list[tuple[int, int, int]]:
+        """(price, qty, count) per level, best first."""
+        if side == BUY:
+            return [(p, self.bids[p].qty, self.bids[p].count) for p in reversed(self.bid_prices)]
+        return [(p, self.asks[p].qty, self.asks[p].count) for p in self.ask_prices]
+
+    def orders_in_priority(self, side: int) -> list[Order]:
+        """Live orders of one side, best price first, earliest first within a price."""
+        levels = self.bids if side == BUY else self.asks
+        prices = reversed(self.bid_prices) if side == BUY else iter(self.ask_prices)
+        return [o for p in prices for o in levels[p].orders if o.live]
+
+    def would_cross(self, side: int, price: int) -> bool:
+        if side == BUY:
+            return bool(self.ask_prices) and self.ask_prices[0] <= price
+        return bool(self.bid_prices) and self.bid_prices[-1] >= price
+
+    # ------------------------------------------------------------ resting
+
+    def rest(self, o: Order) -> None:
+        """Put a live order at the back of its price level."""
+        if o.side == BUY:
+            levels, prices = self.bids, self.bid_prices
+        else:
+            levels, prices = self.asks, self.ask_prices
+        level = levels.get(o.price)
+        if level is None:
+            level = levels[o.price] = Level(o.price)
+            prices.add(o.price)
+        level.orders.append(o)
+        level.qty += o.leaves
+        level.count += 1
+        o.live = True
+        self.open_orders[o.order_id] = o
+
+    def unrest(self, o: Order) -> None:
+        """Take a live order out of its level (lazily: it stays in the deque, dead)."""
+        o.live = False
+        del self.open_orders[o.order_id]
+        if o.side == BUY:
+            levels, prices = self.bids, self.bid_prices
+        else:
+            levels, prices = self.asks, self.ask_prices
+        level = levels[o.price]
+        level.qty -= o.leaves
+        level.count -= 1
+        if level.count == 0:
+            del levels[o.price]
+            prices.remove(o.price)
+        elif len(level.orders) > 2 * level.count + 16:
+            level.orders = deque(x for x in level.orders if x.live)
+
+    def reduce(self, o: Order, by: int) -> None:
+        """Lower a resting order's leaves in place (keeps priority)."""
+        o.leaves -= by
+        levels = self.bids if o.side == BUY else self.asks
+        levels[o.price].qty -= by
+
+    # ----------------------------------------------------------- matching
+
+    def fillable(self, taker: Order, limit: bool) -> bool:
+        """Would ``taker`` fill completely, counting STP as execution would? (FOK pre-check)"""
+        need = taker.leaves
+        buy = taker.side == BUY
+        if buy:
+            levels, prices = self.asks, iter(self.ask_prices)
+        else:
+            levels, prices = self.bids, reversed(self.bid_prices)
+        account, stp = taker.account, taker.stp
+        for price in prices:
+            if limit and (price > taker.price if buy else price < taker.price):
+                return False
+            for m in levels[price].orders:
+                if not m.live:
+                    continue
+                if m.account == account and stp != STP_NONE:
+                    if stp == STP_CANCEL_OLDEST:
+                        continue  # it would be cancelled and matching would go on
+                    return False  # the taker would be cancelled here
+                need -= m.leaves
+                if need <= 0:
+                    return True
+        return False
+
+    def match(self, taker: Order, limit: bool, seq: int, ts: int) -> bool:
+        """Trade ``taker`` against the other side; return False if STP cancelled it."""
+        buy = taker.side == BUY
+        if buy:
+            levels, prices = self.asks, self.ask_prices
+        else:
+            levels, prices = self.bids, self.bid_prices
+        events, reports, open_orders = self.events, self.reports, self.open_orders
+        symbol, t_account, stp = self.symbol, taker.account, taker.stp
+        t_price = taker.price
+        while prices:
+            best = prices[0] if buy else prices[-1]
+            if limit and (best > t_price if buy else best < t_price):
+                break
+            level = levels[best]
+            orders = level.orders
+            while orders:
+                m = orders[0]
+                if not m.live:
+                    orders.popleft()
+                    continue
+                if m.account == t_account and stp != STP_NONE:
+                    if stp != STP_CANCEL_NEWEST:  # oldest or both: the resting order goes
+                        self._cancel_resting(m, level, CXL_STP, seq, ts)
+                        orders.popleft()
+                        if stp == STP_CANCEL_OLDEST:
+                            continue
+                    if level.count == 0:
+                        del levels[best]
+                        prices.remove(best)
+                    self._cancel_taker(taker, seq, ts)
+                    return False
+                q = m.leaves if m.leaves < taker.leaves else taker.leaves
+                m.leaves -= q
+                m.filled += q
+                taker.leaves -= q
+                taker.filled += q
+                level.qty -= q
+                tid = self.next_trade_id
+                self.next_trade_id = tid + 1
+                ev = Trade(seq, ts, tid, symbol, best, q, taker.side, taker.order_id, t_account,
+                           taker.cl_ord_id, taker.leaves, m.order_id, m.account, m.cl_ord_id,
+                           m.leaves)
+                events.append(ev)
+                reports.append((taker.origin, ev, TAKER))
+                reports.append((m.origin, ev, MAKER))
+                if m.leaves == 0:
+                    m.live = False
+                    orders.popleft()
+                    level.count -= 1
+                    del open_orders[m.order_id]
+                if taker.leaves == 0:
+                    break
+            if level.count == 0:
+                del levels[best]
+                prices.remove(best)
+            if taker.leaves == 0:
+                break
+        return True
+
+    def _cancel_resting(self, m: Order, level: Level, reason: int, seq: int, ts: int) -> None:
+        q = m.leaves
+        m.cancelled += q
+        m.leaves = 0
+        m.live = False
+        level.qty -= q
+        level.count -= 1
+        del self.open_orders[m.order_id]
+        ev = Cancelled(seq, ts, m.order_id, m.account, m.cl_ord_id, self.symbol, m.side, m.price,
+                       q, reason)
+        self.events.append(ev)
+        self.reports.append((m.origin, ev, OWNER))
+
+    def _cancel_taker(self, t: Order, seq: int, ts: int) -> None:
+        q = t.leaves
+        t.cancelled += q
+        t.leaves = 0
+        ev = Cancelled(seq, ts, t.order_id, t.account, t.cl_ord_id, self.symbol, t.side, t.price,
+                       q, CXL_STP)
+        self.events.append(ev)
+        self.reports.append((t.origin, ev, DIRECT))
+
+    def expire(self, t: Order, tif: int, ord_type: int, seq: int, ts: int) -> None:
+        """The unfilled rest of an IOC/FOK/market taker leaves the market."""
+        q = t.leaves
+        t.cancelled += q
+        t.leaves = 0
+        reason = EXP_MARKET if ord_type == MARKET else (EXP_FOK if tif == FOK else EXP_IOC)
+        ev = Expired(seq, ts, t.order_id, t.account, t.cl_ord_id, self.symbol, t.side, t.price,
+                     q, reason)
+        self.events.append(ev)
+        self.reports.append((t.origin, ev, DIRECT))
+
+

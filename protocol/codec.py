@@ -1,0 +1,102 @@
+"""Encode and decode client messages; turn every decoding failure into a Reason.
+
+    >>> from zex.protocol.codec import encode, decode_request
+    >>> from zex.protocol.messages import NewOrder
+    >>> decode_request(encode(NewOrder(cl_ord_id="a1", symbol="XYZ", side="buy", qty="1", price="10")))
+    NewOrder(v=1, cl_ord_id='a1', symbol='XYZ', side='buy', qty='1', ord_type='limit', price='10', tif='gtc', post_only=False, stp='cancel_newest')
+
+The happy path is one msgspec decode. Only when it fails does the codec look
+closer (a second, lenient decode of the envelope) to say precisely why:
+malformed bytes, unknown type, unsupported version, missing field, wrong
+type, or a value out of range — each its own reason code, naming the field.
+"""
+
+from __future__ import annotations
+
+import re
+
+import msgspec
+
+from .errors import DecodeFailed
+from .messages import VERSION, Report, Request
+from .reasons import Reason
+
+MAX_FRAME = 4096  # bytes; the largest valid request is well under 1 KiB
+
+_encoder = msgspec.msgpack.Encoder()
+encode = _encoder.encode
+
+_requests = msgspec.msgpack.Decoder(Request)
+_reports = msgspec.msgpack.Decoder(Report)
+
+
+class _Envelope(msgspec.Struct):
+    """The two keys every message has, read leniently to classify a failure."""
+
+    type: object = None
+    v: object = None
+
+
+_envelope = msgspec.msgpack.Decoder(_Envelope)
+_AT = re.compile(r"at `\$\.([A-Za-z0-9_]+)")
+_MISSING = re.compile(r"missing required field `([^`]+)`")
+
+
+def decode_request(frame: bytes) -> Request:
+    """Decode one client request, or raise DecodeFailed with the reason and field."""
+    if len(frame) > MAX_FRAME:
+        raise DecodeFailed(
+            Reason.FRAME_TOO_LARGE,
+            f"frame is {len(frame)} bytes; the limit is {MAX_FRAME}",
+        )
+    try:
+        msg = _requests.decode(frame)
+    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+        raise classify(frame, exc) from None
+    if msg.v != VERSION:
+        raise DecodeFailed(
+            Reason.UNSUPPORTED_VERSION,
+            f"v must be {VERSION}, was {msg.v}",
+            "v",
+        )
+    return msg
+
+
+def decode_report(frame: bytes) -> Report:
+    """Decode one gateway report (the client side), raising DecodeFailed on bad input."""
+    try:
+        return _reports.decode(frame)
+    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+        raise classify(frame, exc) from None
+
+
+def classify(frame: bytes, exc: Exception) -> DecodeFailed:
+    """Map a msgspec failure on ``frame`` to the most precise reason code."""
+    try:
+        env = _envelope.decode(frame)
+    except (msgspec.ValidationError, msgspec.DecodeError):
+        return DecodeFailed(Reason.MALFORMED, f"frame is not a MessagePack map: {exc}")
+    if env.v is not None and env.v != VERSION:
+        if not isinstance(env.v, int) or isinstance(env.v, bool):
+            return DecodeFailed(Reason.WRONG_TYPE, f"v must be an int, was {env.v!r}", "v")
+        return DecodeFailed(
+            Reason.UNSUPPORTED_VERSION, f"v must be {VERSION}, was {env.v}", "v"
+        )
+    text = str(exc)
+    if env.type is None:
+        return DecodeFailed(Reason.MISSING_FIELD, "type is required", "type")
+    if not isinstance(env.type, str):
+        return DecodeFailed(Reason.WRONG_TYPE, f"type must be a str, was {env.type!r}", "type")
+    m = _MISSING.search(text)
+    if m:
+        field = m.group(1)
+        return DecodeFailed(Reason.MISSING_FIELD, f"{field} is required in {env.type}", field)
+    m = _AT.search(text)
+    field = m.group(1) if m else None
+    if field == "type":
+        return DecodeFailed(Reason.UNKNOWN_TYPE, f"type {env.type!r} is not known", "type")
+    if text.startswith("Expected `") and "`, got `" in text:
+        return DecodeFailed(Reason.WRONG_TYPE, f"{field}: {text}", field)
+    if field is not None:
+        return DecodeFailed(Reason.INVALID_VALUE, f"{field}: {text}", field)
+    return DecodeFailed(Reason.MALFORMED, text)

@@ -1,0 +1,146 @@
+"""Decimal strings at the edge, integer ticks and lots inside.
+
+A price on the wire is a decimal string; inside zex it is an int number of
+ticks. The conversion is exact (no float) and refuses what does not fit:
+
+    >>> inst = Instrument("XYZ", tick="0.05", lot="1")
+    >>> inst.price_to_ticks("101.25")
+    2025
+    >>> inst.price_to_ticks("101.27")
+    Traceback (most recent call last):
+    ...
+    zex.protocol.errors.ProtocolError: price must be a multiple of tick 0.05 for XYZ, was 101.27
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+import re
+from decimal import Decimal
+
+from .errors import ProtocolError
+from .reasons import Reason
+
+_MAX_INT = 2**63 - 1
+
+
+# SPEC.md "Numbers": digits, optionally a point and more digits; no sign,
+# exponent, blanks or separators, so every language parses it the same way.
+_DECIMAL = re.compile(r"[0-9]{1,18}(\.[0-9]{1,18})?")
+
+
+def _parse(text: str, what: str, reason: Reason) -> Decimal:
+    if not isinstance(text, str) or _DECIMAL.fullmatch(text) is None:
+        raise ProtocolError(
+            reason, f"{what} must be a positive decimal string like '12.5', was {text!r}", what
+        )
+    return Decimal(text)
+
+
+@dataclass(frozen=True)
+class Instrument:
+    """One listed instrument: its increments and limits.
+
+    ``min_price`` and ``max_price`` (decimal strings) bound a limit price;
+    ``max_qty`` (decimal string) bounds one order's quantity.
+    """
+
+    symbol: str
+    tick: str = "0.01"
+    lot: str = "1"
+    min_price: str = "0.01"
+    max_price: str = "1000000"
+    max_qty: str = "1000000"
+    tick_d: Decimal = field(init=False, repr=False, compare=False)
+    lot_d: Decimal = field(init=False, repr=False, compare=False)
+    min_ticks: int = field(init=False, repr=False, compare=False)
+    max_ticks: int = field(init=False, repr=False, compare=False)
+    max_lots: int = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        set_ = object.__setattr__
+        tick = _parse(self.tick, "tick", Reason.INVALID_VALUE)
+        lot = _parse(self.lot, "lot", Reason.INVALID_VALUE)
+        if tick <= 0 or lot <= 0:
+            raise ValueError(f"{self.symbol}: tick and lot must be positive, were {self.tick}, {self.lot}")
+        set_(self, "tick_d", tick)
+        set_(self, "lot_d", lot)
+        lo = _parse(self.min_price, "min_price", Reason.INVALID_VALUE)
+        hi = _parse(self.max_price, "max_price", Reason.INVALID_VALUE)
+        mq = _parse(self.max_qty, "max_qty", Reason.INVALID_VALUE)
+        if lo % tick or hi % tick or lo <= 0 or hi < lo:
+            raise ValueError(
+                f"{self.symbol}: price band [{self.min_price}, {self.max_price}] must be positive "
+                f"multiples of tick {self.tick}, low <= high"
+            )
+        if mq % lot or mq <= 0:
+            raise ValueError(f"{self.symbol}: max_qty {self.max_qty} must be a positive multiple of lot {self.lot}")
+        set_(self, "min_ticks", int(lo / tick))
+        set_(self, "max_ticks", int(hi / tick))
+        set_(self, "max_lots", int(mq / lot))
+
+    def price_to_ticks(self, text: str) -> int:
+        """Convert a decimal price string to ticks, refusing off-tick or out-of-band prices."""
+        value = _parse(text, "price", Reason.BAD_PRICE)
+        if value <= 0:
+            raise ProtocolError(Reason.BAD_PRICE, f"price must be positive, was {text}", "price")
+        if value > self.max_ticks * self.tick_d:
+            raise ProtocolError(
+                Reason.PRICE_OUT_OF_BAND,
+                f"price must be within [{self.min_price}, {self.max_price}] for {self.symbol}, was {text}",
+                "price",
+            )
+        ticks, rest = divmod(value, self.tick_d)
+        if rest:
+            raise ProtocolError(
+                Reason.PRICE_OFF_TICK,
+                f"price must be a multiple of tick {self.tick} for {self.symbol}, was {text}",
+                "price",
+            )
+        ticks = int(ticks)
+        if not self.min_ticks <= ticks <= self.max_ticks:
+            raise ProtocolError(
+                Reason.PRICE_OUT_OF_BAND,
+                f"price must be within [{self.min_price}, {self.max_price}] for {self.symbol}, was {text}",
+                "price",
+            )
+        return ticks
+
+    def qty_to_lots(self, text: str) -> int:
+        """Convert a decimal quantity string to lots, refusing zero, negative, off-lot or oversized."""
+        value = _parse(text, "qty", Reason.BAD_QTY)
+        if value <= 0:
+            raise ProtocolError(Reason.BAD_QTY, f"qty must be positive, was {text}", "qty")
+        if value > self.max_lots * self.lot_d:
+            raise ProtocolError(
+                Reason.QTY_TOO_LARGE,
+                f"qty must be at most {self.max_qty} for {self.symbol}, was {text}",
+                "qty",
+            )
+        lots, rest = divmod(value, self.lot_d)
+        if rest:
+            raise ProtocolError(
+                Reason.QTY_OFF_LOT,
+                f"qty must be a multiple of lot {self.lot} for {self.symbol}, was {text}",
+                "qty",
+            )
+        lots = int(lots)
+        if lots > self.max_lots:
+            raise ProtocolError(
+                Reason.QTY_TOO_LARGE,
+                f"qty must be at most {self.max_qty} for {self.symbol}, was {text}",
+                "qty",
+            )
+        return lots
+
+    def ticks_to_price(self, ticks: int) -> str:
+        """Format ticks as the canonical decimal string (no exponent, no trailing zeros)."""
+        return _fmt(ticks * self.tick_d)
+
+    def lots_to_qty(self, lots: int) -> str:
+        return _fmt(lots * self.lot_d)
+
+
+def _fmt(value: Decimal) -> str:
+    text = format(value.normalize(), "f")
+    return text
