@@ -1,2 +1,115 @@
-def main() -> None:
-    print("zex")
+"""The ``zex`` command: start nodes, or the whole exchange on this host.
+
+    zex run [--config FILE]          everything on this host, with a demo market
+    zex matcher [--config FILE]      the matcher node alone (any host)
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+
+import zmq
+
+from . import config as config_mod
+
+
+def _load(args: argparse.Namespace) -> config_mod.Config:
+    try:
+        cfg = config_mod.load(args.config)
+    except config_mod.ConfigError as exc:
+        sys.exit(f"zex: {exc}")
+    if getattr(args, "data_dir", None):
+        cfg.matcher.data_dir = args.data_dir
+    return cfg
+
+
+def _serve(start, stop, wait) -> int:
+    """Run until SIGINT/SIGTERM: the first drains and stops cleanly, a second forces exit."""
+    def second(signum, frame):  # pragma: no cover - interactive
+        print("\nzex: forced exit", file=sys.stderr)
+        raise SystemExit(130)
+
+    def first(signum, frame):
+        signal.signal(signal.SIGINT, second)
+        signal.signal(signal.SIGTERM, second)
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, first)
+    signal.signal(signal.SIGTERM, first)
+    start()
+    try:
+        wait()
+    except KeyboardInterrupt:
+        print("\nzex: stopping (Ctrl+C again to force)", file=sys.stderr)
+    finally:
+        stop()
+    return 0
+
+
+def cmd_matcher(args: argparse.Namespace) -> int:
+    from .matcher.node import MatcherNode
+
+    cfg = _load(args)
+    node = MatcherNode(cfg)
+
+    def start():
+        node.start()
+        m = cfg.matcher
+        print(f"zex matcher: seq {node.engine.seq}, data in {m.data_dir}", flush=True)
+        print(f"  commands (gateways' DEALER) on {m.bind}", flush=True)
+        print(f"  events (SUB, topic 'ev') on {m.events_bind}  (Ctrl+C to quit)", flush=True)
+
+    return _serve(start, node.stop, node.join)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from .demo import DemoMarket
+    from .matcher.node import MatcherNode
+
+    cfg = _load(args)
+    ctx = zmq.Context.instance()
+    node = MatcherNode(cfg, ctx)
+    demo = DemoMarket(cfg, ctx, echo=(lambda s: None) if args.quiet else print)
+
+    def start():
+        node.start()
+        demo.start()
+        m = cfg.matcher
+        print(f"zex is running (matcher at seq {node.engine.seq}, data in {m.data_dir})", flush=True)
+        print(f"  matcher commands: {m.bind}   (internal gateway link; DEALER, see protocol/SPEC.md)")
+        print(f"  event stream:     {m.events_bind}   (SUB to topic 'ev')")
+        print(f"  instruments:      {', '.join(i.symbol for i in cfg.instruments)}")
+        print("  demo market maker 'maker' and taker 'taker' are trading; Ctrl+C to quit", flush=True)
+
+    def stop():
+        demo.stop()
+        node.stop()
+        print(f"zex stopped at seq {node.engine.seq}; {demo.trades} demo trades", flush=True)
+
+    return _serve(start, stop, node.join)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="zex", description="zex, a brokerless exchange on ZeroMQ")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log at debug level")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    p = sub.add_parser("run", help="start the whole exchange on this host with a demo market")
+    p.add_argument("--config", help="TOML config file (default: built-in defaults)")
+    p.add_argument("--data-dir", help="override matcher.data_dir")
+    p.add_argument("--quiet", action="store_true", help="do not print the demo's trades")
+    p.set_defaults(func=cmd_run)
+    p = sub.add_parser("matcher", help="start the matcher node")
+    p.add_argument("--config", help="TOML config file (default: built-in defaults)")
+    p.add_argument("--data-dir", help="override matcher.data_dir")
+    p.set_defaults(func=cmd_matcher)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    sys.exit(args.func(args))
+
+
+if __name__ == "__main__":
+    main()
