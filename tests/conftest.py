@@ -1,0 +1,111 @@
+"""Shared fixtures: free loopback ports, temp data dirs, real node processes that always stop."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import zmq
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago (the OS picks it)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(predicate, timeout: float = 10.0, what: str = "condition", interval: float = 0.01):
+    """Poll ``predicate`` until it returns a truthy value or the deadline passes."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(interval)
+
+
+class NodeProcess:
+    """A zex node as a real OS process; stdout is read until its readiness line appears."""
+
+    def __init__(self, args: list[str], ready_text: str, log: Path) -> None:
+        self.args = args
+        self.ready_text = ready_text
+        self.log = log
+        self.proc: subprocess.Popen | None = None
+
+    def start(self, timeout: float = 20.0) -> NodeProcess:
+        self._fh = open(self.log, "ab")
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        self.proc = subprocess.Popen([sys.executable, "-m", "zex.nodes.cli", *self.args],
+                                     stdout=subprocess.PIPE, stderr=self._fh, env=env)
+        os.set_blocking(self.proc.stdout.fileno(), False)
+        seen = b""
+
+        def ready():
+            nonlocal seen
+            chunk = self.proc.stdout.read()
+            if chunk:
+                seen += chunk
+                self._fh.write(chunk)
+                self._fh.flush()
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"node exited with {self.proc.returncode}; see {self.log}:\n"
+                                   + self.log.read_text(errors="replace")[-2000:])
+            return self.ready_text.encode() in seen
+
+        wait_for(ready, timeout, f"'{self.ready_text}' from {self.args}")
+        return self
+
+    def kill(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(10)
+
+    def stop(self, timeout: float = 10.0) -> int:
+        """SIGINT (a clean stop), escalating to SIGKILL after ``timeout``."""
+        if self.proc is None:
+            return 0
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self.proc.stdout.close()
+        self._fh.close()
+        return self.proc.returncode
+
+
+@pytest.fixture
+def nodes():
+    """Start node processes with ``nodes(args, ready_text, log)``; all are stopped at teardown."""
+    started: list[NodeProcess] = []
+
+    def start(args, ready_text, log):
+        n = NodeProcess(args, ready_text, log).start()
+        started.append(n)
+        return n
+
+    yield start
+    for n in started:
+        n.stop()
+
+
+@pytest.fixture
+def ctx():
+    """A private zmq context whose sockets are all closed (linger 0) at teardown."""
+    c = zmq.Context()
+    yield c
+    c.destroy(linger=0)
