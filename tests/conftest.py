@@ -65,6 +65,7 @@ class NodeProcess:
             return self.ready_text.encode() in seen
 
         wait_for(ready, timeout, f"'{self.ready_text}' from {self.args}")
+        self.banner = seen.decode(errors="replace")
         return self
 
     def kill(self) -> None:
