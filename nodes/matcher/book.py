@@ -33,6 +33,9 @@ from zex.protocol.internal import (
     Trade,
 )
 
+NO_BID = 0  # best_bid_px when there are no bids (prices are positive)
+NO_ASK = 1 << 62  # best_ask_px when there are no asks
+
 # Report roles: why an owner gets an event. DIRECT answers the command's
 # sender; TAKER/MAKER say which side of a Trade the owner was; OWNER is an
 # unsolicited report about a resting order; RESENT repeats a first answer.
@@ -85,6 +88,10 @@ class Book:
         self.asks: dict[int, Level] = {}
         self.bid_prices = SortedList()  # best bid is [-1]
         self.ask_prices = SortedList()  # best ask is [0]
+        # The best prices, cached as plain ints: the hot path reads them on
+        # every order, and only a level appearing or emptying changes them.
+        self.best_bid_px = NO_BID
+        self.best_ask_px = NO_ASK
         self.open_orders: dict[int, Order] = {}  # order_id -> resting Order
         self.events = events
         self.reports = reports
@@ -93,10 +100,10 @@ class Book:
     # ------------------------------------------------------------ queries
 
     def best_bid(self) -> int | None:
-        return self.bid_prices[-1] if self.bid_prices else None
+        return None if self.best_bid_px == NO_BID else self.best_bid_px
 
     def best_ask(self) -> int | None:
-        return self.ask_prices[0] if self.ask_prices else None
+        return None if self.best_ask_px == NO_ASK else self.best_ask_px
 
     def depth(self, side: int) -> list[tuple[int, int, int]]:
         """(price, qty, count) per level, best first."""
@@ -112,21 +119,28 @@ class Book:
 
     def would_cross(self, side: int, price: int) -> bool:
         if side == BUY:
-            return bool(self.ask_prices) and self.ask_prices[0] <= price
-        return bool(self.bid_prices) and self.bid_prices[-1] >= price
+            return self.best_ask_px <= price
+        return self.best_bid_px >= price
 
     # ------------------------------------------------------------ resting
 
     def rest(self, o: Order) -> None:
         """Put a live order at the back of its price level."""
+        price = o.price
         if o.side == BUY:
-            levels, prices = self.bids, self.bid_prices
+            level = self.bids.get(price)
+            if level is None:
+                level = self.bids[price] = Level(price)
+                self.bid_prices.add(price)
+                if price > self.best_bid_px:
+                    self.best_bid_px = price
         else:
-            levels, prices = self.asks, self.ask_prices
-        level = levels.get(o.price)
-        if level is None:
-            level = levels[o.price] = Level(o.price)
-            prices.add(o.price)
+            level = self.asks.get(price)
+            if level is None:
+                level = self.asks[price] = Level(price)
+                self.ask_prices.add(price)
+                if price < self.best_ask_px:
+                    self.best_ask_px = price
         level.orders.append(o)
         level.qty += o.leaves
         level.count += 1
@@ -137,18 +151,28 @@ class Book:
         """Take a live order out of its level (lazily: it stays in the deque, dead)."""
         o.live = False
         del self.open_orders[o.order_id]
-        if o.side == BUY:
-            levels, prices = self.bids, self.bid_prices
-        else:
-            levels, prices = self.asks, self.ask_prices
-        level = levels[o.price]
+        level = (self.bids if o.side == BUY else self.asks)[o.price]
         level.qty -= o.leaves
         level.count -= 1
         if level.count == 0:
-            del levels[o.price]
-            prices.remove(o.price)
+            self._drop_level(o.side, o.price)
         elif len(level.orders) > 2 * level.count + 16:
             level.orders = deque(x for x in level.orders if x.live)
+
+    def _drop_level(self, side: int, price: int) -> None:
+        """Remove an empty level and refresh the cached best price."""
+        if side == BUY:
+            del self.bids[price]
+            prices = self.bid_prices
+            prices.remove(price)
+            if price == self.best_bid_px:
+                self.best_bid_px = prices[-1] if prices else NO_BID
+        else:
+            del self.asks[price]
+            prices = self.ask_prices
+            prices.remove(price)
+            if price == self.best_ask_px:
+                self.best_ask_px = prices[0] if prices else NO_ASK
 
     def reduce(self, o: Order, by: int) -> None:
         """Lower a resting order's leaves in place (keeps priority)."""
@@ -186,16 +210,21 @@ class Book:
         """Trade ``taker`` against the other side; return False if STP cancelled it."""
         buy = taker.side == BUY
         if buy:
-            levels, prices = self.asks, self.ask_prices
+            levels, maker_side = self.asks, 2
         else:
-            levels, prices = self.bids, self.bid_prices
+            levels, maker_side = self.bids, BUY
         events, reports, open_orders = self.events, self.reports, self.open_orders
         symbol, t_account, stp = self.symbol, taker.account, taker.stp
         t_price = taker.price
-        while prices:
-            best = prices[0] if buy else prices[-1]
-            if limit and (best > t_price if buy else best < t_price):
-                break
+        while True:
+            if buy:
+                best = self.best_ask_px
+                if best == NO_ASK or (limit and best > t_price):
+                    break
+            else:
+                best = self.best_bid_px
+                if best == NO_BID or (limit and best < t_price):
+                    break
             level = levels[best]
             orders = level.orders
             while orders:
@@ -210,8 +239,7 @@ class Book:
                         if stp == STP_CANCEL_OLDEST:
                             continue
                     if level.count == 0:
-                        del levels[best]
-                        prices.remove(best)
+                        self._drop_level(maker_side, best)
                     self._cancel_taker(taker, seq, ts)
                     return False
                 q = m.leaves if m.leaves < taker.leaves else taker.leaves
@@ -236,8 +264,7 @@ class Book:
                 if taker.leaves == 0:
                     break
             if level.count == 0:
-                del levels[best]
-                prices.remove(best)
+                self._drop_level(maker_side, best)
             if taker.leaves == 0:
                 break
         return True

@@ -1,0 +1,186 @@
+"""Book benchmark: commands/s for the book, the engine, and the engine + journal.
+
+    python bench/book_bench.py [--n 1000000] [--batch 256] [--fsync batch]
+
+One reproducible stream (zex.nodes.matcher.workload.mixed_stream: ~70 % passive
+limits, ~20 % cancels of open orders, ~10 % marketable IOC) is replayed through:
+
+  baseline  a minimal SortedDict price-level book written below (~60 lines):
+            price-time matching, lazy O(1) cancel, nothing else
+  (a) book  zex's Engine.process on decoded commands: books, STP, FOK/IOC
+            semantics, typed events, idempotency map
+  (b) engine  (a) plus what the node does per command and per batch: decode
+            the command bytes, encode one EventBatch per batch
+  (c) +journal  (b) plus one journal record per batch on local disk
+
+Each figure is also printed as a ratio to the baseline measured in the same
+run, because these machines are noisy. Targets: (a) >= 1.0x, (c) >= 0.5x.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import sys
+import tempfile
+import time
+from collections import deque
+from pathlib import Path
+
+from sortedcontainers import SortedDict
+
+from zex.nodes.matcher.engine import Engine
+from zex.nodes.matcher.journal import Journal
+from zex.nodes.matcher.workload import mixed_stream
+from zex.protocol.internal import BUY, GTC, CancelCmd, EventBatch, command_decoder, encoder
+
+
+# --------------------------------------------------------------- baseline
+class BaselineBook:
+    """Minimal price-time book: SortedDict of price -> deque of [id, qty]; lazy cancel."""
+
+    def __init__(self) -> None:
+        self.bids = SortedDict()  # key -price, so the best bid is first
+        self.asks = SortedDict()
+        self.live: dict[int, list] = {}
+        self.next_id = 1
+        self.fills: list[tuple[int, int, int]] = []
+
+    def limit(self, side: int, price: int, qty: int, rest: bool) -> None:
+        oid = self.next_id
+        self.next_id += 1
+        if side == BUY:
+            book, key, crosses = self.asks, -price, lambda p: p <= price
+            own = self.bids
+        else:
+            book, key, crosses = self.bids, price, lambda p: -p >= price
+            own = self.asks
+        while qty and book:
+            p, q = book.peekitem(0)
+            if not crosses(p):
+                break
+            while q and qty:
+                entry = q[0]
+                if entry[1] == 0:  # cancelled or filled
+                    q.popleft()
+                    continue
+                n = min(qty, entry[1])
+                entry[1] -= n
+                qty -= n
+                self.fills.append((entry[0], oid, n))
+                if entry[1] == 0:
+                    q.popleft()
+                    del self.live[entry[0]]
+            if not q:
+                del book[p]
+        if qty and rest:
+            entry = [oid, qty]
+            own.setdefault(key if side == BUY else price, deque()).append(entry)
+            self.live[oid] = entry
+
+    def cancel(self, oid: int) -> None:
+        entry = self.live.pop(oid, None)
+        if entry is not None:
+            entry[1] = 0  # lazy: skipped when it reaches the front
+
+
+def run_baseline(cmds) -> float:
+    b = BaselineBook()
+    t0 = time.perf_counter()
+    for c in cmds:
+        if type(c) is CancelCmd:
+            b.cancel(c.order_id)
+        else:
+            b.limit(c.side, c.price, c.qty, c.tif == GTC)
+        if len(b.fills) > 10_000:
+            b.fills.clear()
+    return time.perf_counter() - t0
+
+
+# -------------------------------------------------------------------- zex
+def run_book(cmds, batch: int) -> float:
+    eng = Engine(["XYZ"])
+    process, events, reports = eng.process, eng.events, eng.reports
+    t0 = time.perf_counter()
+    for i in range(0, len(cmds), batch):
+        for c in cmds[i:i + batch]:
+            process(c)
+        events.clear()
+        reports.clear()
+    return time.perf_counter() - t0
+
+
+def run_engine(raws, batch: int, journal: Journal | None) -> float:
+    eng = Engine(["XYZ"])
+    process, events, reports = eng.process, eng.events, eng.reports
+    decode, encode = command_decoder.decode, encoder.encode
+    t0 = time.perf_counter()
+    for i in range(0, len(raws), batch):
+        chunk = raws[i:i + batch]
+        first = eng.seq + 1
+        for raw in chunk:
+            process(decode(raw))
+        if journal is not None:
+            journal.write(first, chunk)
+        encode(EventBatch(first, eng.seq, events))
+        events.clear()
+        reports.clear()
+    return time.perf_counter() - t0
+
+
+def best_of(fn, repeat: int) -> float:
+    times = []
+    for _ in range(repeat):
+        gc.collect()
+        times.append(fn())
+    return min(times)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--n", type=int, default=1_000_000, help="commands in the stream")
+    ap.add_argument("--batch", type=int, default=256, help="commands per loop turn / journal record")
+    ap.add_argument("--fsync", default="batch", choices=["always", "batch", "off"])
+    ap.add_argument("--repeat", type=int, default=3, help="runs per variant; the best is kept")
+    args = ap.parse_args()
+
+    print(f"generating {args.n:,} commands (seed 1) ...", file=sys.stderr, flush=True)
+    cmds = list(mixed_stream(args.n, seed=1))
+    raws = [encoder.encode(c) for c in cmds]
+    kinds = {"cancel": 0, "ioc": 0, "gtc": 0}
+    for c in cmds:
+        kinds["cancel" if type(c) is CancelCmd else ("gtc" if c.tif == GTC else "ioc")] += 1
+    mix = ", ".join(f"{k} {100 * v / len(cmds):.1f} %" for k, v in kinds.items())
+    print(f"stream: {mix}", file=sys.stderr)
+
+    results = {}
+    for name, fn in [
+        ("baseline SortedDict book", lambda: run_baseline(cmds)),
+        ("(a) zex book (Engine.process)", lambda: run_book(cmds, args.batch)),
+        ("(b) + decode + event encoding", lambda: run_engine(raws, args.batch, None)),
+    ]:
+        print(f"running {name} ...", file=sys.stderr, flush=True)
+        results[name] = best_of(fn, args.repeat)
+
+    def with_journal():
+        with tempfile.TemporaryDirectory(dir=Path.cwd()) as d:
+            j = Journal(Path(d), fsync=args.fsync)
+            try:
+                return run_engine(raws, args.batch, j)
+            finally:
+                j.close()
+
+    name = f"(c) + journal (fsync={args.fsync})"
+    print(f"running {name} ...", file=sys.stderr, flush=True)
+    results[name] = best_of(with_journal, args.repeat)
+
+    base = args.n / results["baseline SortedDict book"]
+    print(f"\n{args.n:,} commands, batch {args.batch}, best of {args.repeat}, Python {sys.version.split()[0]}")
+    print(f"{'variant':40} {'commands/s':>12} {'vs baseline':>12}")
+    for name, secs in results.items():
+        rate = args.n / secs
+        print(f"{name:40} {rate:12,.0f} {rate / base:11.2f}x")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Matcher tests: the book and engine against a model, and their invariants."""
