@@ -55,9 +55,14 @@ UNKNOWN_ID = 999_999
 # ------------------------------------------------------------ strategies
 # Abstract commands: plain dicts, made concrete by Driver.build.
 
-dup_pick = st.one_of(st.none(), st.none(), st.none(), st.none(), st.integers(0, 1000))
-target = st.one_of(st.none(), st.integers(0, 1000), st.integers(0, 1000), st.integers(0, 1000))
-other_account = st.one_of(st.none(), st.none(), st.none(), st.integers(0, len(ACCOUNTS) - 1))
+# Weights by repetition in sampled_from (one_of would merge repeated strategies);
+# each shrinks towards its first, most ordinary, choice.
+dup_pick = st.tuples(st.sampled_from([False] * 7 + [True]), st.integers(0, 1000)).map(
+    lambda t: t[1] if t[0] else None)  # an int: reuse an earlier cl_ord_id
+# ("live", i): an order resting now; ("any", i): any order ever accepted; ("unknown", _)
+target = st.tuples(st.sampled_from(["live"] * 7 + ["any", "unknown"]), st.integers(0, 1000))
+other_account = st.sampled_from([None] * 7 + list(range(len(ACCOUNTS))))  # None: the owner
+flip = st.sampled_from([False] * 19 + [True])
 
 new_orders = st.fixed_dictionaries({
     "kind": st.just("new"),
@@ -65,18 +70,18 @@ new_orders = st.fixed_dictionaries({
     "sym": st.integers(0, len(SYMBOLS) - 1),
     "side": st.sampled_from([BUY, SELL]),
     "ord_type": st.sampled_from([LIMIT] * 5 + [MARKET]),
-    "tif": st.sampled_from([GTC, GTC, GTC, IOC, FOK]),
+    "tif": st.sampled_from([GTC] * 4 + [IOC, FOK]),
     "price": st.integers(LOW, HIGH),
     "qty": st.integers(1, 10),
-    "post_only": st.sampled_from([False, False, False, True]),
+    "post_only": st.sampled_from([False] * 4 + [True]),
     "stp": st.sampled_from([STP_NONE, STP_CANCEL_NEWEST, STP_CANCEL_OLDEST, STP_CANCEL_BOTH]),
     "dup": dup_pick,
 })
 
 cancels = st.fixed_dictionaries({
     "kind": st.just("cancel"),
-    "acct": other_account,  # None: the order's owner
-    "sym_flip": st.sampled_from([False] * 9 + [True]),
+    "acct": other_account,
+    "sym_flip": flip,
     "target": target,
     "by_clid": st.booleans(),
     "dup": dup_pick,
@@ -85,7 +90,7 @@ cancels = st.fixed_dictionaries({
 replaces = st.fixed_dictionaries({
     "kind": st.just("replace"),
     "acct": other_account,
-    "sym_flip": st.sampled_from([False] * 9 + [True]),
+    "sym_flip": flip,
     "target": target,
     "price": st.one_of(st.none(), st.integers(LOW, HIGH)),  # None: keep the price
     "qty": st.one_of(st.tuples(st.just("abs"), st.integers(0, 12)),
@@ -94,8 +99,12 @@ replaces = st.fixed_dictionaries({
     "dup": dup_pick,
 })
 
-commands = st.one_of(new_orders, new_orders, new_orders, cancels, replaces)
-streams = st.lists(commands, min_size=1, max_size=60)
+_by_kind = {"new": new_orders, "cancel": cancels, "replace": replaces}
+commands = st.sampled_from(["new"] * 3 + ["cancel", "replace"]).flatmap(_by_kind.__getitem__)
+# Lists of lists: about 35 commands on average (a flat list averages 6), and
+# still shrinks to a handful.
+streams = st.lists(st.lists(commands, min_size=1, max_size=10), min_size=1, max_size=10).map(
+    lambda chunks: [a for chunk in chunks for a in chunk])
 
 # ------------------------------------------------------------ events
 
@@ -267,15 +276,16 @@ class Driver:
         self.n += 1
         return f"c{self.n}"
 
-    def _target(self, t: int | None) -> int:
-        if t is None or not self.model.orders:
+    def _target(self, t: tuple[str, int]) -> int:
+        kind, i = t
+        if kind == "unknown" or not self.model.orders:
             return UNKNOWN_ID
-        if t % 4:  # mostly an order that is resting now
-            live = [o.order_id for b in self.model.resting.values() for o in b]
+        if kind == "live":
+            live = sorted(o.order_id for b in self.model.resting.values() for o in b)
             if live:
-                return sorted(live)[t // 4 % len(live)]
+                return live[i % len(live)]
         known = list(self.model.orders)
-        return known[t // 4 % len(known)]
+        return known[i % len(known)]
 
     def build(self, a: dict):
         """Make an abstract command concrete against the history so far."""

@@ -8,6 +8,8 @@ See harness.py for what is checked after every command.
 
 from __future__ import annotations
 
+import os
+
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -40,7 +42,10 @@ from zex.protocol.reasons import Reason
 
 from .harness import SYMBOLS, Driver, streams
 
-PROPS = settings(max_examples=150, deadline=None,
+# About 150 examples each keeps tests/matcher well under 40 s on 2 cores; set
+# ZEX_PROPERTY_EXAMPLES=5000 for a long hunt.
+EXAMPLES = int(os.environ.get("ZEX_PROPERTY_EXAMPLES", "150"))
+PROPS = settings(max_examples=EXAMPLES, deadline=None,
                  suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
 
