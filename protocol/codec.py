@@ -38,6 +38,9 @@ class _Envelope(msgspec.Struct):
 
 
 _envelope = msgspec.msgpack.Decoder(_Envelope)
+# msgspec raises these two for invalid UTF-8 in a str and for absurd nesting;
+# both are bad input like any other and must become a reject, never a crash.
+_DECODE_ERRORS = (msgspec.ValidationError, msgspec.DecodeError, UnicodeDecodeError, RecursionError)
 _AT = re.compile(r"at `\$\.([A-Za-z0-9_]+)")
 _MISSING = re.compile(r"missing required field `([^`]+)`")
 
@@ -51,7 +54,7 @@ def decode_request(frame: bytes) -> Request:
         )
     try:
         msg = _requests.decode(frame)
-    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+    except _DECODE_ERRORS as exc:
         raise classify(frame, exc) from None
     if msg.v != VERSION:
         raise DecodeFailed(
@@ -65,16 +68,21 @@ def decode_request(frame: bytes) -> Request:
 def decode_report(frame: bytes) -> Report:
     """Decode one gateway report (the client side), raising DecodeFailed on bad input."""
     try:
-        return _reports.decode(frame)
-    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+        msg = _reports.decode(frame)
+    except _DECODE_ERRORS as exc:
         raise classify(frame, exc) from None
+    if msg.v != VERSION:
+        raise DecodeFailed(Reason.UNSUPPORTED_VERSION, f"v must be {VERSION}, was {msg.v}", "v")
+    return msg
 
 
 def classify(frame: bytes, exc: Exception) -> DecodeFailed:
     """Map a msgspec failure on ``frame`` to the most precise reason code."""
+    if isinstance(exc, (UnicodeDecodeError, RecursionError)):
+        return DecodeFailed(Reason.MALFORMED, f"frame is not valid MessagePack for zex: {type(exc).__name__}")
     try:
         env = _envelope.decode(frame)
-    except (msgspec.ValidationError, msgspec.DecodeError):
+    except _DECODE_ERRORS:
         return DecodeFailed(Reason.MALFORMED, f"frame is not a MessagePack map: {exc}")
     if env.v is not None and env.v != VERSION:
         if not isinstance(env.v, int) or isinstance(env.v, bool):

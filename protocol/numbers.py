@@ -16,12 +16,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 import re
-from decimal import Decimal
+from decimal import Context, Decimal
 
 from .errors import ProtocolError
 from .reasons import Reason
 
 _MAX_INT = 2**63 - 1
+# Exact arithmetic for up to 18 + 18 digits each side: the default 28-digit
+# context would round ticks * tick for a tick of many significant digits.
+_EXACT = Context(prec=80)
 
 
 # SPEC.md "Numbers": digits, optionally a point and more digits; no sign,
@@ -58,6 +61,12 @@ class Instrument:
     max_lots: int = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        try:
+            self._derive()
+        except ProtocolError as exc:  # a config value, not client input: say which instrument
+            raise ValueError(f"{self.symbol}: {exc}") from None
+
+    def _derive(self) -> None:
         set_ = object.__setattr__
         tick = _parse(self.tick, "tick", Reason.INVALID_VALUE)
         lot = _parse(self.lot, "lot", Reason.INVALID_VALUE)
@@ -68,16 +77,18 @@ class Instrument:
         lo = _parse(self.min_price, "min_price", Reason.INVALID_VALUE)
         hi = _parse(self.max_price, "max_price", Reason.INVALID_VALUE)
         mq = _parse(self.max_qty, "max_qty", Reason.INVALID_VALUE)
-        if lo % tick or hi % tick or lo <= 0 or hi < lo:
+        if _EXACT.remainder(lo, tick) or _EXACT.remainder(hi, tick) or lo <= 0 or hi < lo:
             raise ValueError(
                 f"{self.symbol}: price band [{self.min_price}, {self.max_price}] must be positive "
                 f"multiples of tick {self.tick}, low <= high"
             )
-        if mq % lot or mq <= 0:
+        if _EXACT.remainder(mq, lot) or mq <= 0:
             raise ValueError(f"{self.symbol}: max_qty {self.max_qty} must be a positive multiple of lot {self.lot}")
-        set_(self, "min_ticks", int(lo / tick))
-        set_(self, "max_ticks", int(hi / tick))
-        set_(self, "max_lots", int(mq / lot))
+        set_(self, "min_ticks", int(_EXACT.divide(lo, tick)))
+        set_(self, "max_ticks", int(_EXACT.divide(hi, tick)))
+        set_(self, "max_lots", int(_EXACT.divide(mq, lot)))
+        if self.max_ticks > _MAX_INT or self.max_lots > _MAX_INT:
+            raise ValueError(f"{self.symbol}: max_price/tick and max_qty/lot must fit in 63 bits")
 
     def price_to_ticks(self, text: str) -> int:
         """Convert a decimal price string to ticks, refusing off-tick or out-of-band prices."""
@@ -90,7 +101,7 @@ class Instrument:
                 f"price must be within [{self.min_price}, {self.max_price}] for {self.symbol}, was {text}",
                 "price",
             )
-        ticks, rest = divmod(value, self.tick_d)
+        ticks, rest = _EXACT.divmod(value, self.tick_d)
         if rest:
             raise ProtocolError(
                 Reason.PRICE_OFF_TICK,
@@ -117,7 +128,7 @@ class Instrument:
                 f"qty must be at most {self.max_qty} for {self.symbol}, was {text}",
                 "qty",
             )
-        lots, rest = divmod(value, self.lot_d)
+        lots, rest = _EXACT.divmod(value, self.lot_d)
         if rest:
             raise ProtocolError(
                 Reason.QTY_OFF_LOT,
@@ -135,12 +146,11 @@ class Instrument:
 
     def ticks_to_price(self, ticks: int) -> str:
         """Format ticks as the canonical decimal string (no exponent, no trailing zeros)."""
-        return _fmt(ticks * self.tick_d)
+        return _fmt(_EXACT.multiply(ticks, self.tick_d))
 
     def lots_to_qty(self, lots: int) -> str:
-        return _fmt(lots * self.lot_d)
+        return _fmt(_EXACT.multiply(lots, self.lot_d))
 
 
 def _fmt(value: Decimal) -> str:
-    text = format(value.normalize(), "f")
-    return text
+    return format(_EXACT.normalize(value), "f")
