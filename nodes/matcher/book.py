@@ -296,7 +296,7 @@ class Book:
         q = t.leaves
         t.cancelled += q
         t.leaves = 0
-        reason = EXP_MARKET if ord_type == MARKET else (EXP_FOK if tif == FOK else EXP_IOC)
+        reason = EXP_FOK if tif == FOK else (EXP_MARKET if ord_type == MARKET else EXP_IOC)
         ev = Expired(seq, ts, t.order_id, t.account, t.cl_ord_id, self.symbol, t.side, t.price,
                      q, reason)
         self.events.append(ev)

@@ -188,7 +188,7 @@ class Model:
             trial.events = []
             t = trial.orders[o.order_id]
             if not trial._match(t, limit) or t.leaves > 0:
-                return self.events.append(expired(o, o.leaves, EXP_MARKET if cmd.ord_type == MARKET else EXP_FOK))
+                return self.events.append(expired(o, o.leaves, EXP_FOK))
 
         if not self._match(o, limit):
             return  # self-trade prevention cancelled the rest
