@@ -55,7 +55,7 @@ UNKNOWN_ID = 999_999
 # ------------------------------------------------------------ strategies
 # Abstract commands: plain dicts, made concrete by Driver.build.
 
-# Weights by repetition in sampled_from (one_of would merge repeated strategies);
+# Weights by repetition in sampled_from (one_of does not weight by repetition);
 # each shrinks towards its first, most ordinary, choice.
 dup_pick = st.tuples(st.sampled_from([False] * 7 + [True]), st.integers(0, 1000)).map(
     lambda t: t[1] if t[0] else None)  # an int: reuse an earlier cl_ord_id
@@ -103,7 +103,7 @@ replaces = st.fixed_dictionaries({
 
 _by_kind = {"new": new_orders, "cancel": cancels, "replace": replaces}
 commands = st.sampled_from(["new"] * 5 + ["cancel", "replace"]).flatmap(_by_kind.__getitem__)
-# Lists of lists: about 35 commands on average (a flat list averages 6), and
+# Lists of lists: about 25 commands on average (a flat list averages 6), and
 # still shrinks to a handful.
 streams = st.lists(st.lists(commands, min_size=1, max_size=10), min_size=1, max_size=10).map(
     lambda chunks: [a for chunk in chunks for a in chunk])
@@ -314,7 +314,9 @@ class Driver:
             if a["kind"] == "cancel":
                 cmd = CancelCmd(ts, "gw2", account.encode(), account, clid, symbol, **by)
             else:
-                price = a["price"] if a["price"] is not None else (o.price if o and o.price else 100)
+                price = a["price"]
+                if price is None:  # keep the order's price
+                    price = o.price if o and o.price else 100
                 mode, q = a["qty"]
                 qty = q if mode == "abs" or o is None else max(0, o.qty + q)
                 cmd = ReplaceCmd(ts, "gw2", account.encode(), account, clid, symbol, price, qty,

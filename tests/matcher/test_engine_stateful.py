@@ -63,7 +63,7 @@ class EngineMachine(RuleBasedStateMachine):
 
 
 EngineMachine.TestCase.settings = settings(
-    max_examples=int(os.environ.get("ZEX_STATEFUL_EXAMPLES", "60")),
+    max_examples=int(os.environ.get("ZEX_STATEFUL_EXAMPLES", "150")),
     stateful_step_count=60,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
