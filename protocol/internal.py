@@ -10,7 +10,7 @@ Command frame (gateway DEALER -> matcher ROUTER):
     frame 0: one encoded command (NewOrderCmd | CancelCmd | ReplaceCmd)
 Report frames (matcher ROUTER -> gateway DEALER):
     frame 0: gateway routing id (the gateway's configured name)
-    frame 1: one encoded ReportBatch: [[client, event], ...]
+    frame 1: one encoded ReportBatch: [[client, role, event], ...]  (roles: matcher/book.py)
 Event stream (matcher PUB -> subscribers):
     frame 0: b"ev"  (topic)
     frame 1: one encoded EventBatch: first_seq, last_seq, [event, ...]

@@ -180,15 +180,9 @@ class MatcherNode:
                 write_snapshot(journal.dir, engine.seq, journal.chain, engine.state_bytes())
                 next_snapshot = (engine.seq // snapshot_every + 1) * snapshot_every
             self._send_reports(router, reports)
-            if events:
-                try:
-                    pub.send_multipart([b"ev", encoder.encode(EventBatch(first_seq, engine.seq, events))],
-                                       NOBLOCK)
-                except zmq.Again:  # pragma: no cover - PUB drops rather than block
-                    pass
-            else:
-                # Commands with no events (resends) still advance seq: tell subscribers.
-                pub.send_multipart([b"ev", encoder.encode(EventBatch(first_seq, engine.seq, []))], NOBLOCK)
+            # One batch per turn, empty too: a resend takes a seq but makes no event,
+            # and subscribers must see every seq accounted for. PUB never blocks.
+            pub.send_multipart([b"ev", encoder.encode(EventBatch(first_seq, engine.seq, events))], NOBLOCK)
             events.clear()
             reports.clear()
 
