@@ -10,12 +10,32 @@ command line. ``zex run`` with no file starts a working exchange on one host.
     data_dir = "data/matcher"
     fsync = "batch"                      # always | batch | off (see journal.py)
 
+    [gateway]
+    name = "gw1"                         # unique per gateway; the matcher routes reports by it
+    bind = "tcp://127.0.0.1:7100"        # clients connect their DEALER here
+    workers = 2
+
     [[instruments]]
     symbol = "XYZ"
     tick = "0.01"
     lot = "1"
+    reference_price = "100"              # centre of the price collar until the first trade
+
+    [[accounts]]
+    id = "alice"
+    credential = "alice"
+    cancel_on_disconnect = true
+    max_order_qty = "1000"               # per order, in the symbol's units
+    max_notional = "1000000"             # cash per order
+    collar_pct = "10"                    # limit price within 10 % of the reference
+    rate = 500                           # messages/s per session, burst below
+    burst = 1000
+    max_open_orders = 200                # 0: no limit
+    max_position = "5000"                # per symbol, long or short; or a table {XYZ = "100"}
+    credit = "1000000"                   # cash the account may owe, open buys included
 
 Ports: the 71xx range, clear of locust's 5557/5558 and Prometheus' 9090.
+A decimal limit given as "" means no limit.
 """
 
 from __future__ import annotations
@@ -23,17 +43,93 @@ from __future__ import annotations
 import dataclasses
 import os
 import tomllib
+from decimal import Decimal
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from zex.protocol.numbers import Instrument
+from zex.protocol.numbers import Cash, Instrument
 
 DEFAULT_INSTRUMENTS = (
-    Instrument("XYZ", tick="0.01", lot="1", min_price="0.01", max_price="10000", max_qty="100000"),
-    Instrument("ABC", tick="0.05", lot="1", min_price="0.05", max_price="10000", max_qty="100000"),
-    Instrument("BTC-USD", tick="0.5", lot="0.001", min_price="1", max_price="1000000", max_qty="100"),
+    Instrument("XYZ", tick="0.01", lot="1", min_price="0.01", max_price="10000", max_qty="100000",
+               reference_price="1"),
+    Instrument("ABC", tick="0.05", lot="1", min_price="0.05", max_price="10000", max_qty="100000",
+               reference_price="5"),
+    Instrument("BTC-USD", tick="0.5", lot="0.001", min_price="1", max_price="1000000", max_qty="100",
+               reference_price="50"),
 )
+
+
+@dataclass
+class AccountConfig:
+    """One account: its credential, session options and risk limits."""
+
+    id: str
+    credential: str = ""
+    operator: bool = False  # may send kill_switch
+    cancel_on_disconnect: bool = False
+    # stateless, checked by the gateway workers
+    max_order_qty: str = ""
+    max_notional: str = ""
+    collar_pct: str = ""
+    rate: float = 0.0  # messages/s per session; 0: no limit
+    burst: int = 0  # token bucket depth; 0: one second's worth
+    # stateful, checked by the matcher
+    max_open_orders: int = 0
+    max_position: str | dict[str, str] = ""
+    credit: str = ""
+
+    def matcher_limits(self, instruments, cash: Cash) -> tuple[int | None, int | None, dict[str, int]]:
+        """The stateful limits in engine units: (max_open_orders, credit, {symbol: lots})."""
+        max_open = self.max_open_orders or None
+        try:
+            credit = cash.parse(self.credit, f"accounts.{self.id}.credit") if self.credit else None
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+        spec = self.max_position
+        max_pos: dict[str, int] = {}
+        for inst in instruments:
+            text = spec.get(inst.symbol, "") if isinstance(spec, dict) else spec
+            if text:
+                max_pos[inst.symbol] = _lots(inst, text, f"accounts.{self.id}.max_position")
+        return max_open, credit, dict(sorted(max_pos.items()))
+
+
+def _lots(inst: Instrument, text: str, what: str) -> int:
+    """A position-sized quantity in lots (above the per-order max_qty is fine)."""
+    try:
+        value = Decimal(text)
+        lots, rest = divmod(value, inst.lot_d)
+        if value <= 0 or rest:
+            raise ValueError
+    except (ArithmeticError, ValueError):
+        raise ConfigError(f"{what}: must be a positive multiple of lot {inst.lot} for {inst.symbol}, "
+                          f"was {text!r}") from None
+    return int(lots)
+
+
+# Demo accounts for `zex run`: the credential is the account id. Change them
+# (a config file with [[accounts]] replaces this list) before real use.
+DEFAULT_ACCOUNTS = (
+    AccountConfig("maker", "maker"),
+    AccountConfig("taker", "taker", max_order_qty="1000", collar_pct="20", rate=1000),
+    AccountConfig("alice", "alice", cancel_on_disconnect=True, max_order_qty="1000", max_notional="1000000",
+                  collar_pct="20", rate=500, max_open_orders=500, max_position="10000", credit="1000000"),
+    AccountConfig("bob", "bob", cancel_on_disconnect=True, max_order_qty="1000", max_notional="1000000",
+                  collar_pct="20", rate=500, max_open_orders=500, max_position="10000", credit="1000000"),
+    AccountConfig("ops", "ops", operator=True),
+)
+
+
+@dataclass
+class GatewayConfig:
+    name: str = "gw1"  # the matcher routes reports by it: unique per gateway
+    bind: str = "tcp://127.0.0.1:7100"
+    matcher: str = ""  # the matcher's command endpoint to connect to; "" = matcher.bind
+    events: str = ""  # the matcher's event stream (for last trade prices); "" = matcher.events_bind
+    workers: int = 2  # decode/validate threads; see bench/README.md for the measured choice
+    heartbeat_liveness: int = 3  # intervals of silence before a session is dropped
+    router_hwm: int = 100_000
 
 
 @dataclass
@@ -54,7 +150,15 @@ class MatcherConfig:
 @dataclass
 class Config:
     matcher: MatcherConfig = field(default_factory=MatcherConfig)
+    gateway: GatewayConfig = field(default_factory=GatewayConfig)
     instruments: tuple[Instrument, ...] = DEFAULT_INSTRUMENTS
+    accounts: tuple[AccountConfig, ...] = DEFAULT_ACCOUNTS
+
+    def account(self, account_id: str) -> AccountConfig | None:
+        for a in self.accounts:
+            if a.id == account_id:
+                return a
+        return None
 
     def instrument(self, symbol: str) -> Instrument | None:
         for inst in self.instruments:
@@ -74,7 +178,14 @@ def _apply(section: Any, values: dict[str, Any], where: str) -> None:
         if f is None:
             raise ConfigError(f"{where}.{key}: unknown key; known keys are {', '.join(sorted(known))}")
         current = getattr(section, key)
-        if isinstance(current, bool) or not isinstance(current, (int, float, str)):
+        if isinstance(current, bool):
+            if isinstance(value, str) and value.lower() in ("1", "true", "yes", "0", "false", "no"):
+                value = value.lower() in ("1", "true", "yes")
+            if not isinstance(value, bool):
+                raise ConfigError(f"{where}.{key}: expected true or false, was {value!r}")
+            setattr(section, key, value)
+            continue
+        if not isinstance(current, (int, float, str)) or isinstance(value, dict):
             setattr(section, key, value)
             continue
         try:
@@ -102,12 +213,58 @@ def load(path: str | Path | None = None, env: dict[str, str] | None = None) -> C
                 cfg.instruments = tuple(Instrument(**spec) for spec in value)
             except (TypeError, ValueError) as exc:
                 raise ConfigError(f"{path}: instruments: {exc}") from None
-        elif key == "matcher":
-            _apply(cfg.matcher, value, "matcher")
+        elif key == "accounts":
+            cfg.accounts = tuple(_account(spec, path) for spec in value)
+        elif key in ("matcher", "gateway"):
+            _apply(getattr(cfg, key), value, key)
         else:
-            raise ConfigError(f"{path}: unknown section [{key}]; known: matcher, instruments")
+            raise ConfigError(f"{path}: unknown section [{key}]; known: matcher, gateway, instruments, accounts")
     env = os.environ if env is None else env
     for name, value in env.items():
-        if name.startswith("ZEX_MATCHER_"):
-            _apply(cfg.matcher, {name[len("ZEX_MATCHER_"):].lower(): value}, "ZEX_MATCHER")
+        for section in ("matcher", "gateway"):
+            prefix = f"ZEX_{section.upper()}_"
+            if name.startswith(prefix):
+                _apply(getattr(cfg, section), {name[len(prefix):].lower(): value}, prefix[:-1])
+    validate(cfg)
     return cfg
+
+
+def _account(spec: dict[str, Any], path: Any) -> AccountConfig:
+    if not isinstance(spec, dict) or "id" not in spec:
+        raise ConfigError(f"{path}: every [[accounts]] entry needs an id")
+    acct = AccountConfig(str(spec["id"]))
+    _apply(acct, {k: v for k, v in spec.items() if k != "id"}, f"accounts.{acct.id}")
+    return acct
+
+
+def validate(cfg: Config) -> None:
+    """Refuse a config that would fail later: name the key and the fix."""
+    symbols = [i.symbol for i in cfg.instruments]
+    if len(set(symbols)) != len(symbols):
+        raise ConfigError(f"instruments: a symbol is listed twice: {symbols}")
+    ids = [a.id for a in cfg.accounts]
+    if len(set(ids)) != len(ids):
+        raise ConfigError(f"accounts: an id is listed twice: {ids}")
+    cash = Cash(cfg.instruments)
+    for a in cfg.accounts:
+        where = f"accounts.{a.id}"
+        a.matcher_limits(cfg.instruments, cash)  # raises ConfigError naming the key
+        if a.max_notional:
+            try:
+                cash.parse(a.max_notional, f"{where}.max_notional")
+            except ValueError as exc:
+                raise ConfigError(str(exc)) from None
+        for key in ("max_order_qty", "collar_pct"):
+            text = getattr(a, key)
+            if text:
+                try:
+                    if Decimal(text) <= 0:
+                        raise ValueError
+                except (ArithmeticError, ValueError):
+                    raise ConfigError(f"{where}.{key}: must be a positive decimal string, was {text!r}") from None
+        if isinstance(a.max_position, dict):
+            unknown = set(a.max_position) - set(symbols)
+            if unknown:
+                raise ConfigError(f"{where}.max_position: unknown symbol(s) {sorted(unknown)}; listed: {symbols}")
+    if cfg.gateway.workers < 1:
+        raise ConfigError(f"gateway.workers: must be at least 1, was {cfg.gateway.workers}")

@@ -31,7 +31,7 @@ from zex.protocol.internal import (
 from .config import Config
 
 GATEWAY_NAME = "demo"
-_reports = msgspec.msgpack.Decoder(list[tuple[bytes, int, msgspec.Raw]])
+_reports = msgspec.msgpack.Decoder(list[tuple[bytes, str, int, int, msgspec.Raw]])
 
 
 class DemoMarket:
@@ -94,7 +94,7 @@ class DemoMarket:
                 deadline = time.monotonic() + self.period
                 while (left := deadline - time.monotonic()) > 0 and not self._stop.is_set():
                     if dealer.poll(int(left * 1000) + 1):
-                        for client, role, raw in _reports.decode(dealer.recv()):
+                        for client, _account, role, _rseq, raw in _reports.decode(dealer.recv()):
                             ev = msgspec.msgpack.decode(raw)
                             if client == b"mm" and ev[0] == 10:  # Accepted: remember our quote ids
                                 quotes[ev[6]].append(ev[3])

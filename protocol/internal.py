@@ -7,10 +7,13 @@ lots. The gateway proved every value already; the matcher decodes with the
 same types, so a value of the wrong type still cannot reach a book.
 
 Command frame (gateway DEALER -> matcher ROUTER):
-    frame 0: one encoded command (NewOrderCmd | CancelCmd | ReplaceCmd)
+    frame 0: one encoded Command (journaled) or QueryCmd (answered, not journaled)
 Report frames (matcher ROUTER -> gateway DEALER):
     frame 0: gateway routing id (the gateway's configured name)
-    frame 1: one encoded ReportBatch: [[client, role, event], ...]  (roles: matcher/book.py)
+    frame 1: one encoded list of report items, each
+             [client (bin), account (str), role (int), rseq (int), payload]
+             where payload is an Event or an Answer (roles: matcher/book.py;
+             rseq is the account's report sequence, 0 when not in it)
 Event stream (matcher PUB -> subscribers):
     frame 0: b"ev"  (topic)
     frame 1: one encoded EventBatch: first_seq, last_seq, [event, ...]
@@ -29,7 +32,7 @@ GTC, IOC, FOK = 1, 2, 3
 STP_NONE, STP_CANCEL_NEWEST, STP_CANCEL_OLDEST, STP_CANCEL_BOTH = 0, 1, 2, 3
 
 # Cancelled.reason / Expired.reason
-CXL_USER, CXL_STP = 1, 2
+CXL_USER, CXL_STP, CXL_KILL, CXL_DISCONNECT = 1, 2, 3, 4
 EXP_IOC, EXP_FOK, EXP_MARKET = 1, 2, 3
 
 SIDE_NAMES = {BUY: "buy", SELL: "sell"}
@@ -41,7 +44,20 @@ STP_NAMES = {
     STP_CANCEL_OLDEST: "cancel_oldest",
     STP_CANCEL_BOTH: "cancel_both",
 }
-CXL_NAMES = {CXL_USER: "user", CXL_STP: "stp"}
+CXL_NAMES = {CXL_USER: "user", CXL_STP: "stp", CXL_KILL: "kill", CXL_DISCONNECT: "disconnect"}
+
+# Report roles (ReportItem.role): why a session gets a payload. DIRECT answers
+# the request's sender; TAKER/MAKER say which side of a Trade the account was;
+# OWNER is an unsolicited report about the account's order or account;
+# RESENT repeats a first answer (rseq 0).
+DIRECT_ROLE, TAKER_ROLE, MAKER_ROLE, OWNER_ROLE, RESENT_ROLE = 0, 1, 2, 3, 4
+
+# Kill switch modes (KillSwitchCmd.mode, account state)
+KILL_OFF, KILL_BLOCK, KILL_REDUCE_ONLY = 0, 1, 2
+KILL_NAMES = {KILL_OFF: "off", KILL_BLOCK: "block", KILL_REDUCE_ONLY: "reduce_only"}
+
+# QueryCmd.what
+Q_ORDERS, Q_POSITIONS, Q_REPORTS = 1, 2, 3
 EXP_NAMES = {EXP_IOC: "ioc", EXP_FOK: "fok", EXP_MARKET: "market"}
 
 
@@ -95,7 +111,59 @@ class ReplaceCmd(_Internal, tag=3):
     orig_cl_ord_id: str = ""
 
 
-Command = NewOrderCmd | CancelCmd | ReplaceCmd
+class MassCancelCmd(_Internal, tag=4):
+    """Cancel every open order of ``account`` (cancel-on-disconnect); no answer is kept."""
+
+    ts: int
+    gw: str
+    client: bytes
+    account: str
+    reason: int  # CXL_DISCONNECT
+
+
+class KillSwitchCmd(_Internal, tag=5):
+    """An operator (``account``) sets ``target``'s kill switch to ``mode``."""
+
+    ts: int
+    gw: str
+    client: bytes
+    account: str
+    cl_ord_id: str
+    target: str
+    mode: Literal[0, 1, 2]
+
+
+class LimitsCmd(_Internal, tag=6):
+    """Set an account's stateful risk limits; None is no limit.
+
+    The matcher journals one itself at start for each account whose limits
+    in config differ from its state, so a replay applies the limits that
+    were in force when each order arrived.
+    """
+
+    ts: int
+    account: str
+    max_open_orders: int | None = None
+    credit: int | None = None  # cash units the account may owe, open buys included
+    max_position: dict[str, int] = {}  # symbol -> lots, long or short; absent: no limit
+    gw: str = ""
+    client: bytes = b""
+
+
+class QueryCmd(_Internal, tag=7):
+    """Read-only: answered from the matcher's state, never journaled or sequenced."""
+
+    gw: str
+    client: bytes
+    account: str
+    what: Literal[1, 2, 3]  # Q_ORDERS, Q_POSITIONS, Q_REPORTS
+    req_id: str = ""
+    symbol: str = ""
+    from_rseq: int = 0
+    limit: int = 1000
+
+
+Command = NewOrderCmd | CancelCmd | ReplaceCmd | MassCancelCmd | KillSwitchCmd | LimitsCmd
 
 # ------------------------------------------------------------------ events
 # Every event carries the sequence number of the command that caused it; one
@@ -186,6 +254,22 @@ class Replaced(_Internal, tag=15):
     kept_priority: bool
 
 
+class KillSwitchSet(_Internal, tag=17):
+    seq: int
+    ts: int
+    account: str  # the operator who set it
+    cl_ord_id: str
+    target: str
+    mode: int
+    cancelled: int  # open orders it cancelled
+
+
+class LimitsSet(_Internal, tag=18):
+    seq: int
+    ts: int
+    account: str
+
+
 class Digest(_Internal, tag=16):
     """The engine's whole state hashed after command ``seq`` (see engine.digest)."""
 
@@ -193,7 +277,55 @@ class Digest(_Internal, tag=16):
     digest: bytes
 
 
-Event = Accepted | Rejected | Trade | Cancelled | Expired | Replaced | Digest
+Event = Accepted | Rejected | Trade | Cancelled | Expired | Replaced | Digest | KillSwitchSet | LimitsSet
+
+# ----------------------------------------------------------------- answers
+# Answers to a QueryCmd: read from the matcher's state after command ``seq``.
+
+
+class OpenOrder(Struct, array_like=True, frozen=True):
+    order_id: int
+    cl_ord_id: str
+    symbol: str
+    side: int
+    price: int
+    qty: int
+    leaves: int
+    filled: int
+
+
+class OrdersAnswer(_Internal, tag=20):
+    seq: int
+    req_id: str
+    orders: list[OpenOrder]
+
+
+class Position(Struct, array_like=True, frozen=True):
+    symbol: str
+    lots: int  # net, negative is short
+    bought: int
+    sold: int
+
+
+class PositionsAnswer(_Internal, tag=21):
+    seq: int
+    req_id: str
+    cash: int  # cash units (see numbers.cash_units)
+    positions: list[Position]
+    open_orders: int
+    kill: int
+
+
+class ReportsAnswer(_Internal, tag=22):
+    """Reports from_rseq..to_rseq of the account, each [rseq, role, event]."""
+
+    from_rseq: int
+    to_rseq: int
+    last_rseq: int
+    reports: list[tuple[int, int, Event]]
+
+
+Answer = OrdersAnswer | PositionsAnswer | ReportsAnswer
 
 
 class EventBatch(Struct, array_like=True, frozen=True):
@@ -203,6 +335,19 @@ class EventBatch(Struct, array_like=True, frozen=True):
 
 
 encoder = msgspec.msgpack.Encoder()
-command_decoder = msgspec.msgpack.Decoder(Command)
+command_decoder = msgspec.msgpack.Decoder(Command | QueryCmd)
 event_decoder = msgspec.msgpack.Decoder(Event)
 batch_decoder = msgspec.msgpack.Decoder(EventBatch)
+
+
+class ReportItem(Struct, array_like=True, frozen=True):
+    """One report to a gateway: deliver ``payload`` to ``client`` of ``account``."""
+
+    client: bytes
+    account: str
+    role: int
+    rseq: int
+    payload: Event | Answer
+
+
+report_decoder = msgspec.msgpack.Decoder(list[ReportItem])

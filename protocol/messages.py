@@ -7,9 +7,18 @@ ever touches them; the gateway turns them into integer ticks and lots using
 the instrument's tick and lot size. SPEC.md is the normative text; each class
 here is one message of it, field for field.
 
-Requests (client -> gateway): Logon, Heartbeat, NewOrder, Cancel, Replace.
-Reports (gateway -> client): LogonAck, Heartbeat, Ack, Reject, Fill,
-Cancelled, Expired, Replaced.
+Requests (client -> gateway): Logon, Logout, Heartbeat, NewOrder, Cancel,
+Replace, Recover, Query, KillSwitch (operator accounts only).
+Reports (gateway -> client): LogonAck, LoggedOut, Heartbeat, Ack, Reject,
+Fill, Cancelled, Expired, Replaced, KillSwitchSet (the execution reports),
+and the answers Recovered, Orders, Positions.
+
+Execution reports carry ``rseq``: the account's own report sequence number,
+1, 2, 3, ... with no gaps across all the account's sessions and gateways for
+the trading day. A client that tracks the last ``rseq`` it applied can ask
+for exactly what it missed (``Recover``). ``rseq`` is 0 on a report that is
+not in the account's sequence: a reject before sequencing, or a ``resent``
+repeat of a first answer.
 """
 
 from __future__ import annotations
@@ -27,6 +36,8 @@ Side = Literal["buy", "sell"]
 OrdType = Literal["limit", "market"]
 Tif = Literal["gtc", "ioc", "fok"]
 Stp = Literal["cancel_newest", "cancel_oldest", "cancel_both", "none"]
+KillMode = Literal["block", "reduce_only", "off"]
+ReqId = Annotated[str, Meta(max_length=36)]
 UInt = Annotated[int, Meta(ge=0, le=2**63 - 1)]
 
 
@@ -47,8 +58,17 @@ class Logon(Message, tag="logon"):
     heartbeat_ms: Annotated[int, Meta(ge=100, le=60_000)] = 1_000
 
 
+class Logout(Message, tag="logout"):
+    """Close the session. The gateway answers ``logged_out``; cancel-on-disconnect applies."""
+
+
 class Heartbeat(Message, tag="heartbeat"):
-    """Liveness, both ways. ``next_seq`` is the sender's next report sequence (0 if none)."""
+    """Liveness, both ways.
+
+    From the gateway, ``next_seq`` is the ``rseq`` the account's next
+    execution report will have, so a quiet client can tell silence from loss.
+    From a client it is the next ``rseq`` the client expects (informational).
+    """
 
     next_seq: UInt = 0
 
@@ -78,7 +98,7 @@ class Cancel(Message, tag="cancel"):
     cl_ord_id: ClOrdId
     symbol: Symbol
     order_id: UInt = 0
-    orig_cl_ord_id: str = ""
+    orig_cl_ord_id: Annotated[str, Meta(max_length=36)] = ""
 
 
 class Replace(Message, tag="replace"):
@@ -93,16 +113,65 @@ class Replace(Message, tag="replace"):
     qty: DecimalStr
     price: DecimalStr
     order_id: UInt = 0
-    orig_cl_ord_id: str = ""
+    orig_cl_ord_id: Annotated[str, Meta(max_length=36)] = ""
+
+
+class Recover(Message, tag="recover"):
+    """Ask for this account's execution reports with ``rseq`` >= ``from_rseq``.
+
+    The gateway sends them (each the same report as first sent, same
+    ``rseq``), at most ``limit`` of them, then ``recovered``. If
+    ``recovered.to_rseq`` < ``recovered.last_rseq``, ask again from
+    ``to_rseq + 1``.
+    """
+
+    from_rseq: Annotated[int, Meta(ge=1, le=2**63 - 1)]
+    limit: Annotated[int, Meta(ge=1, le=10_000)] = 1_000
+
+
+class Query(Message, tag="query"):
+    """Ask for the account's open ``orders`` or its ``positions`` and cash.
+
+    ``symbol`` narrows ``orders`` to one instrument ("" for all). The answer
+    (``orders`` or ``positions``) echoes ``req_id``.
+    """
+
+    req_id: ReqId
+    what: Literal["orders", "positions"]
+    symbol: Annotated[str, Meta(max_length=16)] = ""
+
+
+class KillSwitch(Message, tag="kill_switch"):
+    """Operator only: set an account's kill switch.
+
+    ``block`` cancels all the account's open orders and refuses new ones;
+    ``reduce_only`` cancels them and admits only orders that reduce a
+    position; ``off`` lifts the switch. Answered by ``kill_switch_set``.
+    Idempotent by ``cl_ord_id`` like any other request.
+    """
+
+    cl_ord_id: ClOrdId
+    account: Annotated[str, Meta(min_length=1, max_length=32)]
+    mode: KillMode
 
 
 # ----------------------------------------------------------------- reports
 
 
 class LogonAck(Message, tag="logon_ack"):
+    """The session is open. ``next_rseq`` is the ``rseq`` of the account's next report."""
+
     account: str
     session_id: str
     heartbeat_ms: int
+    next_rseq: int = 1
+
+
+class LoggedOut(Message, tag="logged_out"):
+    """The gateway closed the session: on ``logout``, a missed heartbeat, or a new logon elsewhere."""
+
+    reason: Literal["logout", "heartbeat", "replaced"]
+    text: str = ""
 
 
 class Ack(Message, tag="ack"):
@@ -118,6 +187,7 @@ class Ack(Message, tag="ack"):
     qty: str
     seq: int
     ts: int
+    rseq: int = 0
     resent: bool = False
 
 
@@ -130,6 +200,7 @@ class Reject(Message, tag="reject"):
     reason_name: str
     text: str
     seq: int = 0
+    rseq: int = 0
     resent: bool = False
 
 
@@ -147,19 +218,27 @@ class Fill(Message, tag="fill"):
     liquidity: Literal["maker", "taker"]
     seq: int
     ts: int
+    rseq: int = 0
 
 
 class Cancelled(Message, tag="cancelled"):
-    """The rest of an order is cancelled: by the owner (``user``) or by self-trade prevention (``stp``)."""
+    """The rest of an order is cancelled.
+
+    ``reason``: by the owner (``user``), by self-trade prevention (``stp``),
+    by the account's kill switch (``kill``), or because the account's last
+    session ended with cancel-on-disconnect on (``disconnect``).
+    """
 
     order_id: int
     cl_ord_id: str
     symbol: str
     side: Side
     qty: str
-    reason: Literal["user", "stp"]
+    reason: Literal["user", "stp", "kill", "disconnect"]
     seq: int
     ts: int
+    rseq: int = 0
+    resent: bool = False
 
 
 class Expired(Message, tag="expired"):
@@ -173,6 +252,7 @@ class Expired(Message, tag="expired"):
     reason: Literal["ioc", "fok", "market"]
     seq: int
     ts: int
+    rseq: int = 0
 
 
 class Replaced(Message, tag="replaced"):
@@ -186,10 +266,88 @@ class Replaced(Message, tag="replaced"):
     kept_priority: bool
     seq: int
     ts: int
+    rseq: int = 0
+    resent: bool = False
 
 
-REQUESTS = (Logon, Heartbeat, NewOrder, Cancel, Replace)
-REPORTS = (LogonAck, Heartbeat, Ack, Reject, Fill, Cancelled, Expired, Replaced)
-ALL = (Logon, Heartbeat, NewOrder, Cancel, Replace, LogonAck, Ack, Reject, Fill, Cancelled, Expired, Replaced)
-Request = Logon | Heartbeat | NewOrder | Cancel | Replace
-Report = LogonAck | Heartbeat | Ack | Reject | Fill | Cancelled | Expired | Replaced
+class KillSwitchSet(Message, tag="kill_switch_set"):
+    """An account's kill switch changed; ``cancelled`` open orders were cancelled by it.
+
+    Sent to the operator who set it (as the answer to ``kill_switch``) and to
+    the account's sessions (in their report sequence).
+    """
+
+    cl_ord_id: str
+    account: str
+    mode: KillMode
+    cancelled: int
+    seq: int
+    ts: int
+    rseq: int = 0
+    resent: bool = False
+
+
+class Recovered(Message, tag="recovered"):
+    """End of an answer to ``recover``: reports ``from_rseq``..``to_rseq`` were sent.
+
+    ``to_rseq`` is ``from_rseq - 1`` when there was nothing to send;
+    ``last_rseq`` is the account's latest ``rseq`` at that moment.
+    """
+
+    from_rseq: int
+    to_rseq: int
+    last_rseq: int
+
+
+class OrderInfo(Struct, kw_only=True, frozen=True):
+    """One open order, as ``orders`` lists it."""
+
+    order_id: int
+    cl_ord_id: str
+    symbol: str
+    side: Side
+    price: str
+    qty: str
+    leaves: str
+    filled: str
+
+
+class Orders(Message, tag="orders"):
+    """The account's open orders, best price first per symbol and side, earliest first."""
+
+    req_id: str
+    orders: list[OrderInfo]
+    seq: int
+
+
+class PositionInfo(Struct, kw_only=True, frozen=True):
+    """The account's net position in one symbol; negative is short."""
+
+    symbol: str
+    qty: str
+    bought: str
+    sold: str
+
+
+class Positions(Message, tag="positions"):
+    """The account's positions, cash and open-order count after command ``seq``.
+
+    ``cash`` is in the quote currency of all instruments (T+0: every trade
+    settles at once): it starts at 0 and goes down when the account buys.
+    """
+
+    req_id: str
+    cash: str
+    positions: list[PositionInfo]
+    open_orders: int
+    kill_switch: KillMode
+    seq: int
+
+
+REQUESTS = (Logon, Logout, Heartbeat, NewOrder, Cancel, Replace, Recover, Query, KillSwitch)
+REPORTS = (LogonAck, LoggedOut, Heartbeat, Ack, Reject, Fill, Cancelled, Expired, Replaced,
+           KillSwitchSet, Recovered, Orders, Positions)
+ALL = tuple(dict.fromkeys(REQUESTS + REPORTS))
+Request = Logon | Logout | Heartbeat | NewOrder | Cancel | Replace | Recover | Query | KillSwitch
+Report = (LogonAck | LoggedOut | Heartbeat | Ack | Reject | Fill | Cancelled | Expired | Replaced
+          | KillSwitchSet | Recovered | Orders | Positions)

@@ -3,7 +3,7 @@
 A price on the wire is a decimal string; inside zex it is an int number of
 ticks. The conversion is exact (no float) and refuses what does not fit:
 
-    >>> inst = Instrument("XYZ", tick="0.05", lot="1")
+    >>> inst = Instrument("XYZ", tick="0.05", lot="1", min_price="0.05")
     >>> inst.price_to_ticks("101.25")
     2025
     >>> inst.price_to_ticks("101.27")
@@ -45,7 +45,9 @@ class Instrument:
     """One listed instrument: its increments and limits.
 
     ``min_price`` and ``max_price`` (decimal strings) bound a limit price;
-    ``max_qty`` (decimal string) bounds one order's quantity.
+    ``max_qty`` (decimal string) bounds one order's quantity;
+    ``reference_price`` ("" for none) centres the price collar until the
+    instrument's first trade.
     """
 
     symbol: str
@@ -54,11 +56,13 @@ class Instrument:
     min_price: str = "0.01"
     max_price: str = "1000000"
     max_qty: str = "1000000"
+    reference_price: str = ""
     tick_d: Decimal = field(init=False, repr=False, compare=False)
     lot_d: Decimal = field(init=False, repr=False, compare=False)
     min_ticks: int = field(init=False, repr=False, compare=False)
     max_ticks: int = field(init=False, repr=False, compare=False)
     max_lots: int = field(init=False, repr=False, compare=False)
+    ref_ticks: int = field(init=False, repr=False, compare=False)  # 0: no reference price
 
     def __post_init__(self) -> None:
         try:
@@ -89,6 +93,13 @@ class Instrument:
         set_(self, "max_lots", int(_EXACT.divide(mq, lot)))
         if self.max_ticks > _MAX_INT or self.max_lots > _MAX_INT:
             raise ValueError(f"{self.symbol}: max_price/tick and max_qty/lot must fit in 63 bits")
+        ref = 0
+        if self.reference_price:
+            try:
+                ref = self.price_to_ticks(self.reference_price)
+            except ProtocolError as exc:
+                raise ValueError(f"{self.symbol}: reference_price: {exc}") from None
+        set_(self, "ref_ticks", ref)
 
     def price_to_ticks(self, text: str) -> int:
         """Convert a decimal price string to ticks, refusing off-tick or out-of-band prices."""
@@ -154,3 +165,36 @@ class Instrument:
 
 def _fmt(value: Decimal) -> str:
     return format(_EXACT.normalize(value), "f")
+
+
+class Cash:
+    """The one cash unit of an exchange, and each instrument's multiplier into it.
+
+    A trade of ``q`` lots at ``p`` ticks moves ``p * q * mult[symbol]`` cash
+    units. The unit is the smallest power of ten that makes every
+    instrument's tick * lot a whole number of units, so cash is an exact int.
+
+        >>> cash = Cash([Instrument("XYZ", tick="0.01"), Instrument("BTC", tick="0.5", lot="0.001", min_price="1")])
+        >>> cash.unit, cash.mult
+        (Decimal('0.0001'), {'XYZ': 100, 'BTC': 5})
+        >>> cash.to_str(-12345)
+        '-1.2345'
+    """
+
+    def __init__(self, instruments) -> None:
+        products = {i.symbol: _EXACT.multiply(i.tick_d, i.lot_d) for i in instruments}
+        places = max((-p.normalize().as_tuple().exponent for p in products.values()), default=0)
+        self.unit = Decimal(1).scaleb(-max(places, 0))
+        self.mult = {s: int(_EXACT.divide(p, self.unit)) for s, p in products.items()}
+
+    def to_str(self, units: int) -> str:
+        return _fmt(_EXACT.multiply(units, self.unit))
+
+    def parse(self, text: str, what: str) -> int:
+        """A non-negative decimal amount of cash in units; ValueError names ``what``."""
+        if not isinstance(text, str) or _DECIMAL.fullmatch(text) is None:
+            raise ValueError(f"{what} must be a decimal string like '1000000', was {text!r}")
+        units, rest = _EXACT.divmod(Decimal(text), self.unit)
+        if rest:
+            raise ValueError(f"{what} must be a multiple of the cash unit {self.unit}, was {text}")
+        return int(units)

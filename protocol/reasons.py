@@ -33,9 +33,16 @@ class Reason(IntEnum):
     NOT_LOGGED_ON = 300
     AUTH_FAILED = 301
     RATE_LIMITED = 302
-    # 4xx: risk limits
+    NOT_AUTHORISED = 303
+    # 4xx: risk limits (the text names the limit and the value)
     RISK_LIMIT = 400
     KILL_SWITCH = 401
+    MAX_ORDER_QTY = 402
+    MAX_NOTIONAL = 403
+    PRICE_COLLAR = 404
+    MAX_OPEN_ORDERS = 405
+    MAX_POSITION = 406
+    CREDIT_LIMIT = 407
     # 5xx: the book and the engine
     UNKNOWN_ORDER = 500
     POST_ONLY_WOULD_CROSS = 501
@@ -66,8 +73,15 @@ _SENTENCES: dict[Reason, str] = {
     Reason.NOT_LOGGED_ON: "log on before sending orders",
     Reason.AUTH_FAILED: "the account or credential is wrong",
     Reason.RATE_LIMITED: "too many messages; slow down",
+    Reason.NOT_AUTHORISED: "the account may not send this request",
     Reason.RISK_LIMIT: "a risk limit would be exceeded",
     Reason.KILL_SWITCH: "the account's kill switch is on",
+    Reason.MAX_ORDER_QTY: "the quantity is above the account's maximum order quantity",
+    Reason.MAX_NOTIONAL: "the order's notional is above the account's maximum",
+    Reason.PRICE_COLLAR: "the price is too far from the reference price (fat finger)",
+    Reason.MAX_OPEN_ORDERS: "the account has its maximum number of open orders",
+    Reason.MAX_POSITION: "the order could take the position beyond the account's maximum",
+    Reason.CREDIT_LIMIT: "the order could take the account's cash beyond its credit",
     Reason.UNKNOWN_ORDER: "no open order of this account has that id",
     Reason.POST_ONLY_WOULD_CROSS: "a post-only order would have traded on arrival",
     Reason.INVALID_REPLACE: "the replace would leave the order at or below its filled quantity",

@@ -7,8 +7,10 @@ order is marked dead and skipped when it reaches the front) plus O(log n)
 when the level empties; a level whose deque holds many dead entries is
 compacted, so memory stays bounded and cancel stays amortised O(1).
 
-The book appends what happens to two lists it is given: ``events`` (every
-event, in order) and ``reports`` ((origin, event, role) for the owners).
+The book appends every event, in order, to the ``events`` list it is given,
+and reports each to its owners through their Account (which gives it the
+account's next report sequence number). It also keeps the accounts' exposure
+(open buy and sell lots, open buy cash) and settles every trade at once (T+0).
 """
 
 from __future__ import annotations
@@ -20,6 +22,11 @@ from sortedcontainers import SortedList
 from zex.protocol.internal import (
     BUY,
     CXL_STP,
+    DIRECT_ROLE,
+    MAKER_ROLE,
+    OWNER_ROLE,
+    RESENT_ROLE,
+    TAKER_ROLE,
     EXP_FOK,
     EXP_IOC,
     EXP_MARKET,
@@ -33,13 +40,13 @@ from zex.protocol.internal import (
     Trade,
 )
 
+from .accounts import Account
+
 NO_BID = 0  # best_bid_px when there are no bids (prices are positive)
 NO_ASK = 1 << 62  # best_ask_px when there are no asks
 
-# Report roles: why an owner gets an event. DIRECT answers the command's
-# sender; TAKER/MAKER say which side of a Trade the owner was; OWNER is an
-# unsolicited report about a resting order; RESENT repeats a first answer.
-DIRECT, TAKER, MAKER, OWNER, RESENT = 0, 1, 2, 3, 4
+# Report roles (defined with the report frame in protocol/internal.py).
+DIRECT, TAKER, MAKER, OWNER, RESENT = DIRECT_ROLE, TAKER_ROLE, MAKER_ROLE, OWNER_ROLE, RESENT_ROLE
 
 Origin = tuple[str, bytes]  # (gateway name, client routing id at that gateway)
 
@@ -48,15 +55,17 @@ class Order:
     """A live or finished order. Invariant: qty == filled + leaves + cancelled."""
 
     __slots__ = (
-        "order_id", "account", "cl_ord_id", "side", "price", "qty",
+        "order_id", "acct", "account", "cl_ord_id", "symbol", "side", "price", "qty",
         "leaves", "filled", "cancelled", "stp", "post_only", "origin", "live",
     )
 
-    def __init__(self, order_id: int, account: str, cl_ord_id: str, side: int, price: int,
-                 qty: int, stp: int, post_only: bool, origin: Origin) -> None:
+    def __init__(self, order_id: int, acct: Account, cl_ord_id: str, symbol: str, side: int,
+                 price: int, qty: int, stp: int, post_only: bool, origin: Origin) -> None:
         self.order_id = order_id
-        self.account = account
+        self.acct = acct
+        self.account = acct.name
         self.cl_ord_id = cl_ord_id
+        self.symbol = symbol
         self.side = side
         self.price = price
         self.qty = qty
@@ -82,8 +91,9 @@ class Level:
 class Book:
     """The book of one symbol. The matcher thread is its only writer."""
 
-    def __init__(self, symbol: str, events: list, reports: list) -> None:
+    def __init__(self, symbol: str, events: list, cash_mult: int = 1) -> None:
         self.symbol = symbol
+        self.cash_mult = cash_mult  # cash units per tick * lot
         self.bids: dict[int, Level] = {}
         self.asks: dict[int, Level] = {}
         self.bid_prices = SortedList()  # best bid is [-1]
@@ -94,7 +104,6 @@ class Book:
         self.best_ask_px = NO_ASK
         self.open_orders: dict[int, Order] = {}  # order_id -> resting Order
         self.events = events
-        self.reports = reports
         self.next_trade_id = 1
 
     # ------------------------------------------------------------ queries
@@ -146,11 +155,22 @@ class Book:
         level.count += 1
         o.live = True
         self.open_orders[o.order_id] = o
+        o.acct.orders[o.order_id] = o
+        self._expose(o, o.leaves)
+
+    def _expose(self, o: Order, lots: int) -> None:
+        """Add ``lots`` (negative: remove) to the exposure of a resting order's account."""
+        if o.side == BUY:
+            o.acct.expose_bid(self.symbol, lots, lots * o.price * self.cash_mult)
+        else:
+            o.acct.expose_ask(self.symbol, lots)
 
     def unrest(self, o: Order) -> None:
         """Take a live order out of its level (lazily: it stays in the deque, dead)."""
         o.live = False
         del self.open_orders[o.order_id]
+        del o.acct.orders[o.order_id]
+        self._expose(o, -o.leaves)
         level = (self.bids if o.side == BUY else self.asks)[o.price]
         level.qty -= o.leaves
         level.count -= 1
@@ -177,6 +197,7 @@ class Book:
     def reduce(self, o: Order, by: int) -> None:
         """Lower a resting order's leaves in place (keeps priority)."""
         o.leaves -= by
+        self._expose(o, -by)
         levels = self.bids if o.side == BUY else self.asks
         levels[o.price].qty -= by
 
@@ -213,9 +234,9 @@ class Book:
             levels, maker_side = self.asks, 2
         else:
             levels, maker_side = self.bids, BUY
-        events, reports, open_orders = self.events, self.reports, self.open_orders
+        events, open_orders = self.events, self.open_orders
         symbol, t_account, stp = self.symbol, taker.account, taker.stp
-        t_price = taker.price
+        t_price, t_acct, mult = taker.price, taker.acct, self.cash_mult
         while True:
             if buy:
                 best = self.best_ask_px
@@ -254,13 +275,24 @@ class Book:
                            taker.cl_ord_id, taker.leaves, m.order_id, m.account, m.cl_ord_id,
                            m.leaves)
                 events.append(ev)
-                reports.append((taker.origin, ev, TAKER))
-                reports.append((m.origin, ev, MAKER))
+                m_acct = m.acct
+                cash = best * q * mult
+                if buy:
+                    t_acct.buy(symbol, q, cash)
+                    m_acct.sell(symbol, q, cash)
+                    m_acct.expose_ask(symbol, -q)
+                else:
+                    t_acct.sell(symbol, q, cash)
+                    m_acct.buy(symbol, q, cash)
+                    m_acct.expose_bid(symbol, -q, -cash)
+                t_acct.report(taker.origin, TAKER, ev)
+                m_acct.report(m.origin, MAKER, ev)
                 if m.leaves == 0:
                     m.live = False
                     orders.popleft()
                     level.count -= 1
                     del open_orders[m.order_id]
+                    del m_acct.orders[m.order_id]
                 if taker.leaves == 0:
                     break
             if level.count == 0:
@@ -277,10 +309,12 @@ class Book:
         level.qty -= q
         level.count -= 1
         del self.open_orders[m.order_id]
+        del m.acct.orders[m.order_id]
+        self._expose(m, -q)
         ev = Cancelled(seq, ts, m.order_id, m.account, m.cl_ord_id, self.symbol, m.side, m.price,
                        q, reason)
         self.events.append(ev)
-        self.reports.append((m.origin, ev, OWNER))
+        m.acct.report(m.origin, OWNER, ev)
 
     def _cancel_taker(self, t: Order, seq: int, ts: int) -> None:
         q = t.leaves
@@ -289,7 +323,7 @@ class Book:
         ev = Cancelled(seq, ts, t.order_id, t.account, t.cl_ord_id, self.symbol, t.side, t.price,
                        q, CXL_STP)
         self.events.append(ev)
-        self.reports.append((t.origin, ev, DIRECT))
+        t.acct.report(t.origin, DIRECT, ev)
 
     def expire(self, t: Order, tif: int, ord_type: int, seq: int, ts: int) -> None:
         """The unfilled rest of an IOC/FOK/market taker leaves the market."""
@@ -300,6 +334,6 @@ class Book:
         ev = Expired(seq, ts, t.order_id, t.account, t.cl_ord_id, self.symbol, t.side, t.price,
                      q, reason)
         self.events.append(ev)
-        self.reports.append((t.origin, ev, DIRECT))
+        t.acct.report(t.origin, DIRECT, ev)
 
 

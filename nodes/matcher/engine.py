@@ -1,4 +1,4 @@
-"""The engine: sequences commands and applies them to the books.
+"""The engine: sequences commands, runs the stateful risk checks, applies them to the books.
 
 Deterministic by construction: it reads no clock (every command carries the
 time it entered zex), iterates only insertion-ordered or sorted containers,
@@ -10,96 +10,91 @@ gives the same bytes for the same history.
     >>> eng.process(NewOrderCmd(1, "gw", b"c", "alice", "a1", "XYZ", BUY, LIMIT, GTC, 100, 5))
     >>> [type(e).__name__ for e in eng.take_events()]
     ['Accepted']
+
+What it hands out after each command: ``events`` (everything, in order, for
+the event stream) and ``reports``: (origin, account, role, rseq, event) for
+the owners, where origin is (gateway, client) and rseq the account's report
+sequence number (0 for a ``RESENT`` repeat, which is not in the sequence).
 """
 
 from __future__ import annotations
 
-import hashlib
-from collections.abc import Iterable
-
-import msgspec
-from msgspec import Struct
+from collections.abc import Iterable, Mapping
 
 from zex.protocol.internal import (
     BUY,
+    CXL_KILL,
     CXL_USER,
     FOK,
     GTC,
+    KILL_BLOCK,
+    KILL_OFF,
+    KILL_REDUCE_ONLY,
     LIMIT,
+    Q_ORDERS,
+    Q_POSITIONS,
     Accepted,
+    Answer,
     CancelCmd,
     Cancelled,
     Command,
     Digest,
     Event,
+    KillSwitchCmd,
+    KillSwitchSet,
+    LimitsCmd,
+    LimitsSet,
+    MassCancelCmd,
     NewOrderCmd,
+    OpenOrder,
+    OrdersAnswer,
+    Position,
+    PositionsAnswer,
+    QueryCmd,
     Rejected,
     Replaced,
     ReplaceCmd,
+    ReportsAnswer,
 )
 from zex.protocol.reasons import Reason
 
+from . import state as state_mod
+from .accounts import Account
 from .book import DIRECT, OWNER, RESENT, Book, Order
 
-# ------------------------------------------------------------------- state
-# The canonical form of the engine's state: what snapshots hold and what the
-# digest hashes. Orders are listed in priority order so that restoring them
-# in that order rebuilds identical levels.
-
-
-class OrderState(Struct, array_like=True, frozen=True):
-    order_id: int
-    account: str
-    cl_ord_id: str
-    side: int
-    price: int
-    qty: int
-    leaves: int
-    filled: int
-    stp: int
-    post_only: bool
-    gw: str
-    client: bytes
-
-
-class BookState(Struct, array_like=True, frozen=True):
-    symbol: str
-    next_trade_id: int
-    bids: list[OrderState]
-    asks: list[OrderState]
-
-
-class EngineState(Struct, array_like=True, frozen=True):
-    seq: int
-    next_order_id: int
-    books: list[BookState]
-    answers: list[tuple[str, str, Event]]  # (account, cl_ord_id, first answer), in arrival order
-
-
-_state_encoder = msgspec.msgpack.Encoder()
-state_decoder = msgspec.msgpack.Decoder(EngineState)
+# Ref tags of the command a Rejected answers (its internal tag).
+REF_NEW, REF_CANCEL, REF_REPLACE, REF_KILL = 1, 2, 3, 5
 
 
 class Engine:
-    """Books for a set of symbols, a sequence counter, and the first answer to every cl_ord_id."""
+    """Books, accounts, a sequence counter, and the first answer to every cl_ord_id."""
 
-    def __init__(self, symbols: Iterable[str], digest_every: int = 0) -> None:
+    def __init__(self, symbols: Iterable[str], digest_every: int = 0,
+                 cash_mult: Mapping[str, int] | None = None) -> None:
         self.seq = 0
         self.next_order_id = 1
         self.digest_every = digest_every
+        self.cash_mult = dict(cash_mult or {})
         self.events: list[Event] = []
-        self.reports: list[tuple] = []  # (origin, event, role)
+        self.reports: list[tuple] = []  # (origin, account, role, rseq, event)
         # (account, cl_ord_id) -> the first answer; makes resends idempotent for the day
         self.answers: dict[tuple[str, str], Event] = {}
         self.books: dict[str, Book] = {}
+        self.accounts: dict[str, Account] = {}
         for s in symbols:
             self.add_symbol(s)
 
     def add_symbol(self, symbol: str) -> Book:
         book = self.books.get(symbol)
         if book is None:
-            book = self.books[symbol] = Book(symbol, self.events, self.reports)
+            book = self.books[symbol] = Book(symbol, self.events, self.cash_mult.get(symbol, 1))
         return book
+
+    def account(self, name: str) -> Account:
+        acct = self.accounts.get(name)
+        if acct is None:
+            acct = self.accounts[name] = Account(name, self.reports)
+        return acct
 
     def take_events(self) -> list[Event]:
         """Return the events since the last call and start a new list."""
@@ -118,22 +113,29 @@ class Engine:
             self._new_order(cmd, seq)
         elif t is CancelCmd:
             self._cancel(cmd, seq)
-        else:
+        elif t is ReplaceCmd:
             self._replace(cmd, seq)
+        elif t is MassCancelCmd:
+            self._mass_cancel(cmd, seq)
+        elif t is KillSwitchCmd:
+            self._kill_switch(cmd, seq)
+        else:
+            self._limits(cmd, seq)
         if self.digest_every and seq % self.digest_every == 0:
             self.events.append(Digest(seq, self.digest()))
 
     def _reject(self, cmd: Command, seq: int, ref: int, reason: Reason, text: str) -> None:
-        ev = Rejected(seq, cmd.ts, cmd.account, cmd.cl_ord_id, cmd.symbol, ref, int(reason), text)
+        ev = Rejected(seq, cmd.ts, cmd.account, cmd.cl_ord_id, getattr(cmd, "symbol", ""), ref,
+                      int(reason), text)
         self.events.append(ev)
-        self.reports.append(((cmd.gw, cmd.client), ev, DIRECT))
+        self.account(cmd.account).report((cmd.gw, cmd.client), DIRECT, ev)
         self.answers[(cmd.account, cmd.cl_ord_id)] = ev
 
     def _resent(self, cmd: Command) -> bool:
         first = self.answers.get((cmd.account, cmd.cl_ord_id))
         if first is None:
             return False
-        self.reports.append(((cmd.gw, cmd.client), first, RESENT))
+        self.reports.append(((cmd.gw, cmd.client), cmd.account, RESENT, 0, first))
         return True
 
     def _new_order(self, cmd: NewOrderCmd, seq: int) -> None:
@@ -142,50 +144,103 @@ class Engine:
         first = self.answers.get(key)
         origin = (cmd.gw, cmd.client)
         if first is not None:
-            self.reports.append((origin, first, RESENT))
+            self.reports.append((origin, cmd.account, RESENT, 0, first))
             return
+        acct = self.accounts.get(cmd.account) or self.account(cmd.account)
+        acct.origin = origin
         book = self.books.get(cmd.symbol)
         if book is None:
-            return self._reject(cmd, seq, 1, Reason.UNKNOWN_SYMBOL, f"symbol {cmd.symbol!r} is not listed")
+            return self._reject(cmd, seq, REF_NEW, Reason.UNKNOWN_SYMBOL, f"symbol {cmd.symbol!r} is not listed")
         ord_type, tif, side, price, qty = cmd.ord_type, cmd.tif, cmd.side, cmd.price, cmd.qty
         # The gateway checked all of this; the engine re-checks what would
         # corrupt a book if a gateway were wrong, because it is cheap.
         if qty <= 0:
-            return self._reject(cmd, seq, 1, Reason.BAD_QTY, f"qty must be positive, was {qty}")
+            return self._reject(cmd, seq, REF_NEW, Reason.BAD_QTY, f"qty must be positive, was {qty}")
         limit = ord_type == LIMIT
         if limit:
             if price <= 0:
-                return self._reject(cmd, seq, 1, Reason.BAD_PRICE, f"price must be positive, was {price}")
+                return self._reject(cmd, seq, REF_NEW, Reason.BAD_PRICE, f"price must be positive, was {price}")
             crosses = price >= book.best_ask_px if side == BUY else price <= book.best_bid_px
             if cmd.post_only:
                 if tif != GTC:
-                    return self._reject(cmd, seq, 1, Reason.INVALID_COMBINATION, "post_only needs tif gtc")
+                    return self._reject(cmd, seq, REF_NEW, Reason.INVALID_COMBINATION, "post_only needs tif gtc")
                 if crosses:
-                    return self._reject(cmd, seq, 1, Reason.POST_ONLY_WOULD_CROSS,
+                    return self._reject(cmd, seq, REF_NEW, Reason.POST_ONLY_WOULD_CROSS,
                                         f"post_only {'buy' if side == BUY else 'sell'} at {price} would cross")
         else:
             if tif == GTC or cmd.post_only:
-                return self._reject(cmd, seq, 1, Reason.INVALID_COMBINATION,
+                return self._reject(cmd, seq, REF_NEW, Reason.INVALID_COMBINATION,
                                     "a market order needs tif ioc or fok and no post_only")
-            price = 0
+            # A market order's price, when the gateway sets one, is its protection:
+            # it trades up to that price and no further (0: no protection).
+            if price < 0:
+                price = 0
             crosses = True
+        if acct.checks:
+            refusal = self._risk(acct, book, side, price, qty, 0, 0, limit and tif == GTC)
+            if refusal is not None:
+                return self._reject(cmd, seq, REF_NEW, refusal[0], refusal[1])
         oid = self.next_order_id
         self.next_order_id = oid + 1
-        account, ts = cmd.account, cmd.ts
-        o = Order(oid, account, cmd.cl_ord_id, side, price, qty, cmd.stp, cmd.post_only, origin)
-        ack = Accepted(seq, ts, oid, account, cmd.cl_ord_id, cmd.symbol, side, ord_type, tif, price, qty)
+        ts = cmd.ts
+        o = Order(oid, acct, cmd.cl_ord_id, cmd.symbol, side, price, qty, cmd.stp, cmd.post_only, origin)
+        ack = Accepted(seq, ts, oid, acct.name, cmd.cl_ord_id, cmd.symbol, side, ord_type, tif, price, qty)
         self.events.append(ack)
-        self.reports.append((origin, ack, DIRECT))
+        acct.report(origin, DIRECT, ack)
         self.answers[key] = ack
-        if tif == FOK and not book.fillable(o, limit):
+        bounded = price > 0
+        if tif == FOK and not book.fillable(o, bounded):
             return book.expire(o, tif, ord_type, seq, ts)
         if crosses:
-            if not book.match(o, limit, seq, ts) or o.leaves == 0:
+            if not book.match(o, bounded, seq, ts) or o.leaves == 0:
                 return
         if limit and tif == GTC:
             book.rest(o)
         else:
             book.expire(o, tif, ord_type, seq, ts)
+
+    def _risk(self, acct: Account, book: Book, side: int, price: int, qty: int,
+              old_qty: int, old_cash: int, rests: bool) -> tuple[Reason, str] | None:
+        """The stateful pre-trade checks; None if the order may go to the book.
+
+        ``old_qty``/``old_cash`` are what a replaced order already counts for.
+        Quantities in the texts are lots and cash units, as the engine sees them.
+        """
+        sym = book.symbol
+        pos = acct.pos.get(sym, 0)
+        if acct.kill == KILL_BLOCK:
+            return Reason.KILL_SWITCH, f"account {acct.name} is blocked by its kill switch"
+        if side == BUY:
+            open_lots = acct.bid_lots.get(sym, 0) - old_qty
+            worst = pos + open_lots + qty
+        else:
+            open_lots = acct.ask_lots.get(sym, 0) - old_qty
+            worst = pos - open_lots - qty
+        # Reduce-only: even if every open order on this side filled, the
+        # position must shrink towards zero and not flip.
+        if acct.kill == KILL_REDUCE_ONLY and not (pos < 0 and worst <= 0 if side == BUY else pos > 0 and worst >= 0):
+            return (Reason.KILL_SWITCH,
+                    f"account {acct.name} is reduce-only: position {pos} lots in {sym}, "
+                    f"this order would take it to {worst}")
+        if rests and acct.max_open_orders is not None and not old_qty \
+                and len(acct.orders) >= acct.max_open_orders:
+            return (Reason.MAX_OPEN_ORDERS,
+                    f"max_open_orders {acct.max_open_orders} reached: {len(acct.orders)} open")
+        limit = acct.max_position.get(sym)
+        if limit is not None and abs(worst) > limit and abs(worst) > abs(pos):
+            return (Reason.MAX_POSITION,
+                    f"max_position {limit} lots in {sym}: position {pos} with open orders and this "
+                    f"order could reach {worst}")
+        if acct.credit is not None and side == BUY:
+            if price <= 0:
+                return Reason.CREDIT_LIMIT, "a market buy without a protection price cannot be checked against credit"
+            need = price * qty * book.cash_mult - old_cash
+            left = acct.cash - acct.bid_cash + acct.credit
+            if need > left:
+                return (Reason.CREDIT_LIMIT,
+                        f"credit {acct.credit}: this buy needs {need} cash units, {left} left "
+                        f"(cash {acct.cash}, open buys {acct.bid_cash})")
+        return None
 
     def _lookup(self, cmd: CancelCmd | ReplaceCmd, seq: int, ref: int) -> tuple[Book, Order] | None:
         """The account's open order in cmd.symbol named by the command, or a reject.
@@ -213,105 +268,159 @@ class Engine:
     def _cancel(self, cmd: CancelCmd, seq: int) -> None:
         if self._resent(cmd):
             return
-        found = self._lookup(cmd, seq, 2)
+        self.account(cmd.account).origin = (cmd.gw, cmd.client)
+        found = self._lookup(cmd, seq, REF_CANCEL)
         if found is None:
             return
         book, o = found
+        ev = self._take_out(book, o, CXL_USER, seq, cmd.ts)
+        self._answer(cmd, o, ev)
+
+    def _take_out(self, book: Book, o: Order, reason: int, seq: int, ts: int) -> Cancelled:
         book.unrest(o)
         q = o.leaves
         o.cancelled += q
         o.leaves = 0
-        ev = Cancelled(seq, cmd.ts, o.order_id, o.account, o.cl_ord_id, cmd.symbol, o.side, o.price,
-                       q, CXL_USER)
-        self._answer(cmd, o, ev)
+        ev = Cancelled(seq, ts, o.order_id, o.account, o.cl_ord_id, book.symbol, o.side, o.price, q, reason)
+        self.events.append(ev)
+        return ev
 
     def _answer(self, cmd: CancelCmd | ReplaceCmd, o: Order, ev: Event) -> None:
         origin = (cmd.gw, cmd.client)
-        self.events.append(ev)
-        self.reports.append((origin, ev, DIRECT))
-        if o.origin != origin:
-            self.reports.append((o.origin, ev, OWNER))
+        acct = o.acct
+        acct.report(origin, DIRECT, ev)
+        if o.origin != origin:  # the order's own session hears of it too, outside the sequence
+            self.reports.append((o.origin, acct.name, OWNER, 0, ev))
         self.answers[(cmd.account, cmd.cl_ord_id)] = ev
 
     def _replace(self, cmd: ReplaceCmd, seq: int) -> None:
         if self._resent(cmd):
             return
-        found = self._lookup(cmd, seq, 3)
+        self.account(cmd.account).origin = (cmd.gw, cmd.client)
+        found = self._lookup(cmd, seq, REF_REPLACE)
         if found is None:
             return
         book, o = found
         price, qty = cmd.price, cmd.qty
         if price <= 0:
-            return self._reject(cmd, seq, 3, Reason.BAD_PRICE, f"price must be positive, was {price}")
+            return self._reject(cmd, seq, REF_REPLACE, Reason.BAD_PRICE, f"price must be positive, was {price}")
         if qty <= o.filled:
-            return self._reject(cmd, seq, 3, Reason.INVALID_REPLACE,
+            return self._reject(cmd, seq, REF_REPLACE, Reason.INVALID_REPLACE,
                                 f"qty must be above the filled {o.filled}, was {qty}")
         leaves = qty - o.filled
+        acct = o.acct
+        if acct.checks and (leaves > o.leaves or price != o.price or acct.kill == KILL_BLOCK):
+            old_cash = o.leaves * o.price * book.cash_mult if o.side == BUY else 0
+            refusal = self._risk(acct, book, o.side, price, leaves, o.leaves, old_cash, True)
+            if refusal is not None:
+                return self._reject(cmd, seq, REF_REPLACE, refusal[0], refusal[1])
         if price == o.price and qty <= o.qty:
             book.reduce(o, o.leaves - leaves)
             o.qty = qty
             ev = Replaced(seq, cmd.ts, o.order_id, o.account, o.cl_ord_id, cmd.symbol, o.side, price,
                           qty, leaves, True)
+            self.events.append(ev)
             return self._answer(cmd, o, ev)
         if o.post_only and price != o.price and book.would_cross(o.side, price):
-            return self._reject(cmd, seq, 3, Reason.POST_ONLY_WOULD_CROSS,
+            return self._reject(cmd, seq, REF_REPLACE, Reason.POST_ONLY_WOULD_CROSS,
                                 f"post_only order {o.order_id} at {price} would cross")
         # Loses priority: the old entry dies in its level, a new one joins the back.
         book.unrest(o)
-        n = Order(o.order_id, o.account, o.cl_ord_id, o.side, price, qty, o.stp, o.post_only, o.origin)
+        n = Order(o.order_id, acct, o.cl_ord_id, book.symbol, o.side, price, qty, o.stp, o.post_only, o.origin)
         n.filled = o.filled
         n.leaves = leaves
         o.leaves = 0  # the old incarnation is dead; everything it had moved to n
         ev = Replaced(seq, cmd.ts, n.order_id, n.account, n.cl_ord_id, cmd.symbol, n.side, price, qty,
                       leaves, False)
+        self.events.append(ev)
         self._answer(cmd, n, ev)
         if book.would_cross(n.side, price):
             if not book.match(n, True, seq, cmd.ts) or n.leaves == 0:
                 return
         book.rest(n)
 
+    def _cancel_all(self, acct: Account, reason: int, seq: int, ts: int,
+                    origin: tuple[str, bytes] | None = None) -> int:
+        """Cancel the account's open orders (only those entered from ``origin`` if given)."""
+        n = 0
+        for o in list(acct.orders.values()):
+            if origin is not None and o.origin != origin:
+                continue
+            ev = self._take_out(self.books[o.symbol], o, reason, seq, ts)
+            acct.report(o.origin, OWNER, ev)
+            n += 1
+        return n
+
+    def _mass_cancel(self, cmd: MassCancelCmd, seq: int) -> None:
+        # Cancel-on-disconnect: the session (gateway, client) that ended loses its orders;
+        # the account's other sessions keep theirs.
+        acct = self.accounts.get(cmd.account)
+        if acct is not None:
+            self._cancel_all(acct, cmd.reason, seq, cmd.ts, (cmd.gw, cmd.client))
+
+    def _kill_switch(self, cmd: KillSwitchCmd, seq: int) -> None:
+        if self._resent(cmd):
+            return
+        operator = self.account(cmd.account)
+        operator.origin = (cmd.gw, cmd.client)
+        target = self.account(cmd.target)
+        target.set_kill(cmd.mode)
+        n = 0 if cmd.mode == KILL_OFF else self._cancel_all(target, CXL_KILL, seq, cmd.ts)
+        ev = KillSwitchSet(seq, cmd.ts, cmd.account, cmd.cl_ord_id, cmd.target, cmd.mode, n)
+        self.events.append(ev)
+        operator.report((cmd.gw, cmd.client), DIRECT, ev)
+        if target is not operator:
+            target.report(target.origin, OWNER, ev)
+        self.answers[(cmd.account, cmd.cl_ord_id)] = ev
+
+    def _limits(self, cmd: LimitsCmd, seq: int) -> None:
+        self.account(cmd.account).set_limits(cmd.max_open_orders, cmd.credit, cmd.max_position)
+        self.events.append(LimitsSet(seq, cmd.ts, cmd.account))
+
+    # ----------------------------------------------------------- queries
+
+    def query(self, q: QueryCmd) -> Answer:
+        """Answer a read-only query from the current state (nothing changes, no seq)."""
+        acct = self.accounts.get(q.account) or Account(q.account, [])
+        if q.what == Q_ORDERS:
+            orders = [OpenOrder(o.order_id, o.cl_ord_id, o.symbol, o.side, o.price, o.qty, o.leaves, o.filled)
+                      for _, o in sorted(acct.orders.items())
+                      if not q.symbol or o.symbol == q.symbol]
+            return OrdersAnswer(self.seq, q.req_id, orders)
+        if q.what == Q_POSITIONS:
+            positions = [Position(s, acct.pos.get(s, 0), acct.bought.get(s, 0), acct.sold.get(s, 0))
+                         for s in sorted(set(acct.bought) | set(acct.sold))]
+            return PositionsAnswer(self.seq, q.req_id, acct.cash, positions, len(acct.orders), acct.kill)
+        last = len(acct.log)
+        start = max(q.from_rseq, 1)
+        end = min(last, start + max(q.limit, 0) - 1)
+        reports = [(r, role, ev) for r, (role, ev) in enumerate(acct.log[start - 1:end], start)]
+        return ReportsAnswer(start, end if end >= start else start - 1, last, reports)
+
     # ------------------------------------------------------------- state
 
-    def state(self) -> EngineState:
+    def state(self) -> state_mod.EngineState:
         """The canonical state: what a snapshot stores and the digest hashes."""
-        books = []
-        for symbol in sorted(self.books):
-            b = self.books[symbol]
-            books.append(BookState(symbol, b.next_trade_id,
-                                   [_order_state(o) for o in b.orders_in_priority(BUY)],
-                                   [_order_state(o) for o in b.orders_in_priority(2)]))
-        answers = [(a, c, ev) for (a, c), ev in self.answers.items()]
-        return EngineState(self.seq, self.next_order_id, books, answers)
+        return state_mod.capture(self)
 
     def state_bytes(self) -> bytes:
-        return _state_encoder.encode(self.state())
+        return state_mod.encode(self.state())
 
     def digest(self) -> bytes:
         """A 16-byte BLAKE2b of the canonical state: equal digests, equal state."""
-        return hashlib.blake2b(self.state_bytes(), digest_size=16).digest()
+        return state_mod.digest(self.state_bytes())
 
     @classmethod
-    def from_state(cls, st: EngineState, symbols: Iterable[str] = (), digest_every: int = 0) -> Engine:
+    def from_state(cls, st: state_mod.EngineState, symbols: Iterable[str] = (), digest_every: int = 0,
+                   cash_mult: Mapping[str, int] | None = None) -> Engine:
         """Rebuild an engine from a snapshot's state; ``symbols`` adds newly listed ones."""
-        eng = cls([], digest_every)
-        eng.seq = st.seq
-        eng.next_order_id = st.next_order_id
-        for bs in st.books:
-            book = eng.add_symbol(bs.symbol)
-            book.next_trade_id = bs.next_trade_id
-            for os_ in (*bs.bids, *bs.asks):
-                o = Order(os_.order_id, os_.account, os_.cl_ord_id, os_.side, os_.price, os_.qty,
-                          os_.stp, os_.post_only, (os_.gw, os_.client))
-                o.leaves, o.filled = os_.leaves, os_.filled
-                book.rest(o)
+        eng = cls([], digest_every, cash_mult)
+        state_mod.restore(eng, st)
         for s in symbols:
             eng.add_symbol(s)
-        eng.answers = {(a, c): ev for a, c, ev in st.answers}
         return eng
 
 
-def _order_state(o: Order) -> OrderState:
-    return OrderState(o.order_id, o.account, o.cl_ord_id, o.side, o.price, o.qty, o.leaves,
-                      o.filled, o.stp, o.post_only, o.origin[0], o.origin[1])
-
-
+# Re-exported for snapshot.py and the tests.
+EngineState = state_mod.EngineState
+state_decoder = state_mod.state_decoder

@@ -13,14 +13,22 @@ paid once per batch. Sends never block: a gateway that is gone or full
 loses its reports (counted in ``dropped_reports``) and recovers them by
 sequence later; the matcher never waits for anyone.
 
-Report frames to a gateway: [gateway name, ReportBatch] where ReportBatch is
-a MessagePack array of [client routing id (bin), role (int), event].
+Report frames to a gateway: [gateway name, items] where items is a
+MessagePack array of [client routing id (bin), account, role, rseq, payload]
+(protocol/internal.py ReportItem). Queries (QueryCmd) are read-only: they
+take no seq, are not journaled, and are answered after the turn's reports,
+so an answer reflects every command sequenced before it.
+
+At start the node journals a LimitsCmd for each configured account whose
+stateful risk limits differ from the recovered state, so a replay applies
+the limits that were in force when each order arrived.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 import uuid
 from collections import defaultdict
 from pathlib import Path
@@ -28,7 +36,8 @@ from pathlib import Path
 import msgspec
 import zmq
 
-from zex.protocol.internal import EventBatch, command_decoder, encoder
+from zex.protocol.internal import DIRECT_ROLE, EventBatch, LimitsCmd, QueryCmd, command_decoder, encoder
+from zex.protocol.numbers import Cash
 
 from ..config import Config
 from .recovery import recover
@@ -103,10 +112,12 @@ class MatcherNode:
     def _run(self) -> None:
         mc = self.mc
         symbols = [i.symbol for i in self.cfg.instruments]
+        cash = Cash(self.cfg.instruments)
         engine, journal = recover(Path(mc.data_dir), symbols, digest_every=mc.digest_every,
                                   fsync=mc.fsync, fsync_interval_ms=mc.fsync_interval_ms,
-                                  segment_bytes=mc.segment_mb * 1024 * 1024)
+                                  segment_bytes=mc.segment_mb * 1024 * 1024, cash_mult=cash.mult)
         self.engine = engine
+        self._apply_limits(engine, journal, cash)
         ctx = self.ctx
         router = ctx.socket(zmq.ROUTER)
         pub = ctx.socket(zmq.PUB)
@@ -129,6 +140,27 @@ class MatcherNode:
             for s in (router, pub, ctrl):
                 s.close(linger=0)
 
+    def _apply_limits(self, engine, journal, cash: Cash) -> None:
+        """Journal a LimitsCmd for every account whose configured limits differ from the state."""
+        raws = []
+        first_seq = engine.seq + 1
+        ts = time.time_ns()  # the node is where these commands enter, so it stamps them
+        for acfg in self.cfg.accounts:
+            max_open, credit, max_pos = acfg.matcher_limits(self.cfg.instruments, cash)
+            acct = engine.accounts.get(acfg.id)
+            if acct is None and max_open is None and credit is None and not max_pos:
+                continue
+            if acct is not None and (acct.max_open_orders, acct.credit, acct.max_position) == (max_open, credit, max_pos):
+                continue
+            cmd = LimitsCmd(ts, acfg.id, max_open, credit, max_pos)
+            engine.process(cmd)
+            raws.append(encoder.encode(cmd))
+        if raws:
+            journal.write(first_seq, raws)
+            log.info("journaled risk limits for %d account(s)", len(raws))
+            engine.events.clear()
+            engine.reports.clear()
+
     def _loop(self, engine, journal, router, pub, ctrl) -> None:
         mc = self.mc
         poller = zmq.Poller()
@@ -150,6 +182,7 @@ class MatcherNode:
                 journal.sync_if_due()
                 continue
             raws: list[bytes] = []
+            queries: list[QueryCmd] = []
             first_seq = engine.seq + 1
             for _ in range(max_batch):
                 try:
@@ -171,9 +204,14 @@ class MatcherNode:
                     self.bad_commands += 1
                     log.warning("command names gateway %r but came from %r", cmd.gw, gw)
                     continue
+                if type(cmd) is QueryCmd:
+                    queries.append(cmd)
+                    continue
                 process(cmd)
                 raws.append(raw)
             if not raws:
+                if queries:
+                    self._answer(router, engine, queries)
                 continue
             journal.write(first_seq, raws)  # the group commit: nothing is sent before it
             if next_snapshot and engine.seq >= next_snapshot:
@@ -185,11 +223,17 @@ class MatcherNode:
             pub.send_multipart([b"ev", encoder.encode(EventBatch(first_seq, engine.seq, events))], NOBLOCK)
             events.clear()
             reports.clear()
+            if queries:
+                self._answer(router, engine, queries)
+
+    def _answer(self, router: zmq.Socket, engine, queries: list[QueryCmd]) -> None:
+        items = [((q.gw, q.client), q.account, DIRECT_ROLE, 0, engine.query(q)) for q in queries]
+        self._send_reports(router, items)
 
     def _send_reports(self, router: zmq.Socket, reports: list) -> None:
         by_gw: dict[str, list] = defaultdict(list)
-        for (gw, client), ev, role in reports:
-            by_gw[gw].append((client, role, ev))
+        for (gw, client), account, role, rseq, ev in reports:
+            by_gw[gw].append((client, account, role, rseq, ev))
         for gw, items in by_gw.items():
             try:
                 router.send_multipart([gw.encode(), encoder.encode(items)], zmq.NOBLOCK)

@@ -10,7 +10,7 @@ JournalCorrupt naming the file and offset.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from zex.protocol.errors import ZexError
@@ -29,16 +29,16 @@ class RecoveryError(ZexError):
 
 def recover(directory: Path, symbols: Iterable[str], *, digest_every: int = 0, fsync: str = "always",
             fsync_interval_ms: float = 5.0, segment_bytes: int | None = None,
-            use_snapshot: bool = True) -> tuple[Engine, Journal]:
+            use_snapshot: bool = True, cash_mult: Mapping[str, int] | None = None) -> tuple[Engine, Journal]:
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     symbols = list(symbols)
     snap = latest_snapshot(directory) if use_snapshot else None
     if snap is not None:
-        engine = Engine.from_state(snap.state, symbols, digest_every)
+        engine = Engine.from_state(snap.state, symbols, digest_every, cash_mult)
         log.info("loaded snapshot %s at seq %d", snap.path.name, snap.seq)
     else:
-        engine = Engine(symbols, digest_every)
+        engine = Engine(symbols, digest_every, cash_mult)
     base = engine.seq
     replayed = 0
     process, decode = engine.process, command_decoder.decode

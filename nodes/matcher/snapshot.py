@@ -23,7 +23,7 @@ from pathlib import Path
 
 import msgspec
 
-from .engine import EngineState, state_decoder
+from .state import EngineState, state_decoder
 
 MAGIC = b"ZEXSNAP1"
 HEAD = struct.Struct("<Q16s")

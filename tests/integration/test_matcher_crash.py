@@ -28,7 +28,7 @@ from zex.protocol.internal import (
 
 pytestmark = pytest.mark.integration
 
-Reports = msgspec.msgpack.Decoder(list[tuple[bytes, int, Event]])
+Reports = msgspec.msgpack.Decoder(list[tuple[bytes, str, int, int, Event]])
 
 
 def write_config(tmp_path, data_dir) -> tuple[str, str, str]:
@@ -36,6 +36,7 @@ def write_config(tmp_path, data_dir) -> tuple[str, str, str]:
     ev_ep = f"tcp://127.0.0.1:{free_port()}"
     cfg = tmp_path / "zex.toml"
     cfg.write_text(
+        "accounts = []\n"  # no risk limits: every command below is an order command
         "[matcher]\n"
         f'bind = "{cmd_ep}"\nevents_bind = "{ev_ep}"\ndata_dir = "{data_dir}"\n'
         'fsync = "off"\nsnapshot_every = 400\ndigest_every = 100\nmax_batch = 64\n'
@@ -76,7 +77,7 @@ def test_sigkill_mid_stream_loses_no_acknowledged_command(tmp_path, nodes, ctx):
                     if stop.is_set():
                         return
                     continue
-                for client, role, ev in Reports.decode(dealer.recv()):
+                for client, _acct, role, _rseq, ev in Reports.decode(dealer.recv()):
                     # The first answer to each command: an order's Accepted, or a Rejected
                     # (carrying the request's own cl_ord_id), or a cancel's Cancelled.
                     if role != DIRECT or type(ev) not in (Accepted, Rejected, Cancelled):
@@ -112,7 +113,7 @@ def test_sigkill_mid_stream_loses_no_acknowledged_command(tmp_path, nodes, ctx):
     while first_ack is None:
         dealer.send(encoder.encode(fresh))
         if dealer.poll(2000):
-            for _, role, ev in Reports.decode(dealer.recv()):
+            for _, _acct, role, _rseq, ev in Reports.decode(dealer.recv()):
                 if type(ev) is Accepted:
                     first_ack = ev
     assert first_ack.seq == restart_seq + 1
@@ -136,7 +137,7 @@ def test_sigkill_mid_stream_loses_no_acknowledged_command(tmp_path, nodes, ctx):
 
     def drain():
         while dealer.poll(50):
-            for _, role, ev in Reports.decode(dealer.recv()):
+            for _, _acct, role, _rseq, ev in Reports.decode(dealer.recv()):
                 if role == RESENT and ev.cl_ord_id in pending:
                     assert ev == pending.pop(ev.cl_ord_id)
         return not pending

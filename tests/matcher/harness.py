@@ -342,8 +342,8 @@ class Driver:
             # a resend: nothing happens, the first answer goes back to the sender
             assert events == [], f"resend of {key} made events {events}"
             assert len(reports) == 1, reports
-            origin, ev, role = reports[0]
-            assert origin == (cmd.gw, cmd.client) and role == RESENT, reports[0]
+            origin, account, role, rseq, ev = reports[0]
+            assert origin == (cmd.gw, cmd.client) and role == RESENT and rseq == 0, reports[0]
             assert not self.check_model or event_key(ev) == first, (event_key(ev), first)
         else:
             if self.check_model:
