@@ -2,6 +2,7 @@
 
     zex run [--config FILE]          everything on this host, with a demo market
     zex matcher [--config FILE]      the matcher node alone (any host)
+    zex gateway [--config FILE]      one gateway node (any host; --name, --bind for more)
 """
 
 from __future__ import annotations
@@ -23,6 +24,10 @@ def _load(args: argparse.Namespace) -> config_mod.Config:
         sys.exit(f"zex: {exc}")
     if getattr(args, "data_dir", None):
         cfg.matcher.data_dir = args.data_dir
+    for key in ("name", "bind", "workers"):
+        value = getattr(args, f"gw_{key}", None)
+        if value is not None:
+            setattr(cfg.gateway, key, value)
     return cfg
 
 
@@ -61,6 +66,21 @@ def cmd_matcher(args: argparse.Namespace) -> int:
         print(f"zex matcher: seq {node.engine.seq}, data in {m.data_dir}", flush=True)
         print(f"  commands (gateways' DEALER) on {m.bind}", flush=True)
         print(f"  events (SUB, topic 'ev') on {m.events_bind}  (Ctrl+C to quit)", flush=True)
+
+    return _serve(start, node.stop, node.join)
+
+
+def cmd_gateway(args: argparse.Namespace) -> int:
+    from .gateway.node import GatewayNode
+
+    cfg = _load(args)
+    node = GatewayNode(cfg)
+
+    def start():
+        node.start()
+        g = cfg.gateway
+        print(f"zex gateway {g.name}: {g.workers} workers, matcher at {node.matcher_endpoint}", flush=True)
+        print(f"  clients (DEALER, protocol/SPEC.md) on {g.bind}  (Ctrl+C to quit)", flush=True)
 
     return _serve(start, node.stop, node.join)
 
@@ -105,6 +125,12 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--config", help="TOML config file (default: built-in defaults)")
     p.add_argument("--data-dir", help="override matcher.data_dir")
     p.set_defaults(func=cmd_matcher)
+    p = sub.add_parser("gateway", help="start a gateway node")
+    p.add_argument("--config", help="TOML config file (default: built-in defaults)")
+    p.add_argument("--name", dest="gw_name", help="override gateway.name (unique per gateway)")
+    p.add_argument("--bind", dest="gw_bind", help="override gateway.bind, e.g. tcp://127.0.0.1:7110")
+    p.add_argument("--workers", dest="gw_workers", type=int, help="override gateway.workers")
+    p.set_defaults(func=cmd_gateway)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")

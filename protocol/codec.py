@@ -108,3 +108,23 @@ def classify(frame: bytes, exc: Exception) -> DecodeFailed:
     if field is not None:
         return DecodeFailed(Reason.INVALID_VALUE, f"{field}: {text}", field)
     return DecodeFailed(Reason.MALFORMED, text)
+
+
+class _Peek(msgspec.Struct):
+    type: object = None
+    cl_ord_id: object = None
+    req_id: object = None
+
+
+_peek = msgspec.msgpack.Decoder(_Peek)
+
+
+def peek(frame: bytes) -> tuple[str, str]:
+    """Best effort (type, cl_ord_id or req_id) of a frame that failed to decode, for its reject."""
+    try:
+        p = _peek.decode(frame)
+    except Exception:  # anything at all: this only labels a reject
+        return "", ""
+    kind = p.type if isinstance(p.type, str) else ""
+    ident = p.cl_ord_id if isinstance(p.cl_ord_id, str) else p.req_id if isinstance(p.req_id, str) else ""
+    return kind[:32], ident[:36]

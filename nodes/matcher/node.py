@@ -200,7 +200,10 @@ class MatcherNode:
                     self.bad_commands += 1
                     log.warning("bad command from gateway %r: %s", gw, exc)
                     continue
-                if cmd.gw.encode() != gw:
+                # A gateway's front DEALER is named "<gw>" and takes the reports;
+                # its workers send commands as "<gw>/<n>".
+                name = cmd.gw.encode()
+                if gw != name and not gw.startswith(name + b"/"):
                     self.bad_commands += 1
                     log.warning("command names gateway %r but came from %r", cmd.gw, gw)
                     continue

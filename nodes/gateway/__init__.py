@@ -1,0 +1,1 @@
+"""The gateway: client sessions, validation and stateless risk in front of the matcher."""

@@ -1,0 +1,360 @@
+"""The gateway node: a front thread that owns the client ROUTER, a pool of workers, a price feed.
+
+    ROUTER  cfg.bind            clients' DEALERs: one frame per message (protocol/SPEC.md)
+    DEALER  matcher             identity "<name>": reports and answers come back here
+    PUSH    inproc, one/worker  [client, frame]; a client always goes to the same worker
+    PULL    inproc              replies and session changes from the workers (worker.py)
+    PAIR    inproc control      stop() sends b"STOP"
+
+    price thread: SUB to the matcher's event stream, keeps the last trade
+    price per symbol (the workers' collar reference); a dict with one writer.
+
+The front owns the session table (who is logged on as which account, and
+their heartbeats) and routes every report: a report in an account's
+sequence (rseq > 0) goes to every live session of that account here; one
+outside it (rseq 0: a resent answer, an answer to a query) only to the
+session it names. A session silent for ``heartbeat_liveness`` intervals is
+dropped: it gets ``logged_out`` and its worker applies cancel-on-disconnect.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from collections import defaultdict
+
+import msgspec
+import zmq
+
+from zex.protocol import messages as m
+from zex.protocol.codec import encode
+from zex.protocol.internal import ReportsAnswer, Trade, batch_decoder, report_decoder
+from zex.protocol.numbers import Cash
+
+from ..config import Config
+from .reports import Reports
+from .risk import AccountRules
+from .worker import Worker
+
+log = logging.getLogger("zex.gateway")
+
+TICK_S = 0.05  # how often the front looks at heartbeats; well under the 100 ms minimum interval
+MAX_MSG_BYTES = 1 << 20  # a client frame above this makes ZeroMQ drop the connection (ZMQ_MAXMSGSIZE)
+
+
+class Session:
+    __slots__ = ("client", "account", "hb", "last_rx", "last_tx", "pending", "session_id")
+
+    def __init__(self, client: bytes, account: str, hb_ms: int, session_id: str, now: float) -> None:
+        self.client = client
+        self.account = account
+        self.hb = hb_ms / 1000.0
+        self.last_rx = now
+        self.last_tx = now
+        self.pending = True  # logon accepted, waiting for the account's rseq from the matcher
+        self.session_id = session_id
+
+
+class GatewayNode:
+    """Run a gateway in threads of this process: ``start()``, then ``stop()``.
+
+        node = GatewayNode(config.load())
+        node.start()          # returns once bound and the workers are up, or raises
+        ...
+        node.stop()
+    """
+
+    def __init__(self, cfg: Config, ctx: zmq.Context | None = None) -> None:
+        self.cfg = cfg
+        self.gc = cfg.gateway
+        self.ctx = ctx or zmq.Context.instance()
+        tag = uuid.uuid4().hex
+        self._ctrl_addr = f"inproc://zex-gw-ctrl-{tag}"
+        self._back_addr = f"inproc://zex-gw-back-{tag}"
+        self._work_addr = [f"inproc://zex-gw-work-{tag}-{i}" for i in range(self.gc.workers)]
+        self._price_ctrl = f"inproc://zex-gw-prices-{tag}"
+        self.cash = Cash(cfg.instruments)
+        self.rules = {a.id: AccountRules.build(a, cfg.instruments, self.cash) for a in cfg.accounts}
+        self.refs: dict[str, int] = {}
+        self.sessions: dict[bytes, Session] = {}
+        self.by_account: dict[str, set[bytes]] = defaultdict(set)
+        self.next_rseq: dict[str, int] = {}
+        self.workers: list[Worker] = []
+        self._threads: list[threading.Thread] = []
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+        self.dropped_reports = 0
+        self.bad_reports = 0
+
+    @property
+    def matcher_endpoint(self) -> str:
+        return self.gc.matcher or self.cfg.matcher.bind
+
+    @property
+    def events_endpoint(self) -> str:
+        return self.gc.events or self.cfg.matcher.events_bind
+
+    # ---------------------------------------------------------- lifecycle
+
+    def start(self, timeout: float = 30.0) -> None:
+        self._ctrl = self.ctx.socket(zmq.PAIR)
+        self._ctrl.linger = 0
+        self._ctrl.bind(self._ctrl_addr)
+        t = threading.Thread(target=self._main, name=f"zex-gw-{self.gc.name}", daemon=True)
+        self._threads.append(t)
+        t.start()
+        if not self._ready.wait(timeout):
+            raise TimeoutError(f"gateway did not become ready within {timeout} s")
+        if self._error is not None:
+            raise self._error
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if not self._threads:
+            return
+        self._ctrl.send(b"STOP")
+        deadline = time.monotonic() + timeout
+        for t in self._threads:
+            t.join(max(0.0, deadline - time.monotonic()))
+        self._ctrl.close()
+        alive = [t.name for t in self._threads if t.is_alive()]
+        self._threads = []
+        if alive:
+            raise TimeoutError(f"gateway threads did not stop within {timeout} s: {alive}")
+
+    def join(self) -> None:
+        while self._threads and self._threads[0].is_alive():
+            self._threads[0].join(0.5)
+        if self._error is not None:
+            raise self._error
+
+    def _main(self) -> None:
+        try:
+            self._run()
+        except BaseException as exc:  # surfaced through start()/join(); the node is fail-stop
+            log.exception("gateway stopped on an error")
+            self._error = exc
+            self._ready.set()
+
+    # ---------------------------------------------------------- the front
+
+    def _run(self) -> None:
+        ctx, gc = self.ctx, self.gc
+        router = ctx.socket(zmq.ROUTER)
+        dealer = ctx.socket(zmq.DEALER)
+        back = ctx.socket(zmq.PULL)
+        ctrl = ctx.socket(zmq.PAIR)
+        price_ctrl = ctx.socket(zmq.PAIR)
+        pushes = [ctx.socket(zmq.PUSH) for _ in range(gc.workers)]
+        sockets = [router, dealer, back, ctrl, price_ctrl, *pushes]
+        try:
+            for s in sockets:
+                s.linger = 0
+            router.router_mandatory = 1  # a client that is gone: count it, do not block
+            router.sndhwm = router.rcvhwm = gc.router_hwm
+            router.maxmsgsize = MAX_MSG_BYTES
+            router.bind(gc.bind)
+            dealer.identity = gc.name.encode()
+            dealer.connect(self.matcher_endpoint)
+            back.bind(self._back_addr)
+            price_ctrl.bind(self._price_ctrl)
+            for push, addr in zip(pushes, self._work_addr):
+                push.bind(addr)
+            ctrl.connect(self._ctrl_addr)
+            started = threading.Semaphore(0)
+            for i in range(gc.workers):
+                w = Worker(i, gc.name, ctx, self._work_addr[i], self._back_addr, self.matcher_endpoint,
+                           self.cfg.instruments, self.rules, self.cash, self.refs)
+                self.workers.append(w)
+                t = threading.Thread(target=w.run, args=(started.release,), name=f"zex-gw-worker-{i}", daemon=True)
+                self._threads.append(t)
+                t.start()
+            t = threading.Thread(target=self._prices, name="zex-gw-prices", daemon=True)
+            self._threads.append(t)
+            t.start()
+            for _ in range(gc.workers):
+                if not started.acquire(timeout=10):
+                    raise TimeoutError("a gateway worker did not start within 10 s")
+            log.info("gateway %s: clients on %s, matcher at %s, %d workers",
+                     gc.name, gc.bind, self.matcher_endpoint, gc.workers)
+            self._ready.set()
+            self._loop(router, dealer, back, ctrl, pushes)
+        finally:
+            for push in pushes:
+                try:
+                    push.send_multipart([b"", b"STOP"], zmq.NOBLOCK)
+                except zmq.ZMQError:
+                    pass
+            try:
+                price_ctrl.send(b"STOP", zmq.NOBLOCK)
+            except zmq.ZMQError:
+                pass
+            for t in self._threads[1:]:
+                t.join(5)
+            for s in sockets:
+                s.close(0)
+
+    def _loop(self, router, dealer, back, ctrl, pushes) -> None:
+        poller = zmq.Poller()
+        for s in (router, dealer, back, ctrl):
+            poller.register(s, zmq.POLLIN)
+        reports = Reports(self.cfg.instruments, self.cash)
+        n = len(pushes)
+        sessions = self.sessions
+        NOBLOCK = zmq.NOBLOCK
+        next_tick = time.monotonic() + TICK_S
+        while True:
+            ready = dict(poller.poll(TICK_S * 1000))
+            now = time.monotonic()
+            if ctrl in ready:
+                return
+            if router in ready:
+                for _ in range(1000):  # bounded so reports and heartbeats keep their turn
+                    try:
+                        frames = router.recv_multipart(NOBLOCK)
+                    except zmq.Again:
+                        break
+                    client = frames[0]
+                    sess = sessions.get(client)
+                    if sess is not None:
+                        sess.last_rx = now
+                    pushes[hash(client) % n].send_multipart(frames)
+            if back in ready:
+                while True:
+                    try:
+                        frames = back.recv_multipart(NOBLOCK)
+                    except zmq.Again:
+                        break
+                    self._from_worker(router, frames, now)
+            if dealer in ready:
+                for _ in range(1000):
+                    try:
+                        frame = dealer.recv(NOBLOCK)
+                    except zmq.Again:
+                        break
+                    self._from_matcher(router, reports, frame, now)
+            if now >= next_tick:
+                next_tick = now + TICK_S
+                self._heartbeats(router, pushes, now)
+
+    def _send(self, router, client: bytes, frame: bytes, now: float) -> None:
+        try:
+            router.send_multipart([client, frame], zmq.NOBLOCK)
+        except zmq.ZMQError:  # EHOSTUNREACH (gone) or EAGAIN (not reading): it recovers by rseq
+            self.dropped_reports += 1
+            return
+        sess = self.sessions.get(client)
+        if sess is not None:
+            sess.last_tx = now
+
+    def _from_worker(self, router, frames: list[bytes], now: float) -> None:
+        kind = frames[0]
+        if kind == b"R":
+            self._send(router, frames[1], frames[2], now)
+        elif kind == b"S":
+            client, account = frames[1], frames[2].decode()
+            old = self.sessions.get(client)
+            if old is not None and old.account == account:
+                old.pending = True  # a repeated logon: answer it again once the rseq is back
+                return
+            sess = Session(client, account, int(frames[3]), frames[4].decode(), now)
+            self.sessions[client] = sess
+            self.by_account[account].add(client)
+        elif kind == b"X":
+            self._end(frames[1])
+            self._send(router, frames[1], encode(m.LoggedOut(reason="logout")), now)
+
+    def _end(self, client: bytes) -> Session | None:
+        sess = self.sessions.pop(client, None)
+        if sess is not None:
+            peers = self.by_account.get(sess.account)
+            if peers is not None:
+                peers.discard(client)
+                if not peers:
+                    del self.by_account[sess.account]
+        return sess
+
+    def _from_matcher(self, router, reports: Reports, frame: bytes, now: float) -> None:
+        try:
+            items = report_decoder.decode(frame)
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            self.bad_reports += 1
+            log.warning("undecodable report frame from the matcher (%d bytes)", len(frame))
+            return
+        sessions, by_account, next_rseq = self.sessions, self.by_account, self.next_rseq
+        for it in items:
+            payload = it.payload
+            if it.rseq:
+                if it.rseq >= next_rseq.get(it.account, 1):
+                    next_rseq[it.account] = it.rseq + 1
+                msg = reports.event(payload, it.role, it.rseq)
+                if msg is None:
+                    continue
+                raw = encode(msg)
+                for client in by_account.get(it.account, ()):
+                    self._send(router, client, raw, now)
+                continue
+            sess = sessions.get(it.client)
+            if sess is None or sess.account != it.account:
+                continue  # the session it was for has gone; nothing in the sequence is lost
+            if type(payload) is ReportsAnswer and sess.pending:
+                sess.pending = False
+                nxt = payload.last_rseq + 1
+                if nxt > next_rseq.get(it.account, 1):
+                    next_rseq[it.account] = nxt
+                ack = m.LogonAck(account=sess.account, session_id=sess.session_id,
+                                 heartbeat_ms=int(sess.hb * 1000), next_rseq=nxt)
+                self._send(router, it.client, encode(ack), now)
+                continue
+            msg = reports.event(payload, it.role, 0)
+            if msg is not None:
+                self._send(router, it.client, encode(msg), now)
+                continue
+            for raw in reports.answer(payload):
+                self._send(router, it.client, raw, now)
+
+    def _heartbeats(self, router, pushes, now: float) -> None:
+        liveness = self.gc.heartbeat_liveness
+        for client, sess in list(self.sessions.items()):
+            if now - sess.last_rx > liveness * sess.hb:
+                self._end(client)
+                self._send(router, client, encode(m.LoggedOut(reason="heartbeat", text=(
+                    f"nothing received for {liveness} heartbeat intervals of {sess.hb:g} s"))), now)
+                pushes[hash(client) % len(pushes)].send_multipart([b"", b"DROP", client])
+                log.info("dropped session %s of %s: heartbeat lost", sess.session_id, sess.account)
+            elif now - sess.last_tx >= sess.hb and not sess.pending:
+                hb = m.Heartbeat(next_seq=self.next_rseq.get(sess.account, 1))
+                self._send(router, client, encode(hb), now)
+
+    # --------------------------------------------------------- price feed
+
+    def _prices(self) -> None:
+        """Keep ``refs`` (symbol -> last trade ticks) from the matcher's event stream."""
+        sub = self.ctx.socket(zmq.SUB)
+        ctrl = self.ctx.socket(zmq.PAIR)
+        try:
+            sub.linger = ctrl.linger = 0
+            sub.subscribe(b"ev")
+            sub.connect(self.events_endpoint)
+            ctrl.connect(self._price_ctrl)
+            poller = zmq.Poller()
+            poller.register(sub, zmq.POLLIN)
+            poller.register(ctrl, zmq.POLLIN)
+            refs = self.refs
+            while True:
+                ready = dict(poller.poll())
+                if ctrl in ready:
+                    return
+                try:
+                    batch = batch_decoder.decode(sub.recv_multipart()[1])
+                except (msgspec.DecodeError, msgspec.ValidationError, IndexError):
+                    continue
+                for ev in batch.events:
+                    if type(ev) is Trade:
+                        refs[ev.symbol] = ev.price
+        except zmq.ContextTerminated:
+            return
+        finally:
+            sub.close(0)
+            ctrl.close(0)

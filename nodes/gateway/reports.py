@@ -1,0 +1,136 @@
+"""Turn the matcher's internal events and answers into client reports.
+
+The matcher speaks ticks, lots and small integer enums; clients get the
+self-describing maps of protocol/messages.py with decimal strings. One
+``Reports`` per gateway thread that sends reports; it caches formatted
+prices, since a busy book repeats the same few hundred of them.
+"""
+
+from __future__ import annotations
+
+from zex.protocol import messages as m
+from zex.protocol.codec import encode
+from zex.protocol.internal import (
+    BUY,
+    CXL_NAMES,
+    EXP_NAMES,
+    KILL_NAMES,
+    MAKER_ROLE,
+    MARKET,
+    ORD_TYPE_NAMES,
+    RESENT_ROLE,
+    TAKER_ROLE,
+    TIF_NAMES,
+    Accepted,
+    Cancelled,
+    Expired,
+    KillSwitchSet,
+    OrdersAnswer,
+    PositionsAnswer,
+    Rejected,
+    Replaced,
+    ReportsAnswer,
+    Trade,
+)
+from zex.protocol.numbers import Cash, Instrument
+from zex.protocol.reasons import Reason
+
+SIDES = {BUY: "buy", 2: "sell"}
+REF_TYPES = {1: "new_order", 2: "cancel", 3: "replace", 5: "kill_switch"}
+_CACHE_MAX = 50_000  # formatted prices per instrument before the cache starts over
+
+
+class Reports:
+    def __init__(self, instruments: tuple[Instrument, ...], cash: Cash) -> None:
+        self.inst = {i.symbol: i for i in instruments}
+        self.cash = cash
+        self._px: dict[str, dict[int, str]] = {i.symbol: {} for i in instruments}
+
+    def price(self, symbol: str, ticks: int) -> str:
+        cache = self._px.get(symbol)
+        if cache is None:
+            return str(ticks)  # a symbol delisted since: show raw ticks rather than fail
+        s = cache.get(ticks)
+        if s is None:
+            if len(cache) > _CACHE_MAX:
+                cache.clear()
+            s = cache[ticks] = self.inst[symbol].ticks_to_price(ticks)
+        return s
+
+    def qty(self, symbol: str, lots: int) -> str:
+        inst = self.inst.get(symbol)
+        if inst is None:
+            return str(lots)
+        return inst.lots_to_qty(lots) if lots >= 0 else "-" + inst.lots_to_qty(-lots)
+
+    def event(self, ev: object, role: int, rseq: int) -> m.Message | None:
+        """The client report for one matcher event as seen by one account (None: nothing to say)."""
+        t = type(ev)
+        resent = role == RESENT_ROLE
+        if t is Accepted:
+            return m.Ack(cl_ord_id=ev.cl_ord_id, order_id=ev.order_id, symbol=ev.symbol, side=SIDES[ev.side],
+                         ord_type=ORD_TYPE_NAMES[ev.ord_type], tif=TIF_NAMES[ev.tif],
+                         price=None if ev.ord_type == MARKET else self.price(ev.symbol, ev.price),
+                         qty=self.qty(ev.symbol, ev.qty), seq=ev.seq, ts=ev.ts, rseq=rseq, resent=resent)
+        if t is Trade:
+            taker = role == TAKER_ROLE
+            if taker:
+                oid, cl, side, leaves = ev.taker_order_id, ev.taker_cl_ord_id, ev.taker_side, ev.taker_leaves
+            elif role == MAKER_ROLE:
+                oid, cl, leaves = ev.maker_order_id, ev.maker_cl_ord_id, ev.maker_leaves
+                side = 2 if ev.taker_side == BUY else BUY
+            else:
+                return None
+            return m.Fill(order_id=oid, cl_ord_id=cl, symbol=ev.symbol, side=SIDES[side],
+                          price=self.price(ev.symbol, ev.price), qty=self.qty(ev.symbol, ev.qty),
+                          leaves=self.qty(ev.symbol, leaves), trade_id=ev.trade_id,
+                          liquidity="taker" if taker else "maker", seq=ev.seq, ts=ev.ts, rseq=rseq)
+        if t is Rejected:
+            reason = Reason(ev.reason) if ev.reason in Reason._value2member_map_ else None
+            return m.Reject(cl_ord_id=ev.cl_ord_id, ref_type=REF_TYPES.get(ev.ref, "new_order"), reason=ev.reason,
+                            reason_name=reason.name if reason else "UNKNOWN", text=ev.text, seq=ev.seq,
+                            rseq=rseq, resent=resent)
+        if t is Cancelled:
+            return m.Cancelled(order_id=ev.order_id, cl_ord_id=ev.cl_ord_id, symbol=ev.symbol, side=SIDES[ev.side],
+                               qty=self.qty(ev.symbol, ev.qty), reason=CXL_NAMES[ev.reason], seq=ev.seq, ts=ev.ts,
+                               rseq=rseq, resent=resent)
+        if t is Expired:
+            return m.Expired(order_id=ev.order_id, cl_ord_id=ev.cl_ord_id, symbol=ev.symbol, side=SIDES[ev.side],
+                             qty=self.qty(ev.symbol, ev.qty), reason=EXP_NAMES[ev.reason], seq=ev.seq, ts=ev.ts,
+                             rseq=rseq)
+        if t is Replaced:
+            return m.Replaced(order_id=ev.order_id, cl_ord_id=ev.cl_ord_id, symbol=ev.symbol, side=SIDES[ev.side],
+                              price=self.price(ev.symbol, ev.price), qty=self.qty(ev.symbol, ev.qty),
+                              leaves=self.qty(ev.symbol, ev.leaves), kept_priority=ev.kept_priority,
+                              seq=ev.seq, ts=ev.ts, rseq=rseq, resent=resent)
+        if t is KillSwitchSet:
+            return m.KillSwitchSet(cl_ord_id=ev.cl_ord_id, account=ev.target, mode=KILL_NAMES[ev.mode],
+                                   cancelled=ev.cancelled, seq=ev.seq, ts=ev.ts, rseq=rseq, resent=resent)
+        return None
+
+    def answer(self, ans: object) -> list[bytes]:
+        """The frames answering a query: one message, or for recover the reports then ``recovered``."""
+        t = type(ans)
+        if t is OrdersAnswer:
+            orders = [m.OrderInfo(order_id=o.order_id, cl_ord_id=o.cl_ord_id, symbol=o.symbol, side=SIDES[o.side],
+                                  price=self.price(o.symbol, o.price), qty=self.qty(o.symbol, o.qty),
+                                  leaves=self.qty(o.symbol, o.leaves), filled=self.qty(o.symbol, o.filled))
+                      for o in ans.orders]
+            return [encode(m.Orders(req_id=ans.req_id, orders=orders, seq=ans.seq))]
+        if t is PositionsAnswer:
+            positions = [m.PositionInfo(symbol=p.symbol, qty=self.qty(p.symbol, p.lots),
+                                        bought=self.qty(p.symbol, p.bought), sold=self.qty(p.symbol, p.sold))
+                         for p in ans.positions]
+            return [encode(m.Positions(req_id=ans.req_id, cash=self.cash.to_str(ans.cash), positions=positions,
+                                       open_orders=ans.open_orders, kill_switch=KILL_NAMES[ans.kill],
+                                       seq=ans.seq))]
+        if t is ReportsAnswer:
+            frames = []
+            for rseq, role, ev in ans.reports:
+                msg = self.event(ev, role, rseq)
+                if msg is not None:
+                    frames.append(encode(msg))
+            frames.append(encode(m.Recovered(from_rseq=ans.from_rseq, to_rseq=ans.to_rseq,
+                                             last_rseq=ans.last_rseq)))
+            return frames
+        return []
