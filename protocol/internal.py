@@ -225,6 +225,7 @@ class Cancelled(_Internal, tag=13):
     price: int
     qty: int  # quantity cancelled (the leaves at that moment)
     reason: int
+    req_cl_ord_id: str = ""  # the cancel request's cl_ord_id; "" when unsolicited (stp, kill, disconnect)
 
 
 class Expired(_Internal, tag=14):
@@ -252,6 +253,7 @@ class Replaced(_Internal, tag=15):
     qty: int  # new total quantity
     leaves: int
     kept_priority: bool
+    req_cl_ord_id: str = ""  # the replace request's cl_ord_id
 
 
 class KillSwitchSet(_Internal, tag=17):

@@ -225,12 +225,15 @@ class Cancelled(Message, tag="cancelled"):
     """The rest of an order is cancelled.
 
     ``reason``: by the owner (``user``), by self-trade prevention (``stp``),
-    by the account's kill switch (``kill``), or because the account's last
-    session ended with cancel-on-disconnect on (``disconnect``).
+    by the account's kill switch (``kill``), or because the session that
+    entered it ended with cancel-on-disconnect on (``disconnect``).
+    ``cl_ord_id`` is the cancel request's (so it answers that request) and
+    ``orig_cl_ord_id`` the order's; an unsolicited cancel has the order's in both.
     """
 
     order_id: int
     cl_ord_id: str
+    orig_cl_ord_id: str
     symbol: str
     side: Side
     qty: str
@@ -256,8 +259,15 @@ class Expired(Message, tag="expired"):
 
 
 class Replaced(Message, tag="replaced"):
+    """An order was changed. ``cl_ord_id`` is the replace request's; ``orig_cl_ord_id`` the order's.
+
+    The order keeps its own cl_ord_id (and order_id) for its whole life:
+    later fills and cancels name it by those.
+    """
+
     order_id: int
     cl_ord_id: str
+    orig_cl_ord_id: str
     symbol: str
     side: Side
     price: str

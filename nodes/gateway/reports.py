@@ -91,7 +91,8 @@ class Reports:
                             reason_name=reason.name if reason else "UNKNOWN", text=ev.text, seq=ev.seq,
                             rseq=rseq, resent=resent)
         if t is Cancelled:
-            return m.Cancelled(order_id=ev.order_id, cl_ord_id=ev.cl_ord_id, symbol=ev.symbol, side=SIDES[ev.side],
+            return m.Cancelled(order_id=ev.order_id, cl_ord_id=ev.req_cl_ord_id or ev.cl_ord_id,
+                               orig_cl_ord_id=ev.cl_ord_id, symbol=ev.symbol, side=SIDES[ev.side],
                                qty=self.qty(ev.symbol, ev.qty), reason=CXL_NAMES[ev.reason], seq=ev.seq, ts=ev.ts,
                                rseq=rseq, resent=resent)
         if t is Expired:
@@ -99,7 +100,8 @@ class Reports:
                              qty=self.qty(ev.symbol, ev.qty), reason=EXP_NAMES[ev.reason], seq=ev.seq, ts=ev.ts,
                              rseq=rseq)
         if t is Replaced:
-            return m.Replaced(order_id=ev.order_id, cl_ord_id=ev.cl_ord_id, symbol=ev.symbol, side=SIDES[ev.side],
+            return m.Replaced(order_id=ev.order_id, cl_ord_id=ev.req_cl_ord_id or ev.cl_ord_id,
+                              orig_cl_ord_id=ev.cl_ord_id, symbol=ev.symbol, side=SIDES[ev.side],
                               price=self.price(ev.symbol, ev.price), qty=self.qty(ev.symbol, ev.qty),
                               leaves=self.qty(ev.symbol, ev.leaves), kept_priority=ev.kept_priority,
                               seq=ev.seq, ts=ev.ts, rseq=rseq, resent=resent)

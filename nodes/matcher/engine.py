@@ -273,15 +273,15 @@ class Engine:
         if found is None:
             return
         book, o = found
-        ev = self._take_out(book, o, CXL_USER, seq, cmd.ts)
+        ev = self._take_out(book, o, CXL_USER, seq, cmd.ts, cmd.cl_ord_id)
         self._answer(cmd, o, ev)
 
-    def _take_out(self, book: Book, o: Order, reason: int, seq: int, ts: int) -> Cancelled:
+    def _take_out(self, book: Book, o: Order, reason: int, seq: int, ts: int, req: str = "") -> Cancelled:
         book.unrest(o)
         q = o.leaves
         o.cancelled += q
         o.leaves = 0
-        ev = Cancelled(seq, ts, o.order_id, o.account, o.cl_ord_id, book.symbol, o.side, o.price, q, reason)
+        ev = Cancelled(seq, ts, o.order_id, o.account, o.cl_ord_id, book.symbol, o.side, o.price, q, reason, req)
         self.events.append(ev)
         return ev
 
@@ -318,7 +318,7 @@ class Engine:
             book.reduce(o, o.leaves - leaves)
             o.qty = qty
             ev = Replaced(seq, cmd.ts, o.order_id, o.account, o.cl_ord_id, cmd.symbol, o.side, price,
-                          qty, leaves, True)
+                          qty, leaves, True, cmd.cl_ord_id)
             self.events.append(ev)
             return self._answer(cmd, o, ev)
         if o.post_only and price != o.price and book.would_cross(o.side, price):
@@ -331,7 +331,7 @@ class Engine:
         n.leaves = leaves
         o.leaves = 0  # the old incarnation is dead; everything it had moved to n
         ev = Replaced(seq, cmd.ts, n.order_id, n.account, n.cl_ord_id, cmd.symbol, n.side, price, qty,
-                      leaves, False)
+                      leaves, False, cmd.cl_ord_id)
         self.events.append(ev)
         self._answer(cmd, n, ev)
         if book.would_cross(n.side, price):

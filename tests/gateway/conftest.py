@@ -1,0 +1,115 @@
+"""An exchange of real processes for the order-entry tests: one matcher, gateways on demand.
+
+The matcher listens on ipc (a unique path under the test's temp dir) so
+these tests cover that transport; the crash test covers tcp and the
+in-process test inproc.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import NodeProcess, free_port
+
+ACCOUNTS = """
+[[accounts]]
+id = "alice"
+credential = "alice-pw"
+cancel_on_disconnect = true
+
+[[accounts]]
+id = "bob"
+credential = "bob-pw"
+
+[[accounts]]
+id = "mallory"
+credential = "mallory-pw"
+rate = 20
+burst = 10
+
+[[accounts]]
+id = "risky"
+credential = "risky-pw"
+max_order_qty = "20"
+max_notional = "500"
+collar_pct = "10"
+max_open_orders = 3
+max_position = "10"
+credit = "150"
+
+[[accounts]]
+id = "ops"
+credential = "ops-pw"
+operator = true
+"""
+
+INSTRUMENTS = """
+[[instruments]]
+symbol = "XYZ"
+tick = "0.01"
+lot = "1"
+max_price = "1000"
+max_qty = "100000"
+reference_price = "10"
+
+[[instruments]]
+symbol = "ABC"
+tick = "0.05"
+lot = "1"
+min_price = "0.05"
+max_price = "1000"
+"""
+
+
+@dataclass
+class Exchange:
+    tmp: Path
+    start_node: object
+    matcher_ep: str
+    events_ep: str
+    data: Path
+    matcher: NodeProcess | None = None
+    gateways: dict[str, NodeProcess] = field(default_factory=dict)
+    endpoints: dict[str, str] = field(default_factory=dict)
+
+    def config(self) -> Path:
+        path = self.tmp / "zex.toml"
+        if not path.exists():
+            path.write_text(
+                f'[matcher]\nbind = "{self.matcher_ep}"\nevents_bind = "{self.events_ep}"\n'
+                f'data_dir = "{self.data}"\nfsync = "off"\n' + INSTRUMENTS + ACCOUNTS)
+        return path
+
+    def start_matcher(self) -> NodeProcess:
+        self.matcher = self.start_node(["matcher", "--config", str(self.config())], "Ctrl+C to quit",
+                                       self.tmp / "matcher.log")
+        return self.matcher
+
+    def start_gateway(self, name: str = "gw1", workers: int = 2) -> str:
+        """Start (or restart) gateway ``name``; return the endpoint clients connect to."""
+        ep = self.endpoints.setdefault(name, f"tcp://127.0.0.1:{free_port()}")
+        self.gateways[name] = self.start_node(
+            ["gateway", "--config", str(self.config()), "--name", name, "--bind", ep, "--workers", str(workers)],
+            "Ctrl+C to quit", self.tmp / f"{name}.log")
+        return ep
+
+
+@pytest.fixture
+def ipc_dir():
+    """A short unique directory for ipc paths (they must fit in 107 bytes, tmp_path may not)."""
+    d = tempfile.mkdtemp(prefix="zx-")
+    yield Path(d)
+    shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.fixture
+def exchange(tmp_path, nodes, ipc_dir) -> Exchange:
+    ex = Exchange(tmp_path, nodes, f"ipc://{ipc_dir}/m", f"ipc://{ipc_dir}/ev", tmp_path / "data")
+    ex.start_matcher()
+    ex.start_gateway()
+    return ex
