@@ -11,7 +11,10 @@ reports to the gateways and publish the events. Under low load a batch is
 one command, so latency does not suffer; under load the per-message costs are
 paid once per batch. Sends never block: a gateway that is gone or full
 loses its reports (counted in ``dropped_reports``) and recovers them by
-sequence later; the matcher never waits for anyone.
+sequence later; the matcher never waits for anyone. A gateway that is not
+connected at the moment (its front reconnects a moment after its workers
+when the matcher restarts) has its report frames held for up to
+``HOLD_S`` and sent in order once it is back.
 
 Report frames to a gateway: [gateway name, items] where items is a
 MessagePack array of [client routing id (bin), account, role, rseq, payload]
@@ -27,10 +30,11 @@ the limits that were in force when each order arrived.
 from __future__ import annotations
 
 import logging
+import errno
 import threading
 import time
 import uuid
-from collections import defaultdict
+from collections import defaultdict, deque
 from pathlib import Path
 
 import msgspec
@@ -46,6 +50,8 @@ from .snapshot import write_snapshot
 log = logging.getLogger("zex.matcher")
 
 POLL_MS = 100  # idle wake-up for the fsync timer; 10..1000 is reasonable
+HOLD_S = 2.0  # how long report frames wait for an unreachable gateway; 0.5..10 is reasonable
+HOLD_MAX = 10_000  # frames held per gateway before the oldest are dropped
 
 
 class MatcherNode:
@@ -66,8 +72,9 @@ class MatcherNode:
         self._ready = threading.Event()
         self._error: BaseException | None = None
         self.engine = None
-        self.dropped_reports = 0
+        self.dropped_reports = 0  # report frames given up on (gateway gone or full)
         self.bad_commands = 0
+        self._held: dict[str, deque[tuple[float, bytes]]] = {}  # gateway -> (deadline, frame)
 
     # ---------------------------------------------------------- lifecycle
 
@@ -178,6 +185,8 @@ class MatcherNode:
             ready = dict(poller.poll(POLL_MS))
             if ctrl in ready:
                 return
+            if self._held:
+                self._flush_held(router)
             if router not in ready:
                 journal.sync_if_due()
                 continue
@@ -238,7 +247,41 @@ class MatcherNode:
         for (gw, client), account, role, rseq, ev in reports:
             by_gw[gw].append((client, account, role, rseq, ev))
         for gw, items in by_gw.items():
+            frame = encoder.encode(items)
+            held = self._held.get(gw)
+            if held is not None:  # keep the gateway's frames in order behind the held ones
+                self._hold(held, frame)
+                continue
             try:
-                router.send_multipart([gw.encode(), encoder.encode(items)], zmq.NOBLOCK)
-            except zmq.ZMQError:  # EHOSTUNREACH (gateway gone) or EAGAIN (gateway full)
-                self.dropped_reports += len(items)
+                router.send_multipart([gw.encode(), frame], zmq.NOBLOCK)
+            except zmq.ZMQError as exc:
+                if exc.errno == errno.EHOSTUNREACH:
+                    self._held[gw] = held = deque()
+                    self._hold(held, frame)
+                else:  # EAGAIN: the gateway is connected but not reading; it recovers by rseq
+                    self.dropped_reports += 1
+
+    def _hold(self, held: deque, frame: bytes) -> None:
+        if len(held) >= HOLD_MAX:
+            held.popleft()
+            self.dropped_reports += 1
+        held.append((time.monotonic() + HOLD_S, frame))
+
+    def _flush_held(self, router: zmq.Socket) -> None:
+        now = time.monotonic()
+        for gw, held in list(self._held.items()):
+            name = gw.encode()
+            while held:
+                deadline, frame = held[0]
+                if now > deadline:
+                    self.dropped_reports += len(held)
+                    log.warning("gateway %s unreachable for %.1f s: dropped %d report frames", gw, HOLD_S, len(held))
+                    held.clear()
+                    break
+                try:
+                    router.send_multipart([name, frame], zmq.NOBLOCK)
+                except zmq.ZMQError:
+                    break
+                held.popleft()
+            if not held:
+                del self._held[gw]

@@ -36,11 +36,11 @@ burst = 10
 id = "risky"
 credential = "risky-pw"
 max_order_qty = "20"
-max_notional = "500"
+max_notional = "150"
 collar_pct = "10"
 max_open_orders = 3
 max_position = "10"
-credit = "150"
+credit = "100"
 
 [[accounts]]
 id = "ops"

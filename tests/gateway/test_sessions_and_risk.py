@@ -1,0 +1,127 @@
+"""Sessions (heartbeats, logout, cancel-on-disconnect), the kill switch, and every risk limit."""
+
+from __future__ import annotations
+
+from zex.protocol import messages as m
+from zex.protocol.reasons import Reason
+
+from .test_order_entry import connect
+from .wire import Wire
+
+
+def test_a_silent_client_is_dropped_and_cancel_on_disconnect_applies_per_session(exchange, ctx):
+    ep = exchange.endpoints["gw1"]
+    quiet = connect(ctx, ep, "alice", "alice-pw", heartbeat_ms=200)  # alice: cancel_on_disconnect
+    other = connect(ctx, ep, "alice", "alice-pw")  # a second session of alice keeps heartbeating
+    mine = quiet.order("a-1", "buy", "2", "9.50")
+    theirs = other.order("a-2", "buy", "2", "9.40")
+    bob = connect(ctx, ep, "bob", "bob-pw", heartbeat_ms=200)  # bob: no cancel_on_disconnect
+    bobs = bob.order("b-1", "sell", "1", "10.50")
+    # quiet and bob now say nothing at all; the gateway drops both after 3 intervals
+    out = quiet.expect(lambda r: isinstance(r, m.LoggedOut), timeout=5)
+    assert out.reason == "heartbeat"
+    assert bob.expect(lambda r: isinstance(r, m.LoggedOut), timeout=5).reason == "heartbeat"
+    cxl = other.expect(lambda r: isinstance(r, m.Cancelled), timeout=5)  # same account: it hears
+    assert (cxl.order_id, cxl.reason) == (mine.order_id, "disconnect")
+    other.send(m.Heartbeat())
+    assert [o.order_id for o in other.query("orders").orders] == [theirs.order_id]
+    # bob's order stays: his account does not cancel on disconnect
+    again = connect(ctx, ep, "bob", "bob-pw")
+    assert [o.order_id for o in again.query("orders").orders] == [bobs.order_id]
+    # a dropped session is gone: its next request is refused until it logs on again
+    quiet.send(m.NewOrder(cl_ord_id="a-3", symbol="XYZ", side="buy", qty="1", price="9"))
+    assert quiet.answer("a-3").reason == Reason.NOT_LOGGED_ON
+
+
+def test_logout_ends_the_session_and_cancels_its_orders(exchange, ctx):
+    ep = exchange.endpoints["gw1"]
+    alice = connect(ctx, ep, "alice", "alice-pw")
+    ack = alice.order("a-1", "sell", "3", "10.20")
+    alice.send(m.Logout())
+    assert alice.expect(lambda r: isinstance(r, m.LoggedOut)).reason == "logout"
+    back = connect(ctx, ep, "alice", "alice-pw")
+    assert back.query("orders").orders == []
+    back.send(m.Recover(from_rseq=1))
+    back.expect(lambda r: isinstance(r, m.Recovered))
+    cancels = [r for r in back.seen if isinstance(r, m.Cancelled)]
+    assert [(c.order_id, c.reason) for c in cancels] == [(ack.order_id, "disconnect")]
+
+
+def test_kill_switch_blocks_then_reduce_only_then_off_and_survives_a_matcher_restart(exchange, ctx):
+    ep = exchange.endpoints["gw1"]
+    ops = connect(ctx, ep, "ops", "ops-pw")
+    alice = connect(ctx, ep, "alice", "alice-pw")
+    bob = connect(ctx, ep, "bob", "bob-pw")
+    alice.order("a-1", "sell", "3", "10.00")
+    bob.order("b-1", "buy", "3", "10.00")  # bob is long 3
+    resting = bob.order("b-2", "buy", "5", "9.00")
+    ops.send(m.KillSwitch(cl_ord_id="k-1", account="bob", mode="block"))
+    done = ops.answer("k-1")
+    assert isinstance(done, m.KillSwitchSet) and (done.account, done.mode, done.cancelled) == ("bob", "block", 1)
+    cxl = bob.expect(lambda r: isinstance(r, m.Cancelled))
+    assert (cxl.order_id, cxl.reason) == (resting.order_id, "kill")
+    assert bob.expect(lambda r: isinstance(r, m.KillSwitchSet)).mode == "block"
+    r = bob.order("b-3", "sell", "1", "10.00")
+    assert isinstance(r, m.Reject) and r.reason == Reason.KILL_SWITCH and r.seq > 0 and "blocked" in r.text
+    # journaled: a restarted matcher still blocks
+    exchange.matcher.kill()
+    exchange.start_matcher()
+    r = bob.order("b-4", "sell", "1", "10.00")
+    assert isinstance(r, m.Reject) and r.reason == Reason.KILL_SWITCH
+    ops.send(m.KillSwitch(cl_ord_id="k-2", account="bob", mode="reduce_only"))
+    assert ops.answer("k-2").mode == "reduce_only"
+    r = bob.order("b-5", "buy", "1", "9.00")
+    assert r.reason == Reason.KILL_SWITCH and "reduce-only" in r.text
+    r = bob.order("b-6", "sell", "4", "10.50")  # would flip long 3 to short 1
+    assert r.reason == Reason.KILL_SWITCH
+    assert isinstance(bob.order("b-7", "sell", "2", "10.50"), m.Ack)  # reduces
+    ops.send(m.KillSwitch(cl_ord_id="k-3", account="bob", mode="off"))
+    ops.answer("k-3")
+    assert isinstance(bob.order("b-8", "buy", "1", "9.00"), m.Ack)
+    assert bob.query("positions").kill_switch == "off"
+    # a resend of the operator's command is idempotent
+    ops.send(m.KillSwitch(cl_ord_id="k-1", account="bob", mode="block"))
+    again = ops.answer("k-1")
+    assert again.resent and again.mode == "block" and again.seq == done.seq
+    assert isinstance(bob.order("b-9", "buy", "1", "9.00"), m.Ack)  # the resend changed nothing
+
+
+def test_each_risk_limit_refuses_with_its_reason_and_names_the_limit(exchange, ctx):
+    ep = exchange.endpoints["gw1"]
+    risky = connect(ctx, ep, "risky", "risky-pw")
+    bob = connect(ctx, ep, "bob", "bob-pw")
+
+    def refused(cl, side, qty, price, **kw):
+        r = risky.order(cl, side, qty, price, **kw)
+        assert isinstance(r, m.Reject), r
+        return r
+
+    r = refused("r-1", "buy", "21", "10.00")  # stateless, in the gateway: seq 0
+    assert (r.reason, r.seq) == (Reason.MAX_ORDER_QTY, 0) and "max_order_qty 20" in r.text
+    r = refused("r-2", "buy", "15", "10.50")
+    assert r.reason == Reason.MAX_NOTIONAL and "max_notional 150" in r.text and "157.5" in r.text
+    r = refused("r-3", "buy", "1", "12.00")
+    assert r.reason == Reason.PRICE_COLLAR and "[9, 11]" in r.text
+    for i in range(3):
+        assert isinstance(risky.order(f"s-{i}", "sell", "1", "11.00"), m.Ack)
+    r = refused("s-3", "sell", "1", "11.00")  # stateful, in the matcher: seq > 0
+    assert r.reason == Reason.MAX_OPEN_ORDERS and r.seq > 0 and "max_open_orders 3" in r.text
+    assert isinstance(risky.order("r-4", "buy", "8", "10.00", tif="ioc"), m.Ack)  # nothing to hit: expires
+    assert isinstance(risky.order("r-5", "buy", "8", "10.00", tif="ioc"), m.Ack)
+    bob.order("b-1", "sell", "8", "10.00")
+    assert isinstance(risky.order("r-6", "buy", "8", "10.00", tif="ioc"), m.Ack)  # long 8 now, cash -80
+    r = refused("r-7", "buy", "3", "10.00", tif="ioc")
+    assert r.reason == Reason.MAX_POSITION and "max_position 10" in r.text
+    r = refused("r-8", "buy", "2", "10.50", tif="ioc")  # 80 + 21 > credit 100
+    assert r.reason == Reason.CREDIT_LIMIT and "credit" in r.text
+    # market orders carry a protection price: they never trade beyond the collar
+    bob.order("b-2", "sell", "1", "10.90")
+    bob.order("b-3", "sell", "1", "11.50")
+    bob.order("b-4", "buy", "50", "9.00")
+    risky.send(m.NewOrder(cl_ord_id="r-9", symbol="XYZ", side="sell", qty="10", ord_type="market", tif="ioc"))
+    ack = risky.answer("r-9")
+    assert isinstance(ack, m.Ack), ack
+    fill = risky.expect(lambda r: isinstance(r, m.Fill) and r.cl_ord_id == "r-9")
+    assert fill.price == "9" and fill.qty == "10"
+    pos = risky.query("positions")
+    assert [(p.symbol, p.qty) for p in pos.positions] == [("XYZ", "-2")]
