@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 from hypothesis import strategies as st
 
-from zex.nodes.matcher.book import RESENT
+from zex.nodes.matcher.book import RESENT, TAKER
 from zex.nodes.matcher.engine import Engine
 from zex.protocol.internal import (
     BUY,
@@ -250,6 +250,38 @@ class Audit:
         for oid, tr in self.orders.items():
             if oid not in live:
                 assert tr.total == tr.filled + tr.closed, (oid, tr)
+        self.check_accounts(eng)
+
+    def check_accounts(self, eng: Engine) -> None:
+        """Settlement and exposure agree with the orders; every report is the account's own."""
+        expected_pos: dict[tuple[str, str], int] = {}
+        for tr in self.orders.values():
+            k = (tr.account, tr.symbol)
+            expected_pos[k] = expected_pos.get(k, 0) + (tr.filled if tr.side == BUY else -tr.filled)
+        for symbol in eng.books:
+            # every lot bought was sold by someone, and cash only changed hands
+            assert sum(a.pos.get(symbol, 0) for a in eng.accounts.values()) == 0
+            assert sum(a.bought.get(symbol, 0) for a in eng.accounts.values()) == \
+                sum(a.sold.get(symbol, 0) for a in eng.accounts.values())
+        assert sum(a.cash for a in eng.accounts.values()) == 0
+        for name, a in eng.accounts.items():
+            for symbol in eng.books:
+                assert a.pos.get(symbol, 0) == expected_pos.get((name, symbol), 0), (name, symbol)
+            mine = {o.order_id: o for b in eng.books.values() for s in (BUY, SELL)
+                    for o in b.orders_in_priority(s) if o.account == name}
+            assert a.orders == mine, name
+            for symbol, book in eng.books.items():
+                buys = [o for o in mine.values() if o.side == BUY and o.symbol == symbol]
+                sells = [o for o in mine.values() if o.side == SELL and o.symbol == symbol]
+                assert a.bid_lots.get(symbol, 0) == sum(o.leaves for o in buys), (name, symbol)
+                assert a.ask_lots.get(symbol, 0) == sum(o.leaves for o in sells), (name, symbol)
+            assert a.bid_cash == sum(o.leaves * o.price * eng.books[o.symbol].cash_mult
+                                     for o in mine.values() if o.side == BUY), name
+            for role, ev in a.log:
+                if type(ev) is Trade:
+                    assert (ev.taker_account if role == TAKER else ev.maker_account) == name, (name, role, ev)
+                else:
+                    assert ev.account == name, (name, ev)
 
 
 # ------------------------------------------------------------ driver
