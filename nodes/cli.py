@@ -131,6 +131,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--bind", dest="gw_bind", help="override gateway.bind, e.g. tcp://127.0.0.1:7110")
     p.add_argument("--workers", dest="gw_workers", type=int, help="override gateway.workers")
     p.set_defaults(func=cmd_gateway)
+    from . import trade
+
+    trade.add_parsers(sub)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")

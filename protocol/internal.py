@@ -57,7 +57,7 @@ KILL_OFF, KILL_BLOCK, KILL_REDUCE_ONLY = 0, 1, 2
 KILL_NAMES = {KILL_OFF: "off", KILL_BLOCK: "block", KILL_REDUCE_ONLY: "reduce_only"}
 
 # QueryCmd.what
-Q_ORDERS, Q_POSITIONS, Q_REPORTS = 1, 2, 3
+Q_ORDERS, Q_POSITIONS, Q_REPORTS, Q_BOOK = 1, 2, 3, 4
 EXP_NAMES = {EXP_IOC: "ioc", EXP_FOK: "fok", EXP_MARKET: "market"}
 
 
@@ -156,7 +156,7 @@ class QueryCmd(_Internal, tag=7):
     gw: str
     client: bytes
     account: str
-    what: Literal[1, 2, 3]  # Q_ORDERS, Q_POSITIONS, Q_REPORTS
+    what: Literal[1, 2, 3, 4]  # Q_ORDERS, Q_POSITIONS, Q_REPORTS, Q_BOOK (limit = depth)
     req_id: str = ""
     symbol: str = ""
     from_rseq: int = 0
@@ -327,7 +327,17 @@ class ReportsAnswer(_Internal, tag=22):
     reports: list[tuple[int, int, Event]]
 
 
-Answer = OrdersAnswer | PositionsAnswer | ReportsAnswer
+class BookAnswer(_Internal, tag=23):
+    """Levels of a book, best first: [price ticks, qty lots, orders]."""
+
+    seq: int
+    req_id: str
+    symbol: str
+    bids: list[tuple[int, int, int]]
+    asks: list[tuple[int, int, int]]
+
+
+Answer = OrdersAnswer | PositionsAnswer | ReportsAnswer | BookAnswer
 
 
 class EventBatch(Struct, array_like=True, frozen=True):

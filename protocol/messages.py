@@ -130,15 +130,17 @@ class Recover(Message, tag="recover"):
 
 
 class Query(Message, tag="query"):
-    """Ask for the account's open ``orders`` or its ``positions`` and cash.
+    """Ask for the account's open ``orders``, its ``positions`` and cash, or a ``book``.
 
-    ``symbol`` narrows ``orders`` to one instrument ("" for all). The answer
-    (``orders`` or ``positions``) echoes ``req_id``.
+    ``symbol`` narrows ``orders`` to one instrument ("" for all) and names
+    the instrument of ``book`` (required), which lists ``depth`` price levels
+    a side. The answer (``orders``, ``positions`` or ``book``) echoes ``req_id``.
     """
 
     req_id: ReqId
-    what: Literal["orders", "positions"]
+    what: Literal["orders", "positions", "book"]
     symbol: Annotated[str, Meta(max_length=16)] = ""
+    depth: Annotated[int, Meta(ge=1, le=1000)] = 10
 
 
 class KillSwitch(Message, tag="kill_switch"):
@@ -354,10 +356,28 @@ class Positions(Message, tag="positions"):
     seq: int
 
 
+class Level(Struct, kw_only=True, frozen=True):
+    """One price level of a book: total open quantity and number of orders."""
+
+    price: str
+    qty: str
+    orders: int
+
+
+class Book(Message, tag="book"):
+    """The public book of ``symbol`` after command ``seq``, best level first on each side."""
+
+    req_id: str
+    symbol: str
+    bids: list[Level]
+    asks: list[Level]
+    seq: int
+
+
 REQUESTS = (Logon, Logout, Heartbeat, NewOrder, Cancel, Replace, Recover, Query, KillSwitch)
 REPORTS = (LogonAck, LoggedOut, Heartbeat, Ack, Reject, Fill, Cancelled, Expired, Replaced,
-           KillSwitchSet, Recovered, Orders, Positions)
+           KillSwitchSet, Recovered, Orders, Positions, Book)
 ALL = tuple(dict.fromkeys(REQUESTS + REPORTS))
 Request = Logon | Logout | Heartbeat | NewOrder | Cancel | Replace | Recover | Query | KillSwitch
 Report = (LogonAck | LoggedOut | Heartbeat | Ack | Reject | Fill | Cancelled | Expired | Replaced
-          | KillSwitchSet | Recovered | Orders | Positions)
+          | KillSwitchSet | Recovered | Orders | Positions | Book)

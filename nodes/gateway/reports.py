@@ -22,6 +22,7 @@ from zex.protocol.internal import (
     TAKER_ROLE,
     TIF_NAMES,
     Accepted,
+    BookAnswer,
     Cancelled,
     Expired,
     KillSwitchSet,
@@ -126,6 +127,12 @@ class Reports:
             return [encode(m.Positions(req_id=ans.req_id, cash=self.cash.to_str(ans.cash), positions=positions,
                                        open_orders=ans.open_orders, kill_switch=KILL_NAMES[ans.kill],
                                        seq=ans.seq))]
+        if t is BookAnswer:
+            def levels(side):
+                return [m.Level(price=self.price(ans.symbol, p), qty=self.qty(ans.symbol, q), orders=n)
+                        for p, q, n in side]
+            return [encode(m.Book(req_id=ans.req_id, symbol=ans.symbol, bids=levels(ans.bids), asks=levels(ans.asks),
+                                  seq=ans.seq))]
         if t is ReportsAnswer:
             frames = []
             for rseq, role, ev in ans.reports:

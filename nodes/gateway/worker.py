@@ -36,6 +36,7 @@ from zex.protocol.internal import (
     KILL_REDUCE_ONLY,
     LIMIT,
     MARKET,
+    Q_BOOK,
     Q_ORDERS,
     Q_POSITIONS,
     Q_REPORTS,
@@ -63,7 +64,7 @@ TIFS = {"gtc": GTC, "ioc": IOC, "fok": FOK}
 STPS = {"none": STP_NONE, "cancel_newest": STP_CANCEL_NEWEST, "cancel_oldest": STP_CANCEL_OLDEST,
         "cancel_both": STP_CANCEL_BOTH}
 KILLS = {"off": KILL_OFF, "block": KILL_BLOCK, "reduce_only": KILL_REDUCE_ONLY}
-QUERIES = {"orders": Q_ORDERS, "positions": Q_POSITIONS}
+QUERIES = {"orders": Q_ORDERS, "positions": Q_POSITIONS, "book": Q_BOOK}
 
 
 class Session:
@@ -174,7 +175,10 @@ class Worker:
             if msg.symbol and msg.symbol not in self.inst:
                 return self.reject(client, "query", msg.req_id, Reason.UNKNOWN_SYMBOL,
                                    f"symbol {msg.symbol!r} is not listed")
-            return self.send(QueryCmd(self.name, client, sess.rules.id, QUERIES[msg.what], msg.req_id, msg.symbol))
+            if msg.what == "book" and not msg.symbol:
+                return self.reject(client, "query", msg.req_id, Reason.MISSING_FIELD, "symbol is required for a book query")
+            return self.send(QueryCmd(self.name, client, sess.rules.id, QUERIES[msg.what], msg.req_id, msg.symbol,
+                                      0, msg.depth))
         if t is m.Recover:
             return self.send(QueryCmd(self.name, client, sess.rules.id, Q_REPORTS, "", "", msg.from_rseq, msg.limit))
         if t is m.KillSwitch:

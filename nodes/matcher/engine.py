@@ -31,10 +31,12 @@ from zex.protocol.internal import (
     KILL_OFF,
     KILL_REDUCE_ONLY,
     LIMIT,
+    Q_BOOK,
     Q_ORDERS,
     Q_POSITIONS,
     Accepted,
     Answer,
+    BookAnswer,
     CancelCmd,
     Cancelled,
     Command,
@@ -387,6 +389,11 @@ class Engine:
                       for _, o in sorted(acct.orders.items())
                       if not q.symbol or o.symbol == q.symbol]
             return OrdersAnswer(self.seq, q.req_id, orders)
+        if q.what == Q_BOOK:
+            book = self.books.get(q.symbol)
+            if book is None:
+                return BookAnswer(self.seq, q.req_id, q.symbol, [], [])
+            return BookAnswer(self.seq, q.req_id, q.symbol, book.depth(BUY)[:q.limit], book.depth(2)[:q.limit])
         if q.what == Q_POSITIONS:
             positions = [Position(s, acct.pos.get(s, 0), acct.bought.get(s, 0), acct.sold.get(s, 0))
                          for s in sorted(set(acct.bought) | set(acct.sold))]

@@ -34,6 +34,11 @@ def test_two_accounts_trade_and_the_maker_gets_its_unsolicited_fill(exchange, ct
     assert [(p.symbol, p.qty) for p in pb.positions] == [("XYZ", "3")] and pb.cash == "-30"
     orders = alice.query("orders").orders
     assert [(o.order_id, o.leaves, o.filled) for o in orders] == [(ack.order_id, "2", "3")]
+    # the public book shows the rest of alice's order, and nobody's name
+    bob.order("b-2", "buy", "1", "9.90")
+    book = bob.query("book", "bk", "XYZ")
+    assert [(lv.price, lv.qty, lv.orders) for lv in book.asks] == [("10", "2", 1)]
+    assert [(lv.price, lv.qty, lv.orders) for lv in book.bids] == [("9.9", "1", 1)]
 
 
 def test_an_account_cannot_cancel_replace_or_see_another_accounts_orders(exchange, ctx):

@@ -74,7 +74,7 @@ class Wire:
 
     def query(self, what: str, req_id: str = "q", symbol: str = ""):
         self.send(m.Query(req_id=req_id, what=what, symbol=symbol))
-        return self.expect(lambda r: isinstance(r, (m.Orders, m.Positions)) and r.req_id == req_id,
+        return self.expect(lambda r: isinstance(r, (m.Orders, m.Positions, m.Book)) and r.req_id == req_id,
                            what=f"{what} answer")
 
     def drain(self, quiet: float = 0.3) -> list[m.Message]:
