@@ -87,29 +87,42 @@ def cmd_gateway(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from .demo import DemoMarket
+    from .gateway.node import GatewayNode
     from .matcher.node import MatcherNode
 
     cfg = _load(args)
     ctx = zmq.Context.instance()
-    node = MatcherNode(cfg, ctx)
-    demo = DemoMarket(cfg, ctx, echo=(lambda s: None) if args.quiet else print)
+    matcher = MatcherNode(cfg, ctx)
+    gateway = GatewayNode(cfg, ctx)
+    demo = DemoMarket(cfg, ctx, cfg.gateway.bind, echo=(lambda s: None) if args.quiet else print)
 
     def start():
-        node.start()
+        matcher.start()
+        gateway.start()
         demo.start()
-        m = cfg.matcher
-        print(f"zex is running (matcher at seq {node.engine.seq}, data in {m.data_dir})", flush=True)
-        print(f"  matcher commands: {m.bind}   (internal gateway link; DEALER, see protocol/SPEC.md)")
-        print(f"  event stream:     {m.events_bind}   (SUB to topic 'ev')")
-        print(f"  instruments:      {', '.join(i.symbol for i in cfg.instruments)}")
+        m, g = cfg.matcher, cfg.gateway
+        print(f"zex is running (matcher at seq {matcher.engine.seq}, data in {m.data_dir})")
+        print(f"  clients connect a DEALER to the gateway: {g.bind}   (protocol/SPEC.md)")
+        print(f"  event stream (SUB, topic 'ev'):           {m.events_bind}")
+        print(f"  matcher, for more gateways:               {m.bind}   (zex gateway --name gw2 --bind ...)")
+        print(f"  instruments: {', '.join(i.symbol for i in cfg.instruments)}; "
+              f"accounts: {', '.join(a.id for a in cfg.accounts)} (demo credential = the name)")
+        print(f"  try:  .venv/bin/zex order buy 5 XYZ {_example_price(cfg)} --account alice --credential alice")
+        print("        .venv/bin/zex book XYZ --account bob --credential bob")
         print("  demo market maker 'maker' and taker 'taker' are trading; Ctrl+C to quit", flush=True)
 
     def stop():
         demo.stop()
-        node.stop()
-        print(f"zex stopped at seq {node.engine.seq}; {demo.trades} demo trades", flush=True)
+        gateway.stop()
+        matcher.stop()
+        print(f"zex stopped at seq {matcher.engine.seq}; {demo.trades} demo trades", flush=True)
 
-    return _serve(start, stop, node.join)
+    return _serve(start, stop, matcher.join)
+
+
+def _example_price(cfg: config_mod.Config) -> str:
+    inst = cfg.instrument("XYZ") or cfg.instruments[0]
+    return inst.ticks_to_price(inst.ref_ticks or inst.min_ticks)
 
 
 def main(argv: list[str] | None = None) -> None:

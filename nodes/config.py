@@ -52,11 +52,11 @@ from zex.protocol.numbers import Cash, Instrument
 
 DEFAULT_INSTRUMENTS = (
     Instrument("XYZ", tick="0.01", lot="1", min_price="0.01", max_price="10000", max_qty="100000",
-               reference_price="1"),
+               reference_price="100"),
     Instrument("ABC", tick="0.05", lot="1", min_price="0.05", max_price="10000", max_qty="100000",
-               reference_price="5"),
-    Instrument("BTC-USD", tick="0.5", lot="0.001", min_price="1", max_price="1000000", max_qty="100",
                reference_price="50"),
+    Instrument("BTC-USD", tick="0.5", lot="0.001", min_price="1", max_price="1000000", max_qty="100",
+               reference_price="60000"),
 )
 
 
