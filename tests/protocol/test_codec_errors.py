@@ -14,7 +14,17 @@ from hypothesis import strategies as st
 
 from zex.protocol.codec import MAX_FRAME, decode_report, decode_request
 from zex.protocol.errors import DecodeFailed, ProtocolError, ZexError
-from zex.protocol.messages import REQUESTS, Cancel, Heartbeat, Logon, NewOrder, Replace
+from zex.protocol.messages import (
+    REQUESTS,
+    Cancel,
+    Heartbeat,
+    KillSwitch,
+    Logon,
+    NewOrder,
+    Query,
+    Recover,
+    Replace,
+)
 from zex.protocol.reasons import Reason
 
 ORDER = {"type": "new_order", "v": 1, "cl_ord_id": "a1", "symbol": "XYZ", "side": "buy",
@@ -139,6 +149,9 @@ def test_missing_required_field_is_named(field):
     (Logon, "logon", {}),
     (Cancel, "cancel", {"cl_ord_id": "c", "symbol": "XYZ"}),
     (Replace, "replace", {"cl_ord_id": "r", "symbol": "XYZ", "qty": "1", "price": "2"}),
+    (Recover, "recover", {"from_rseq": 1}),
+    (Query, "query", {"req_id": "q", "what": "orders"}),
+    (KillSwitch, "kill_switch", {"cl_ord_id": "k", "account": "bob", "mode": "block"}),
 ])
 def test_missing_field_of_other_requests(cls, tag, base):
     required = [f.name for f in msgspec.structs.fields(cls) if f.required]
@@ -207,6 +220,21 @@ def _req(tag: str, **fields) -> bytes:
     (_req("cancel", cl_ord_id="c", symbol="X", order_id=-1), "order_id"),
     (_req("cancel", cl_ord_id="c", symbol="X", order_id=2**63), "order_id"),
     (_req("heartbeat", next_seq=-5), "next_seq"),
+    (_req("cancel", cl_ord_id="c", symbol="X", orig_cl_ord_id="o" * 37), "orig_cl_ord_id"),
+    (_req("replace", cl_ord_id="r", symbol="X", qty="1", price="1", orig_cl_ord_id="o" * 37),
+     "orig_cl_ord_id"),
+    (_req("recover", from_rseq=0), "from_rseq"),
+    (_req("recover", from_rseq=2**63), "from_rseq"),
+    (_req("recover", from_rseq=1, limit=0), "limit"),
+    (_req("recover", from_rseq=1, limit=10_001), "limit"),
+    (_req("query", req_id="q" * 37, what="orders"), "req_id"),
+    (_req("query", req_id="q", what="trades"), "what"),
+    (_req("query", req_id="q", what="orders", symbol="S" * 17), "symbol"),
+    (_req("query", req_id="q", what="book", symbol="XYZ", depth=0), "depth"),
+    (_req("query", req_id="q", what="book", symbol="XYZ", depth=1001), "depth"),
+    (_req("kill_switch", cl_ord_id="k", account="bob", mode="on"), "mode"),
+    (_req("kill_switch", cl_ord_id="k", account="", mode="off"), "account"),
+    (_req("kill_switch", cl_ord_id="k", account="a" * 33, mode="off"), "account"),
 ])
 def test_integer_and_length_ranges_of_other_requests(frame, field):
     err = refused(frame)
@@ -295,7 +323,8 @@ value = st.recursive(leaf, lambda kids: st.lists(kids, max_size=4)
                      | st.dictionaries(st.text(max_size=8), kids, max_size=4), max_leaves=12)
 known_keys = st.sampled_from(["type", "v", "cl_ord_id", "symbol", "side", "qty", "price",
                               "ord_type", "tif", "post_only", "stp", "order_id",
-                              "orig_cl_ord_id", "account", "heartbeat_ms", "next_seq"])
+                              "orig_cl_ord_id", "account", "heartbeat_ms", "next_seq",
+                              "from_rseq", "limit", "req_id", "what", "mode", "depth"])
 maps = st.dictionaries(known_keys | st.text(max_size=10), value, max_size=10)
 
 
@@ -328,6 +357,10 @@ BASES = [
     {"type": "replace", "v": 1, "cl_ord_id": "r1", "symbol": "XYZ", "qty": "3", "price": "1.5"},
     {"type": "logon", "v": 1, "account": "alice", "heartbeat_ms": 500},
     {"type": "heartbeat", "v": 1, "next_seq": 3},
+    {"type": "logout", "v": 1},
+    {"type": "recover", "v": 1, "from_rseq": 4, "limit": 50},
+    {"type": "query", "v": 1, "req_id": "q1", "what": "positions", "symbol": "XYZ"},
+    {"type": "kill_switch", "v": 1, "cl_ord_id": "k1", "account": "bob", "mode": "block"},
 ]
 
 

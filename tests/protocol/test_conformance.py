@@ -24,14 +24,27 @@ from zex.protocol.codec import decode_report, decode_request, encode
 from zex.protocol.errors import DecodeFailed, ProtocolError
 from zex.protocol.messages import (
     Ack,
+    Book,
     Cancel,
     Cancelled,
     Expired,
     Fill,
     Heartbeat,
+    KillSwitch,
+    KillSwitchSet,
+    Level,
+    LoggedOut,
     Logon,
     LogonAck,
+    Logout,
     NewOrder,
+    OrderInfo,
+    Orders,
+    PositionInfo,
+    Positions,
+    Query,
+    Recover,
+    Recovered,
     Reject,
     Replace,
     Replaced,
@@ -45,27 +58,53 @@ NS = 1_764_000_000_123_456_789
 
 SAMPLES: dict[type, messages.Message] = {
     Logon: Logon(account="alice", credential="s3cret", heartbeat_ms=2_500),
+    Logout: Logout(),
     Heartbeat: Heartbeat(next_seq=42),
     NewOrder: NewOrder(cl_ord_id="a-1", symbol="XYZ", side="sell", qty="12", ord_type="limit",
                        price="101.25", tif="ioc", post_only=False, stp="cancel_both"),
     Cancel: Cancel(cl_ord_id="c-1", symbol="XYZ", order_id=0, orig_cl_ord_id="a-1"),
     Replace: Replace(cl_ord_id="r-1", symbol="BTC-USD", qty="0.75", price="65000.5", order_id=9),
-    LogonAck: LogonAck(account="alice", session_id="7f3a", heartbeat_ms=2_500),
+    Recover: Recover(from_rseq=17, limit=250),
+    Query: Query(req_id="q-1", what="book", symbol="XYZ", depth=5),
+    KillSwitch: KillSwitch(cl_ord_id="k-1", account="bob", mode="reduce_only"),
+    LogonAck: LogonAck(account="alice", session_id="7f3a", heartbeat_ms=2_500, next_rseq=18),
+    LoggedOut: LoggedOut(reason="heartbeat", text="nothing received for 3 intervals"),
     Ack: Ack(cl_ord_id="a-2", order_id=17, symbol="XYZ", side="buy", ord_type="market", tif="fok",
-             price=None, qty="3", seq=41, ts=NS, resent=True),
-    Reject: Reject(cl_ord_id="a-3", ref_type="new_order", reason=int(Reason.PRICE_OFF_TICK),
-                   reason_name="PRICE_OFF_TICK", text="price must be a multiple of tick 0.01",
-                   seq=0, resent=False),
+             price=None, qty="3", seq=41, ts=NS, rseq=0, resent=True),
+    Reject: Reject(cl_ord_id="a-3", ref_type="new_order", reason=int(Reason.MAX_POSITION),
+                   reason_name="MAX_POSITION", text="max_position 100 lots in XYZ: could reach 104",
+                   seq=46, rseq=9, resent=False),
     Fill: Fill(order_id=17, cl_ord_id="a-1", symbol="XYZ", side="buy", price="101.5", qty="4",
-               leaves="6", trade_id=7, liquidity="maker", seq=42, ts=NS + 1),
-    Cancelled: Cancelled(order_id=17, cl_ord_id="a-1", symbol="XYZ", side="buy", qty="6",
-                         reason="stp", seq=43, ts=NS + 2),
+               leaves="6", trade_id=7, liquidity="maker", seq=42, ts=NS + 1, rseq=5),
+    Cancelled: Cancelled(order_id=17, cl_ord_id="a-1", orig_cl_ord_id="a-1", symbol="XYZ",
+                         side="buy", qty="6", reason="kill", seq=43, ts=NS + 2, rseq=7,
+                         resent=False),
     Expired: Expired(order_id=18, cl_ord_id="b-9", symbol="XYZ", side="sell", qty="1",
-                     reason="market", seq=44, ts=NS + 3),
-    Replaced: Replaced(order_id=17, cl_ord_id="a-1", symbol="XYZ", side="buy", price="101.4",
-                       qty="8", leaves="4", kept_priority=False, seq=45, ts=NS + 4),
+                     reason="market", seq=44, ts=NS + 3, rseq=8),
+    Replaced: Replaced(order_id=17, cl_ord_id="r-4", orig_cl_ord_id="a-1", symbol="XYZ",
+                       side="buy", price="101.4", qty="8", leaves="4", kept_priority=False,
+                       seq=45, ts=NS + 4, rseq=0, resent=True),
+    KillSwitchSet: KillSwitchSet(cl_ord_id="k-1", account="bob", mode="block", cancelled=3,
+                                 seq=47, ts=NS + 5, rseq=12, resent=False),
+    Recovered: Recovered(from_rseq=5, to_rseq=9, last_rseq=12),
+    Orders: Orders(req_id="q-1", orders=[
+        OrderInfo(order_id=17, cl_ord_id="a-1", symbol="XYZ", side="buy", price="101.5", qty="10",
+                  leaves="6", filled="4"),
+        OrderInfo(order_id=23, cl_ord_id="a-9", symbol="BTC-USD", side="sell", price="65000.5",
+                  qty="0.002", leaves="0.002", filled="0"),
+    ], seq=47),
+    Positions: Positions(req_id="q-2", cash="-1234.5", positions=[
+        PositionInfo(symbol="BTC-USD", qty="0.25", bought="0.25", sold="0"),
+        PositionInfo(symbol="XYZ", qty="-3", bought="2", sold="5"),
+    ], open_orders=2, kill_switch="reduce_only", seq=48),
+    Book: Book(req_id="q-3", symbol="XYZ", bids=[
+        Level(price="101.5", qty="6", orders=1), Level(price="101.4", qty="250", orders=12),
+    ], asks=[Level(price="102", qty="2", orders=1)], seq=49),
 }
-
+# The array fields whose elements are maps: (message, field) -> the element's Struct.
+ARRAYS: dict[tuple[type, str], type] = {(Orders, "orders"): OrderInfo,
+                                        (Positions, "positions"): PositionInfo,
+                                        (Book, "bids"): Level, (Book, "asks"): Level}
 
 def tag_of(cls: type) -> str:
     return cls.__struct_config__.tag
@@ -79,9 +118,58 @@ def decoder_for(cls: type):
     return decode_request if cls in messages.REQUESTS else decode_report
 
 
+def plain(value):
+    """``value`` as plain data: a client message Struct (or element) as a dict of its fields."""
+    if isinstance(value, msgspec.Struct):
+        return {n: plain(getattr(value, n)) for n in field_names(type(value))}
+    if isinstance(value, list | tuple):
+        return [plain(v) for v in value]
+    return value
+
+
+def assert_same_types(got, want, where: str) -> None:
+    """Equal is not enough: 1 == 1.0 == True; the wire types must be the same too."""
+    assert type(got) is type(want), f"{where}: {type(got).__name__} vs {type(want).__name__}"
+    if isinstance(want, dict):
+        assert set(got) == set(want), where
+        for k in want:
+            assert_same_types(got[k], want[k], f"{where}.{k}")
+    elif isinstance(want, list):
+        assert len(got) == len(want), where
+        for i, (g, w) in enumerate(zip(got, want)):
+            assert_same_types(g, w, f"{where}[{i}]")
+
+
+def _field(cls: type, name: str) -> msgspec.structs.FieldInfo:
+    return next(f for f in msgspec.structs.fields(cls) if f.name == name)
+
+
+def _element_struct(tp) -> type | None:
+    """The Struct a ``list[Struct]`` annotation holds, else None."""
+    if typing.get_origin(tp) is list:
+        (arg,) = typing.get_args(tp)
+        if isinstance(arg, type) and issubclass(arg, msgspec.Struct):
+            return arg
+    return None
+
+
 def test_every_message_has_a_sample():
     assert set(SAMPLES) == set(messages.ALL)
     assert set(messages.ALL) == set(messages.REQUESTS) | set(messages.REPORTS)
+
+
+def test_every_array_of_maps_is_known_and_sampled():
+    """Each list-of-maps field of a message is in ARRAYS, and its sample has elements."""
+    found = {}
+    for cls in messages.ALL:
+        for f in msgspec.structs.fields(cls):
+            item = _element_struct(f.type)
+            if item is not None:
+                found[(cls, f.name)] = item
+    assert found == ARRAYS
+    for (cls, name), item in ARRAYS.items():
+        elements = getattr(SAMPLES[cls], name)
+        assert elements and all(type(e) is item for e in elements)
 
 
 # ------------------------------------------------------ zex -> plain msgpack
@@ -96,14 +184,22 @@ def test_zex_encoding_reads_as_a_plain_msgpack_map(cls):
     assert wire["v"] == 1 and type(wire["v"]) is int
     assert set(wire) == {"type", *field_names(cls)}
     for name in field_names(cls):
-        assert wire[name] == getattr(msg, name), name
-        assert type(wire[name]) is type(getattr(msg, name)), name
+        assert wire[name] == plain(getattr(msg, name)), name
+        assert_same_types(wire[name], plain(getattr(msg, name)), name)
 
 
 @pytest.mark.parametrize("cls", messages.ALL, ids=tag_of)
 def test_zex_encoding_decodes_back_with_zex(cls):
     msg = SAMPLES[cls]
     assert decoder_for(cls)(encode(msg)) == msg
+
+
+@pytest.mark.parametrize("cls", messages.ALL, ids=tag_of)
+def test_plain_msgpack_rewrite_decodes_back_with_zex(cls):
+    """Read with plain msgpack, written again with plain msgpack: still the same message."""
+    msg = SAMPLES[cls]
+    wire = msgpack.unpackb(encode(msg), raw=False)
+    assert decoder_for(cls)(msgpack.packb(wire, use_bin_type=True)) == msg
 
 
 def test_heartbeat_is_both_a_request_and_a_report():
@@ -120,6 +216,19 @@ HAND: list[tuple[dict, type, dict]] = [
      Logon, {"account": "bob", "credential": "", "heartbeat_ms": 1000}),
     ({"type": "heartbeat", "v": 1},
      Heartbeat, {"next_seq": 0}),
+    ({"type": "logout", "v": 1},
+     Logout, {}),
+    ({"type": "recover", "v": 1, "from_rseq": 1},
+     Recover, {"from_rseq": 1, "limit": 1000}),
+    ({"type": "recover", "v": 1, "from_rseq": 2**63 - 1, "limit": 10_000},
+     Recover, {}),
+    ({"type": "query", "v": 1, "req_id": "", "what": "positions"},
+     Query, {"req_id": "", "what": "positions", "symbol": "", "depth": 10}),
+    ({"type": "query", "v": 1, "req_id": "q" * 36, "what": "orders", "symbol": "S" * 16,
+      "depth": 1000},
+     Query, {}),
+    ({"type": "kill_switch", "v": 1, "cl_ord_id": "k1", "account": "bob", "mode": "off"},
+     KillSwitch, {}),
     ({"type": "new_order", "v": 1, "cl_ord_id": "x1", "symbol": "XYZ", "side": "buy", "qty": "5",
       "price": "10.5"},
      NewOrder, {"cl_ord_id": "x1", "symbol": "XYZ", "side": "buy", "qty": "5", "price": "10.5",
@@ -133,37 +242,77 @@ HAND: list[tuple[dict, type, dict]] = [
      Cancel, {"cl_ord_id": "c9", "symbol": "XYZ", "order_id": 2**63 - 1, "orig_cl_ord_id": ""}),
     ({"type": "cancel", "v": 1, "cl_ord_id": "c10", "symbol": "XYZ", "orig_cl_ord_id": "x1"},
      Cancel, {"order_id": 0, "orig_cl_ord_id": "x1"}),
+    ({"type": "cancel", "v": 1, "cl_ord_id": "c11", "symbol": "XYZ", "orig_cl_ord_id": "o" * 36},
+     Cancel, {"order_id": 0}),
     ({"type": "replace", "v": 1, "cl_ord_id": "r1", "symbol": "XYZ", "order_id": 3, "qty": "7",
       "price": "10.25"},
      Replace, {"order_id": 3, "qty": "7", "price": "10.25", "orig_cl_ord_id": ""}),
     ({"type": "logon_ack", "v": 1, "account": "bob", "session_id": "s-1", "heartbeat_ms": 500},
-     LogonAck, {"account": "bob", "session_id": "s-1", "heartbeat_ms": 500}),
+     LogonAck, {"account": "bob", "session_id": "s-1", "heartbeat_ms": 500, "next_rseq": 1}),
+    ({"type": "logon_ack", "v": 1, "account": "bob", "session_id": "s-2", "heartbeat_ms": 500,
+      "next_rseq": 77},
+     LogonAck, {}),
+    ({"type": "logged_out", "v": 1, "reason": "logout"},
+     LoggedOut, {"text": ""}),
+    ({"type": "logged_out", "v": 1, "reason": "replaced", "text": "x"},
+     LoggedOut, {}),
     ({"type": "heartbeat", "v": 1, "next_seq": 99},
      Heartbeat, {"next_seq": 99}),
     ({"type": "ack", "v": 1, "cl_ord_id": "x1", "order_id": 1, "symbol": "XYZ", "side": "buy",
       "ord_type": "limit", "tif": "gtc", "price": "10.5", "qty": "5", "seq": 1, "ts": NS},
-     Ack, {"order_id": 1, "price": "10.5", "seq": 1, "ts": NS, "resent": False}),
+     Ack, {"order_id": 1, "price": "10.5", "seq": 1, "ts": NS, "rseq": 0, "resent": False}),
     ({"type": "ack", "v": 1, "cl_ord_id": "x2", "order_id": 2, "symbol": "XYZ", "side": "sell",
       "ord_type": "market", "tif": "ioc", "price": None, "qty": "5", "seq": 2, "ts": NS,
-      "resent": True},
+      "rseq": 0, "resent": True},
      Ack, {"price": None, "resent": True, "ord_type": "market"}),
     ({"type": "reject", "v": 1, "cl_ord_id": "", "ref_type": "", "reason": 100,
       "reason_name": "MALFORMED", "text": "frame is not a MessagePack map"},
-     Reject, {"reason": 100, "seq": 0, "resent": False}),
+     Reject, {"reason": 100, "seq": 0, "rseq": 0, "resent": False}),
+    ({"type": "reject", "v": 1, "cl_ord_id": "x9", "ref_type": "new_order", "reason": 407,
+      "reason_name": "CREDIT_LIMIT", "text": "credit 1000", "seq": 12, "rseq": 4},
+     Reject, {"resent": False}),
     ({"type": "fill", "v": 1, "order_id": 1, "cl_ord_id": "x1", "symbol": "XYZ", "side": "buy",
       "price": "10.5", "qty": "2", "leaves": "3", "trade_id": 1, "liquidity": "taker", "seq": 3,
       "ts": NS},
-     Fill, {"leaves": "3", "liquidity": "taker", "trade_id": 1}),
-    ({"type": "cancelled", "v": 1, "order_id": 1, "cl_ord_id": "x1", "symbol": "XYZ",
-      "side": "buy", "qty": "3", "reason": "user", "seq": 4, "ts": NS},
-     Cancelled, {"qty": "3", "reason": "user"}),
+     Fill, {"leaves": "3", "liquidity": "taker", "trade_id": 1, "rseq": 0}),
+    ({"type": "fill", "v": 1, "order_id": 1, "cl_ord_id": "x1", "symbol": "XYZ", "side": "buy",
+      "price": "10.5", "qty": "1", "leaves": "2", "trade_id": 2, "liquidity": "maker", "seq": 4,
+      "ts": NS, "rseq": 3},
+     Fill, {}),
+    ({"type": "cancelled", "v": 1, "order_id": 1, "cl_ord_id": "c1", "orig_cl_ord_id": "x1",
+      "symbol": "XYZ", "side": "buy", "qty": "3", "reason": "user", "seq": 4, "ts": NS},
+     Cancelled, {"qty": "3", "reason": "user", "rseq": 0, "resent": False}),
+    ({"type": "cancelled", "v": 1, "order_id": 2, "cl_ord_id": "x2", "orig_cl_ord_id": "x2",
+      "symbol": "XYZ", "side": "sell", "qty": "1", "reason": "disconnect", "seq": 9, "ts": NS,
+      "rseq": 6, "resent": False},
+     Cancelled, {}),
     ({"type": "expired", "v": 1, "order_id": 5, "cl_ord_id": "x5", "symbol": "XYZ",
       "side": "sell", "qty": "1", "reason": "fok", "seq": 5, "ts": NS},
-     Expired, {"reason": "fok"}),
-    ({"type": "replaced", "v": 1, "order_id": 1, "cl_ord_id": "x1", "symbol": "XYZ",
-      "side": "buy", "price": "10.5", "qty": "4", "leaves": "2", "kept_priority": True, "seq": 6,
-      "ts": NS},
-     Replaced, {"kept_priority": True, "leaves": "2"}),
+     Expired, {"reason": "fok", "rseq": 0}),
+    ({"type": "replaced", "v": 1, "order_id": 1, "cl_ord_id": "r1", "orig_cl_ord_id": "x1",
+      "symbol": "XYZ", "side": "buy", "price": "10.5", "qty": "4", "leaves": "2",
+      "kept_priority": True, "seq": 6, "ts": NS},
+     Replaced, {"kept_priority": True, "leaves": "2", "rseq": 0, "resent": False}),
+    ({"type": "kill_switch_set", "v": 1, "cl_ord_id": "k1", "account": "bob", "mode": "block",
+      "cancelled": 0, "seq": 10, "ts": NS},
+     KillSwitchSet, {"rseq": 0, "resent": False}),
+    ({"type": "recovered", "v": 1, "from_rseq": 7, "to_rseq": 6, "last_rseq": 6},
+     Recovered, {}),
+    ({"type": "orders", "v": 1, "req_id": "q1", "orders": [], "seq": 0},
+     Orders, {}),
+    ({"type": "orders", "v": 1, "req_id": "q2", "seq": 11, "orders": [
+        {"order_id": 3, "cl_ord_id": "x3", "symbol": "XYZ", "side": "sell", "price": "10.5",
+         "qty": "4", "leaves": "1", "filled": "3", "later": True}]},  # unknown keys ignored
+     Orders, {"orders": [{"order_id": 3, "cl_ord_id": "x3", "symbol": "XYZ", "side": "sell",
+                          "price": "10.5", "qty": "4", "leaves": "1", "filled": "3"}]}),
+    ({"type": "positions", "v": 1, "req_id": "q3", "cash": "-0.5", "open_orders": 0,
+      "kill_switch": "off", "seq": 11, "positions": [
+          {"symbol": "XYZ", "qty": "-2", "bought": "1", "sold": "3"}]},
+     Positions, {}),
+    ({"type": "book", "v": 1, "req_id": "q4", "symbol": "XYZ", "seq": 12, "asks": [],
+      "bids": [{"price": "10.5", "qty": "3", "orders": 2},
+               {"price": "10", "qty": "1", "orders": 1}]},
+     Book, {}),
 ]
 
 
@@ -175,7 +324,9 @@ def test_hand_written_map_decodes_with_zex(wire, cls, expected):
     assert msg.v == 1
     sent = {k: v for k, v in wire.items() if k not in ("type", "v")}
     for name, value in {**sent, **expected}.items():
-        assert getattr(msg, name) == value, name
+        assert plain(getattr(msg, name)) == value, name
+    fields = set(field_names(cls))
+    assert fields <= {*sent, *expected, "v"}, "every field is sent or its default checked"
 
 
 def test_every_message_type_has_a_hand_written_map():
@@ -232,6 +383,24 @@ fills = st.builds(
 )
 
 
+signed = st.from_regex(r"-?[0-9]{1,9}(\.[0-9]{1,9})?", fullmatch=True)
+positions = st.builds(
+    Positions, req_id=st.text(st.characters(codec="utf-8"), max_size=36), cash=signed,
+    positions=st.lists(st.builds(PositionInfo, symbol=text_, qty=signed, bought=decimal,
+                                 sold=decimal), max_size=5),
+    open_orders=uint, kill_switch=st.sampled_from(["block", "reduce_only", "off"]), seq=uint,
+)
+
+
+@settings(max_examples=100, deadline=None)
+@given(msg=positions)
+def test_random_positions_agree_with_plain_msgpack(msg):
+    wire = msgpack.unpackb(encode(msg))
+    assert wire == {"type": "positions", "v": 1, **plain(msg)}
+    assert all(set(p) == set(field_names(PositionInfo)) for p in wire["positions"])
+    assert decode_report(msgpack.packb(wire)) == msg
+
+
 @settings(max_examples=150, deadline=None)
 @given(msg=new_orders)
 def test_random_new_orders_agree_with_plain_msgpack(msg):
@@ -259,32 +428,80 @@ def _annotation_kind(tp) -> str:
         return _annotation_kind(typing.get_args(tp)[0])
     if origin is typing.Literal:
         return "enum"
+    if origin is list:
+        return "array"
     if origin in (typing.Union, types.UnionType):
         args = [a for a in typing.get_args(tp) if a is not type(None)]
         return _annotation_kind(args[0]) + " or nil"
     return {str: "str", int: "int", bool: "bool"}[tp]
 
 
+def _literal_values(tp) -> tuple[str, ...]:
+    while typing.get_origin(tp) is typing.Annotated:
+        tp = typing.get_args(tp)[0]
+    return typing.get_args(tp) if typing.get_origin(tp) is typing.Literal else ()
+
+
+def _check_rows(rows: list[spec_text.FieldRow], cls: type, where: str) -> None:
+    """Hold one SPEC.md table to one Struct: names, order, required, type, default, range, enum."""
+    by_name = {r.name: r for r in rows}
+    fields = {f.name: f for f in msgspec.structs.fields(cls) if f.name != "v"}
+    assert len(by_name) == len(rows), f"{where}: a field is listed twice"
+    assert list(by_name) == list(fields), f"{where}: SPEC.md lists the fields in the class's order"
+    for name, f in fields.items():
+        row = by_name[name]
+        if row.required == "yes":
+            assert f.required, f"{where}.{name} is required in SPEC.md but has a default in code"
+            assert not row.default, f"{where}.{name} is required but SPEC.md gives a default"
+        else:
+            assert not f.required, f"{where}.{name} is optional in SPEC.md but required in code"
+            assert row.default, f"{where}.{name} is optional but SPEC.md gives no default"
+            assert spec_text.spec_default(row.default) == f.default, f"{where}.{name} default"
+        kind = _annotation_kind(f.type)
+        spec_kind = {"decimal": "str", "decimal or nil": "str or nil"}.get(row.type, row.type)
+        assert spec_kind == kind, f"{where}.{name}: SPEC.md says {row.type}, code has {f.type}"
+        spec_range = _DECIMAL_RANGE if row.type.startswith("decimal") else _spec_range(row.range)
+        assert spec_range == _code_range(f.type), f"{where}.{name}: range {row.range!r}"
+        values = _literal_values(f.type)
+        quoted = set(re.findall(r'`"([^"`]*)"`', row.note))
+        if values and row.range is not None:  # a request: the cell lists exactly the values
+            assert quoted == set(values), f"{where}.{name}: SPEC.md lists {quoted}, code {values}"
+        elif values:  # a report: the meaning names every value
+            missing = set(values) - quoted
+            assert not missing, f"{where}.{name}: SPEC.md does not name {missing}"
+
+
 @pytest.mark.parametrize("cls", messages.ALL, ids=tag_of)
 def test_spec_field_table_matches_the_message_class(cls):
     tables = spec_text.message_tables()
-    assert tag_of(cls) in tables, f"SPEC.md section 4 has no table for {tag_of(cls)}"
-    rows = {r.name: r for r in tables[tag_of(cls)]}
-    fields = {f.name: f for f in msgspec.structs.fields(cls) if f.name != "v"}
-    assert list(rows) == list(fields), "SPEC.md lists the fields in the class's order"
-    for name, f in fields.items():
-        row = rows[name]
-        if row.required == "yes":
-            assert f.required, f"{name} is required in SPEC.md but has a default in code"
-        else:
-            assert not f.required, f"{name} is optional in SPEC.md but required in code"
-        kind = _annotation_kind(f.type)
-        spec_kind = {"decimal": "str", "decimal or nil": "str or nil"}.get(row.type, row.type)
-        assert spec_kind == kind, f"{name}: SPEC.md says {row.type}, code has {f.type}"
-        if row.default not in (None, ""):
-            assert spec_text.spec_default(row.default) == f.default, name
-        spec_range = _DECIMAL_RANGE if row.type.startswith("decimal") else _spec_range(row.range)
-        assert spec_range == _code_range(f.type), f"{name}: range {row.range!r}"
+    assert tag_of(cls) in tables, f"SPEC.md section 4 has no section for {tag_of(cls)}"
+    _check_rows(tables[tag_of(cls)], cls, tag_of(cls))
+
+
+def test_spec_has_a_section_for_every_message_and_no_other():
+    assert set(spec_text.message_tables()) == {tag_of(c) for c in messages.ALL}
+
+
+@pytest.mark.parametrize("cls,name", list(ARRAYS), ids=lambda x: getattr(x, "__name__", x))
+def test_spec_element_table_matches_the_item_struct(cls, name):
+    item = ARRAYS[(cls, name)]
+    tables = spec_text.element_tables()
+    key = (tag_of(cls), name)
+    assert key in tables, f"SPEC.md section for {tag_of(cls)} has no element table for {name}"
+    _check_rows(tables[key], item, f"{tag_of(cls)}.{name}[]")
+
+
+def test_spec_element_tables_belong_to_array_fields():
+    arrays = {(tag_of(cls), name) for cls, name in ARRAYS}
+    assert set(spec_text.element_tables()) == arrays
+
+
+def test_spec_headings_say_request_or_report():
+    kinds = spec_text.message_kinds()
+    for cls in messages.ALL:
+        want = {(True, False): "request", (False, True): "report", (True, True): "both ways"}[
+            (cls in messages.REQUESTS, cls in messages.REPORTS)]
+        assert kinds[tag_of(cls)] == want, tag_of(cls)
 
 
 # SPEC.md section 4: '"decimal" means a str following §3 (1..32 characters)'
@@ -328,14 +545,16 @@ def test_spec_reason_table_matches_the_enum():
         assert r.sentence == sentence
 
 
-def test_spec_enum_values_match_the_literals():
-    body = spec_text.text()
-    for cls in (NewOrder, Fill, Cancelled, Expired):
-        for f in msgspec.structs.fields(cls):
-            if typing.get_origin(f.type) is typing.Literal:
-                for value in typing.get_args(f.type):
-                    where = f"{cls.__name__}.{f.name} = {value!r}"
-                    assert f'`"{value}"`' in body, f"{where} is not in SPEC.md"
+def test_spec_enum_checks_can_fail():
+    """The enum check above sees a missing value: drop one from a copied row and it must object."""
+    row = next(r for r in spec_text.message_tables()["cancelled"] if r.name == "reason")
+    broken = [r if r.name != "reason" else
+              spec_text.FieldRow(r.name, r.type, r.required, r.default, r.range,
+                                 r.note.replace('`"disconnect"`', "disconnect"))
+              for r in spec_text.message_tables()["cancelled"]]
+    assert '`"disconnect"`' in row.note
+    with pytest.raises(AssertionError, match="disconnect"):
+        _check_rows(broken, Cancelled, "cancelled")
 
 
 def test_spec_example_bytes_decode_to_the_example_logon():
@@ -371,6 +590,53 @@ def test_spec_example_session_decodes():
             assert err.value.reason == nxt["reason"] and str(err.value) == nxt["text"]
 
 
+def test_spec_example_reports_are_complete():
+    """A report map in the example that is not abridged has every field the gateway sends."""
+    for kind, wire in spec_text.example_messages():
+        if kind != "report":
+            continue
+        cls = type(decode_report(msgpack.packb(wire)))
+        assert set(wire) == {"type", "v", *field_names(cls)}, wire["type"]
+        for (owner, name), item in ARRAYS.items():
+            if owner is cls:
+                for element in wire[name]:
+                    assert set(element) == set(field_names(item)), name
+
+
+def test_spec_example_follows_the_report_sequence_rules():
+    """Alice's side of the example obeys SPEC.md 7.2 and 7.3, as a client would check it."""
+    flow = [(src, dst, m) for src, dst, m in spec_text.example_flow() if "A" in (src, dst)]
+    applied = 0  # R: the last rseq Alice applied
+    must_recover = None
+    next_rseq = 1
+    for src, _, m in flow:
+        kind = m["type"]
+        if src == "A":
+            if must_recover is not None:
+                assert m == {"type": "recover", "v": 1, "from_rseq": must_recover}
+                must_recover = None
+            else:
+                assert kind != "recover", "a recover with no gap to fill"
+            continue
+        if kind == "logon_ack":
+            assert m["next_rseq"] >= applied + 1
+            next_rseq = m["next_rseq"]
+            if next_rseq > applied + 1:
+                must_recover = applied + 1
+        elif kind == "recovered":
+            assert m["to_rseq"] == applied and m["last_rseq"] >= m["to_rseq"]
+            assert m["last_rseq"] >= next_rseq - 1
+        elif kind == "heartbeat":
+            assert m["next_seq"] == applied + 1
+        elif "rseq" in m:
+            if m["rseq"] == 0:  # outside the sequence: refused before sequencing, or a repeat
+                assert m.get("seq") == 0 or m.get("resent") is True, m
+            else:
+                assert m["rseq"] == applied + 1, m
+                applied = m["rseq"]
+    assert must_recover is None and applied >= 5
+
+
 # -------------------------------------------------------- internal links
 
 CMD_SAMPLES = {
@@ -380,6 +646,14 @@ CMD_SAMPLES = {
     internal.CancelCmd: internal.CancelCmd(NS, "gw2", b"\x01", "bob", "c-1", "ABC", 0, "b-7"),
     internal.ReplaceCmd: internal.ReplaceCmd(NS, "gw1", b"\x02\x03", "alice", "r-1", "XYZ", 10100,
                                              12, 44, ""),
+    internal.MassCancelCmd: internal.MassCancelCmd(NS, "gw1", b"\x04", "alice",
+                                                   internal.CXL_DISCONNECT),
+    internal.KillSwitchCmd: internal.KillSwitchCmd(NS, "gw2", b"\x05", "ops", "k-1", "bob",
+                                                   internal.KILL_REDUCE_ONLY),
+    internal.LimitsCmd: internal.LimitsCmd(NS, "alice", 500, 10_000_000_000,
+                                           {"BTC-USD": 100_000, "XYZ": 10_000}, "", b""),
+    internal.QueryCmd: internal.QueryCmd("gw1", b"\x06", "alice", internal.Q_REPORTS, "", "", 17,
+                                         250),
 }
 EVENT_SAMPLES = {
     internal.Accepted: internal.Accepted(7, NS, 3, "alice", "a-1", "XYZ", internal.BUY,
@@ -389,43 +663,114 @@ EVENT_SAMPLES = {
     internal.Trade: internal.Trade(9, NS, 1, "XYZ", 10150, 4, internal.SELL, 5, "bob", "b-1", 0, 3,
                                    "alice", "a-1", 6),
     internal.Cancelled: internal.Cancelled(10, NS, 3, "alice", "a-1", "XYZ", internal.BUY, 10150,
-                                           6, internal.CXL_STP),
+                                           6, internal.CXL_USER, "c-3"),
     internal.Expired: internal.Expired(11, NS, 5, "bob", "b-1", "XYZ", internal.SELL, 0, 2,
                                        internal.EXP_MARKET),
     internal.Replaced: internal.Replaced(12, NS, 3, "alice", "a-1", "XYZ", internal.BUY, 10140, 8,
-                                         4, False),
+                                         4, False, "r-1"),
     internal.Digest: internal.Digest(13, bytes(range(16))),
+    internal.KillSwitchSet: internal.KillSwitchSet(14, NS, "ops", "k-1", "bob", internal.KILL_BLOCK,
+                                                   2),
+    internal.LimitsSet: internal.LimitsSet(15, NS, "alice"),
 }
+ANSWER_SAMPLES = {
+    internal.OrdersAnswer: internal.OrdersAnswer(15, "q-1", [
+        internal.OpenOrder(3, "a-1", "XYZ", internal.BUY, 10150, 10, 6, 4),
+        internal.OpenOrder(8, "a-4", "BTC-USD", internal.SELL, 130001, 2, 2, 0)]),
+    internal.PositionsAnswer: internal.PositionsAnswer(15, "q-2", -40600, [
+        internal.Position("BTC-USD", 250, 250, 0), internal.Position("XYZ", -3, 2, 5)], 2,
+        internal.KILL_OFF),
+    internal.ReportsAnswer: internal.ReportsAnswer(5, 6, 9, [
+        (5, internal.DIRECT_ROLE, EVENT_SAMPLES[internal.Accepted]),
+        (6, internal.MAKER_ROLE, EVENT_SAMPLES[internal.Trade])]),
+    internal.BookAnswer: internal.BookAnswer(15, "q-3", "XYZ", [(10150, 6, 1), (10140, 250, 12)],
+                                             [(10200, 2, 1)]),
+}
+INTERNAL_SAMPLES = [*CMD_SAMPLES.values(), *EVENT_SAMPLES.values(), *ANSWER_SAMPLES.values()]
+
+
+def internal_plain(value):
+    """Return an internal Struct as the plain array of SPEC.md Appendix A: tag (if any), fields."""
+    if isinstance(value, msgspec.Struct):
+        tag = type(value).__struct_config__.tag
+        fields = [internal_plain(getattr(value, n)) for n in field_names(type(value))]
+        return fields if tag is None else [tag, *fields]
+    if isinstance(value, list | tuple):
+        return [internal_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: internal_plain(v) for k, v in value.items()}
+    return value
 
 
 def test_every_internal_type_has_a_sample():
-    assert set(CMD_SAMPLES) == set(typing.get_args(internal.Command))
+    assert set(CMD_SAMPLES) == set(typing.get_args(internal.Command)) | {internal.QueryCmd}
     assert set(EVENT_SAMPLES) == set(typing.get_args(internal.Event))
+    assert set(ANSWER_SAMPLES) == set(typing.get_args(internal.Answer))
 
 
-@pytest.mark.parametrize("obj", [*CMD_SAMPLES.values(), *EVENT_SAMPLES.values()],
-                         ids=lambda o: type(o).__name__)
+def test_queries_are_not_journaled_commands():
+    """SPEC.md A.1: QueryCmd takes no seq and is not journaled, so it is no Command."""
+    assert internal.QueryCmd not in typing.get_args(internal.Command)
+    assert "ts" not in field_names(internal.QueryCmd)
+    assert all("ts" in field_names(c) for c in typing.get_args(internal.Command))
+
+
+@pytest.mark.parametrize("obj", INTERNAL_SAMPLES, ids=lambda o: type(o).__name__)
 def test_internal_encoding_is_an_array_tag_first(obj):
     cls = type(obj)
-    arr = msgpack.unpackb(internal.encoder.encode(obj), raw=False)
+    arr = msgpack.unpackb(internal.encoder.encode(obj), raw=False, strict_map_key=False)
     assert isinstance(arr, list)
     assert arr[0] == cls.__struct_config__.tag and type(arr[0]) is int
-    assert arr[1:] == [getattr(obj, n) for n in field_names(cls)]
+    assert arr == internal_plain(obj)
+    assert_same_types(arr, internal_plain(obj), cls.__name__)
 
 
-@pytest.mark.parametrize("obj", [*CMD_SAMPLES.values(), *EVENT_SAMPLES.values()],
-                         ids=lambda o: type(o).__name__)
+def _item(payload, rseq: int = 0) -> internal.ReportItem:
+    return internal.ReportItem(b"\x00k", "alice", internal.DIRECT_ROLE, rseq, payload)
+
+
+@pytest.mark.parametrize("obj", INTERNAL_SAMPLES, ids=lambda o: type(o).__name__)
 def test_hand_packed_internal_array_decodes(obj):
     cls = type(obj)
-    arr = [cls.__struct_config__.tag, *(getattr(obj, n) for n in field_names(cls))]
-    decoder = internal.command_decoder if cls in CMD_SAMPLES else internal.event_decoder
-    assert decoder.decode(msgpack.packb(arr, use_bin_type=True)) == obj
+    arr = internal_plain(obj)
+    if cls in CMD_SAMPLES:
+        assert internal.command_decoder.decode(msgpack.packb(arr, use_bin_type=True)) == obj
+        return
+    if cls in EVENT_SAMPLES:
+        assert internal.event_decoder.decode(msgpack.packb(arr, use_bin_type=True)) == obj
+    # events and answers reach a gateway as the payload of a report item
+    items = [[b"\x00k", "alice", internal.DIRECT_ROLE, 4, arr]]
+    assert internal.report_decoder.decode(msgpack.packb(items, use_bin_type=True)) == [
+        _item(obj, 4)]
+
+
+def test_report_frame_round_trips_through_plain_msgpack():
+    """SPEC.md A.2: one frame is an array of [client, account, role, rseq, payload]."""
+    items = [
+        internal.ReportItem(b"\x01", "bob", internal.TAKER_ROLE, 7, EVENT_SAMPLES[internal.Trade]),
+        internal.ReportItem(b"\x02", "alice", internal.MAKER_ROLE, 3,
+                            EVENT_SAMPLES[internal.Trade]),
+        internal.ReportItem(b"\x02", "alice", internal.RESENT_ROLE, 0,
+                            EVENT_SAMPLES[internal.Accepted]),
+        internal.ReportItem(b"\x03", "alice", internal.DIRECT_ROLE, 0,
+                            ANSWER_SAMPLES[internal.ReportsAnswer]),
+    ]
+    arr = msgpack.unpackb(internal.encoder.encode(items), raw=False)
+    assert arr == internal_plain(items)
+    assert [len(a) for a in arr] == [5] * len(items)
+    assert internal.report_decoder.decode(msgpack.packb(arr, use_bin_type=True)) == items
 
 
 def test_internal_trailing_defaults_may_be_omitted_and_extra_elements_are_ignored():
     short = [2, NS, "gw2", b"\x01", "bob", "c-1", "ABC"]
     assert internal.command_decoder.decode(msgpack.packb(short)) == internal.CancelCmd(
         NS, "gw2", b"\x01", "bob", "c-1", "ABC")
+    limits = [6, NS, "alice"]
+    assert internal.command_decoder.decode(msgpack.packb(limits)) == internal.LimitsCmd(
+        NS, "alice", None, None, {}, "", b"")
+    query = [7, "gw1", b"\x06", "alice", internal.Q_ORDERS]
+    decoded = internal.command_decoder.decode(msgpack.packb(query))
+    assert (decoded.req_id, decoded.symbol, decoded.from_rseq, decoded.limit) == ("", "", 0, 1000)
     cmd = CMD_SAMPLES[internal.NewOrderCmd]
     arr = msgpack.unpackb(internal.encoder.encode(cmd))
     assert internal.command_decoder.decode(msgpack.packb([*arr, "later"])) == cmd
@@ -436,23 +781,63 @@ def test_internal_enum_out_of_range_is_refused():
     arr[7] = 3  # side: only 1 and 2 exist
     with pytest.raises(msgspec.ValidationError):
         internal.command_decoder.decode(msgpack.packb(arr))
+    for cls, field in ((internal.KillSwitchCmd, "mode"), (internal.QueryCmd, "what")):
+        arr = internal_plain(CMD_SAMPLES[cls])
+        arr[1 + field_names(cls).index(field)] = 1 + max(_literal_values(_field(cls, field).type))
+        with pytest.raises(msgspec.ValidationError):
+            internal.command_decoder.decode(msgpack.packb(arr, use_bin_type=True))
 
 
 def test_event_batch_round_trips_through_plain_msgpack():
     events = list(EVENT_SAMPLES.values())
-    batch = internal.EventBatch(7, 13, events)
+    batch = internal.EventBatch(7, 15, events)
     arr = msgpack.unpackb(internal.encoder.encode(batch))
-    assert arr[0] == 7 and arr[1] == 13 and len(arr[2]) == len(events)
+    assert arr[0] == 7 and arr[1] == 15 and len(arr[2]) == len(events)
     assert [e[0] for e in arr[2]] == [type(e).__struct_config__.tag for e in events]
     assert internal.batch_decoder.decode(msgpack.packb(arr)) == batch
-    empty = internal.batch_decoder.decode(msgpack.packb([14, 14, []]))
-    assert empty == internal.EventBatch(14, 14, [])
+    empty = internal.batch_decoder.decode(msgpack.packb([16, 16, []]))
+    assert empty == internal.EventBatch(16, 16, [])
+
+
+def _array_structs() -> list[type]:
+    """Every internal array type: the samples' classes and the untagged arrays they contain."""
+    return [*CMD_SAMPLES, *EVENT_SAMPLES, *ANSWER_SAMPLES, internal.OpenOrder, internal.Position,
+            internal.ReportItem, internal.EventBatch]
 
 
 def test_spec_appendix_lists_internal_fields_in_class_order():
     rows = spec_text.internal_rows()
-    for cls in [*CMD_SAMPLES, *EVENT_SAMPLES]:
+    for cls in _array_structs():
         assert cls.__name__ in rows, f"SPEC.md Appendix A has no row for {cls.__name__}"
         tag, names = rows[cls.__name__]
-        assert tag == cls.__struct_config__.tag
+        assert tag == cls.__struct_config__.tag, cls.__name__
         assert names == field_names(cls), cls.__name__
+    assert set(rows) == {c.__name__ for c in _array_structs()}
+
+
+def test_spec_appendix_enumerations_match_internal_constants():
+    enums = spec_text.internal_enums()
+    named = {"side": internal.SIDE_NAMES, "ord_type": internal.ORD_TYPE_NAMES,
+             "tif": internal.TIF_NAMES, "stp": internal.STP_NAMES,
+             "cancelled reason": internal.CXL_NAMES, "expired reason": internal.EXP_NAMES,
+             "kill switch mode": internal.KILL_NAMES}
+    for name, names in named.items():
+        assert enums[name] == names, name
+    # Roles and query kinds have constants, not name tables: <WORD>_ROLE and Q_<WORD>.
+    roles = {getattr(internal, f"{w.upper()}_ROLE"): w for w in enums["report role"].values()}
+    assert roles == enums["report role"]
+    assert len({v for k, v in vars(internal).items() if k.endswith("_ROLE")}) == len(roles)
+    whats = {getattr(internal, f"Q_{w.upper()}"): w for w in enums["query what"].values()}
+    assert whats == enums["query what"]
+    assert set(whats) == set(_literal_values(_field(internal.QueryCmd, "what").type))
+    assert set(enums) == {*named, "report role", "query what"}
+
+
+def test_client_enums_and_internal_names_agree():
+    """The gateway maps internal codes to client words with these tables: each is a client value."""
+    pairs = [(internal.SIDE_NAMES, Ack, "side"), (internal.ORD_TYPE_NAMES, Ack, "ord_type"),
+             (internal.TIF_NAMES, Ack, "tif"), (internal.STP_NAMES, NewOrder, "stp"),
+             (internal.CXL_NAMES, Cancelled, "reason"), (internal.EXP_NAMES, Expired, "reason"),
+             (internal.KILL_NAMES, KillSwitchSet, "mode")]
+    for names, cls, field in pairs:
+        assert set(names.values()) == set(_literal_values(_field(cls, field).type)), field
