@@ -81,7 +81,7 @@ class NewOrderCmd(_Internal, tag=1):
     side: Literal[1, 2]
     ord_type: Literal[1, 2]
     tif: Literal[1, 2, 3]
-    price: int  # ticks; 0 for market orders
+    price: int  # ticks; for a market order its protection price (0: none)
     qty: int  # lots, > 0
     post_only: bool = False
     stp: Literal[0, 1, 2, 3] = STP_CANCEL_NEWEST
@@ -112,7 +112,7 @@ class ReplaceCmd(_Internal, tag=3):
 
 
 class MassCancelCmd(_Internal, tag=4):
-    """Cancel every open order of ``account`` (cancel-on-disconnect); no answer is kept."""
+    """Cancel-on-disconnect: cancel the open orders ``account`` entered through session (gw, client)."""
 
     ts: int
     gw: str

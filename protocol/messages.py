@@ -325,7 +325,7 @@ class OrderInfo(Struct, kw_only=True, frozen=True):
 
 
 class Orders(Message, tag="orders"):
-    """The account's open orders, best price first per symbol and side, earliest first."""
+    """The account's open orders, in order_id order."""
 
     req_id: str
     orders: list[OrderInfo]
