@@ -14,16 +14,22 @@ from collections.abc import Callable
 
 import zmq
 
+from tests.conftest import wait_for
 from zex.protocol.codec import decode_request, encode
 from zex.protocol.messages import (
     Ack,
     Cancelled,
     Fill,
+    Heartbeat,
+    LoggedOut,
+    Logon,
     LogonAck,
+    Logout,
     Recovered,
     Reject,
     Replaced,
 )
+from zex.protocol.reasons import Reason
 
 
 def ack(cl: str, rseq: int = 0, order_id: int = 1, resent: bool = False) -> Ack:
@@ -51,7 +57,8 @@ def replaced(order_id: int, cl: str, rseq: int = 0, orig: str = "o-1") -> Replac
 
 def reject(cl: str, reason: int = 204, ref_type: str = "new_order", seq: int = 0,
            rseq: int = 0) -> Reject:
-    return Reject(cl_ord_id=cl, ref_type=ref_type, reason=reason, reason_name="X", text="no",
+    name = Reason(reason).name if reason in Reason._value2member_map_ else "UNKNOWN"
+    return Reject(cl_ord_id=cl, ref_type=ref_type, reason=reason, reason_name=name, text="no",
                   seq=seq, rseq=rseq)
 
 
@@ -108,6 +115,11 @@ class ScriptedGateway:
     def requests(self, kind: type) -> list:
         return [msg for _, msg, _ in self.seen if type(msg) is kind]
 
+    def wait_requests(self, kind: type, count: int, timeout: float = 5.0) -> list:
+        """The requests of ``kind`` once ``count`` have arrived (for requests left unanswered)."""
+        return wait_for(lambda: len(self.requests(kind)) >= count and self.requests(kind),
+                        timeout, f"{count} {kind.__name__} request(s) at the fake gateway")
+
     def _run(self) -> None:
         router = self.ctx.socket(zmq.ROUTER)
         ctrl = self.ctx.socket(zmq.PAIR)
@@ -145,3 +157,14 @@ class ScriptedGateway:
 
 def _frame(item: object) -> bytes:
     return item if isinstance(item, bytes) else encode(item)
+
+
+def session_step(msg: object, next_rseq: int = 1) -> list | None:
+    """The session part of a script: logon, logout and heartbeats; None for anything else."""
+    if isinstance(msg, Logon):
+        return [logon_ack(next_rseq, msg.heartbeat_ms)]
+    if isinstance(msg, Logout):
+        return [LoggedOut(reason="logout")]
+    if isinstance(msg, Heartbeat):
+        return []
+    return None
