@@ -110,12 +110,14 @@ def _lots(inst: Instrument, text: str, what: str) -> int:
 
 # Demo accounts for `zex run`: the credential is the account id. Change them
 # (a config file with [[accounts]] replaces this list) before real use.
+# None cancels on disconnect: each `zex order` is a session of its own, and
+# its resting order must outlive it.
 DEFAULT_ACCOUNTS = (
     AccountConfig("maker", "maker"),
     AccountConfig("taker", "taker", max_order_qty="1000", collar_pct="20", rate=1000),
-    AccountConfig("alice", "alice", cancel_on_disconnect=True, max_order_qty="1000", max_notional="1000000",
+    AccountConfig("alice", "alice", max_order_qty="1000", max_notional="1000000",
                   collar_pct="20", rate=500, max_open_orders=500, max_position="10000", credit="1000000"),
-    AccountConfig("bob", "bob", cancel_on_disconnect=True, max_order_qty="1000", max_notional="1000000",
+    AccountConfig("bob", "bob", max_order_qty="1000", max_notional="1000000",
                   collar_pct="20", rate=500, max_open_orders=500, max_position="10000", credit="1000000"),
     AccountConfig("ops", "ops", operator=True),
 )
