@@ -704,7 +704,9 @@ class Client:
     # ------------------------------------------------------------ session
 
     def logon(self, timeout: float | None = None) -> LogonAck:
-        """Open the session; raises LogonRejected or GatewayTimeout."""
+        """Open the session (a new connection after ``close()``); LogonRejected, GatewayTimeout."""
+        if self._sock is None:
+            self._open()
         s = self.session
         key = s.logon()
         ans = self._wait(key, timeout)
@@ -864,6 +866,8 @@ class Client:
             self._sock = None
 
     def _call(self, msg: Keyed, timeout: float | None) -> Any:
+        if self._sock is None:
+            raise ClientError("the client is closed")
         return self._wait(self.session.start(msg), timeout)
 
     def _query(self, msg: Query, timeout: float | None) -> Any:
