@@ -22,10 +22,12 @@ Report stream. Execution reports carry ``rseq``, the account's gap-free
 report sequence. The session drops repeats (``rseq`` <= last applied),
 holds reports that arrive after a gap, asks for the gap with ``recover``
 and releases everything in ``rseq`` order. Reports with ``rseq`` 0 (a
-reject before sequencing, a ``resent`` repeat of a first answer) are passed
+reject before sequencing, a ``resent`` repeat of a first answer, the copy of
+a cancel's or replace's answer sent to the order's own session) are passed
 through at once and not counted: with ``seq`` > 0 they repeat a report that
-is, or will be, in the sequence. Answers to the caller's requests are in the
-stream too, so the stream is the account's complete history since start.
+is, or will be, in the sequence, so a consumer that rebuilds state from the
+stream skips them. Answers to the caller's requests are in the stream too,
+so the stream is the account's complete history since start.
 
 Idempotency. On a timeout a request is resent with the same ``cl_ord_id``;
 the gateway answers a repeat with the first answer (``resent`` true), never a
