@@ -93,7 +93,8 @@ def test_unsolicited_reports_and_a_gap_reach_the_stream_in_rseq_order(ctx):
             deadline = time.monotonic() + 5
             while len(got) < 3 and time.monotonic() < deadline:
                 got += c.poll(0.5)
-            assert [(type(r).__name__, r.rseq) for r in got] == [("Fill", 1), ("Fill", 2), ("Ack", 3)]
+            assert [(type(r).__name__, r.rseq) for r in got] == [
+                ("Fill", 1), ("Fill", 2), ("Ack", 3)]
             assert c.last_rseq == 3
         assert [m.from_rseq for m in gw.requests(Recover)] == [1]
 

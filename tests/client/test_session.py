@@ -276,7 +276,8 @@ def test_query_answers_and_rejects_match_the_req_id():
     assert [m.depth for m in sent(s) if type(m) is Query] == [10, 10, 3]
     feed(s, Book(req_id=q3, symbol="XYZ", bids=[], asks=[], seq=3))
     assert s.answers.pop(q3).symbol == "XYZ"
-    assert s.take_reports()[0].cl_ord_id == q2  # a reject is in the stream; answers to queries are not
+    # a query's reject is in the stream; the answers to queries are not
+    assert s.take_reports()[0].cl_ord_id == q2
     assert s.take_reports() == []
 
 
