@@ -15,7 +15,6 @@ else ZEX_GATEWAY/ZEX_ACCOUNT/ZEX_CREDENTIAL, else the config's gateway.bind.
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import time

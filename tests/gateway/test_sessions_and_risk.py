@@ -6,7 +6,6 @@ from zex.protocol import messages as m
 from zex.protocol.reasons import Reason
 
 from .test_order_entry import connect
-from .wire import Wire
 
 
 def test_a_silent_client_is_dropped_and_cancel_on_disconnect_applies_per_session(exchange, ctx):
