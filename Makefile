@@ -7,12 +7,13 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 CONFIG ?=
 
-.PHONY: run test bench clean help
+.PHONY: run test bench bench-e2e clean help
 
 help:
 	@echo "make run    start the exchange on this host with a demo market (Ctrl+C to stop)"
 	@echo "make test   run the whole test suite"
 	@echo "make bench  run the benchmarks in bench/ (prints figures; see bench/README.md)"
+	@echo "make bench-e2e  the end-to-end order entry benchmark (real processes, a few minutes)"
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "zex needs Python 3.11 or newer (tomllib); set PYTHON=python3.11")'
@@ -30,6 +31,10 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/book_bench.py
+
+bench-e2e: $(STAMP)
+	@$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[bench]'
+	$(BIN)/python bench/e2e_bench.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis build *.egg-info

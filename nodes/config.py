@@ -13,7 +13,7 @@ command line. ``zex run`` with no file starts a working exchange on one host.
     [gateway]
     name = "gw1"                         # unique per gateway; the matcher routes reports by it
     bind = "tcp://127.0.0.1:7100"        # clients connect their DEALER here
-    workers = 2
+    workers = 1
 
     [[instruments]]
     symbol = "XYZ"
@@ -129,7 +129,7 @@ class GatewayConfig:
     bind: str = "tcp://127.0.0.1:7100"
     matcher: str = ""  # the matcher's command endpoint to connect to; "" = matcher.bind
     events: str = ""  # the matcher's event stream (for last trade prices); "" = matcher.events_bind
-    workers: int = 2  # decode/validate threads; see bench/README.md for the measured choice
+    workers: int = 1  # decode/validate threads; 1 measured best (GIL), bench/README.md
     heartbeat_liveness: int = 3  # intervals of silence before a session is dropped
     router_hwm: int = 100_000
 

@@ -85,7 +85,8 @@ class GatewayNode:
         self._threads: list[threading.Thread] = []
         self._ready = threading.Event()
         self._error: BaseException | None = None
-        self.dropped_reports = 0
+        self.dropped_reports = 0  # frames a client could not take (gone or not reading)
+        self.orphan_reports = 0  # rseq-0 reports whose session had ended
         self.bad_reports = 0
 
     @property
@@ -297,7 +298,10 @@ class GatewayNode:
                 continue
             sess = sessions.get(it.client)
             if sess is None or sess.account != it.account:
-                continue  # the session it was for has gone; nothing in the sequence is lost
+                self.orphan_reports += 1  # its session has gone; nothing in the sequence is lost
+                if type(payload) is ReportsAnswer:
+                    log.info("answer for a session that has gone (account %s); dropped", it.account)
+                continue
             if type(payload) is ReportsAnswer and sess.pending:
                 sess.pending = False
                 nxt = payload.last_rseq + 1

@@ -3,7 +3,7 @@
 The matcher speaks ticks, lots and small integer enums; clients get the
 self-describing maps of protocol/messages.py with decimal strings. One
 ``Reports`` per gateway thread that sends reports; it caches formatted
-prices, since a busy book repeats the same few hundred of them.
+prices and quantities, since a busy book repeats the same few hundred of them.
 """
 
 from __future__ import annotations
@@ -46,6 +46,7 @@ class Reports:
         self.inst = {i.symbol: i for i in instruments}
         self.cash = cash
         self._px: dict[str, dict[int, str]] = {i.symbol: {} for i in instruments}
+        self._qty: dict[str, dict[int, str]] = {i.symbol: {} for i in instruments}
 
     def price(self, symbol: str, ticks: int) -> str:
         cache = self._px.get(symbol)
@@ -59,10 +60,16 @@ class Reports:
         return s
 
     def qty(self, symbol: str, lots: int) -> str:
-        inst = self.inst.get(symbol)
-        if inst is None:
+        cache = self._qty.get(symbol)
+        if cache is None:
             return str(lots)
-        return inst.lots_to_qty(lots) if lots >= 0 else "-" + inst.lots_to_qty(-lots)
+        s = cache.get(lots)
+        if s is None:
+            if len(cache) > _CACHE_MAX:
+                cache.clear()
+            inst = self.inst[symbol]
+            s = cache[lots] = inst.lots_to_qty(lots) if lots >= 0 else "-" + inst.lots_to_qty(-lots)
+        return s
 
     def event(self, ev: object, role: int, rseq: int) -> m.Message | None:
         """The client report for one matcher event as seen by one account (None: nothing to say)."""
