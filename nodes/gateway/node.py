@@ -34,6 +34,7 @@ from zex.protocol.internal import ReportsAnswer, Trade, batch_decoder, report_de
 from zex.protocol.numbers import Cash
 
 from ..config import Config
+from ..service import NodeThread
 from .reports import Reports
 from .risk import AccountRules
 from .worker import Worker
@@ -57,7 +58,7 @@ class Session:
         self.session_id = session_id
 
 
-class GatewayNode:
+class GatewayNode(NodeThread):
     """Run a gateway in threads of this process: ``start()``, then ``stop()``.
 
         node = GatewayNode(config.load())
@@ -67,11 +68,10 @@ class GatewayNode:
     """
 
     def __init__(self, cfg: Config, ctx: zmq.Context | None = None) -> None:
+        super().__init__(f"gw-{cfg.gateway.name}", ctx, log)
         self.cfg = cfg
         self.gc = cfg.gateway
-        self.ctx = ctx or zmq.Context.instance()
         tag = uuid.uuid4().hex
-        self._ctrl_addr = f"inproc://zex-gw-ctrl-{tag}"
         self._back_addr = f"inproc://zex-gw-back-{tag}"
         self._work_addr = [f"inproc://zex-gw-work-{tag}-{i}" for i in range(self.gc.workers)]
         self._price_ctrl = f"inproc://zex-gw-prices-{tag}"
@@ -82,9 +82,7 @@ class GatewayNode:
         self.by_account: dict[str, set[bytes]] = defaultdict(set)
         self.next_rseq: dict[str, int] = {}
         self.workers: list[Worker] = []
-        self._threads: list[threading.Thread] = []
-        self._ready = threading.Event()
-        self._error: BaseException | None = None
+        self._threads: list[threading.Thread] = []  # workers and the price feed; the front joins them
         self.dropped_reports = 0  # frames a client could not take (gone or not reading)
         self.orphan_reports = 0  # rseq-0 reports whose session had ended
         self.bad_reports = 0
@@ -96,47 +94,6 @@ class GatewayNode:
     @property
     def events_endpoint(self) -> str:
         return self.gc.events or self.cfg.matcher.events_bind
-
-    # ---------------------------------------------------------- lifecycle
-
-    def start(self, timeout: float = 30.0) -> None:
-        self._ctrl = self.ctx.socket(zmq.PAIR)
-        self._ctrl.linger = 0
-        self._ctrl.bind(self._ctrl_addr)
-        t = threading.Thread(target=self._main, name=f"zex-gw-{self.gc.name}", daemon=True)
-        self._threads.append(t)
-        t.start()
-        if not self._ready.wait(timeout):
-            raise TimeoutError(f"gateway did not become ready within {timeout} s")
-        if self._error is not None:
-            raise self._error
-
-    def stop(self, timeout: float = 10.0) -> None:
-        if not self._threads:
-            return
-        self._ctrl.send(b"STOP")
-        deadline = time.monotonic() + timeout
-        for t in self._threads:
-            t.join(max(0.0, deadline - time.monotonic()))
-        self._ctrl.close()
-        alive = [t.name for t in self._threads if t.is_alive()]
-        self._threads = []
-        if alive:
-            raise TimeoutError(f"gateway threads did not stop within {timeout} s: {alive}")
-
-    def join(self) -> None:
-        while self._threads and self._threads[0].is_alive():
-            self._threads[0].join(0.5)
-        if self._error is not None:
-            raise self._error
-
-    def _main(self) -> None:
-        try:
-            self._run()
-        except BaseException as exc:  # surfaced through start()/join(); the node is fail-stop
-            log.exception("gateway stopped on an error")
-            self._error = exc
-            self._ready.set()
 
     # ---------------------------------------------------------- the front
 
@@ -191,7 +148,7 @@ class GatewayNode:
                 price_ctrl.send(b"STOP", zmq.NOBLOCK)
             except zmq.ZMQError:
                 pass
-            for t in self._threads[1:]:
+            for t in self._threads:
                 t.join(5)
             for s in sockets:
                 s.close(0)

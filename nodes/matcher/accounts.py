@@ -56,10 +56,6 @@ class Account:
         log.append((role, ev))
         self.reports.append((origin, self.name, role, len(log), ev))
 
-    @property
-    def next_rseq(self) -> int:
-        return len(self.log) + 1
-
     def set_limits(self, max_open_orders: int | None, credit: int | None,
                    max_position: dict[str, int]) -> None:
         self.max_open_orders = max_open_orders

@@ -426,8 +426,3 @@ class Engine:
         for s in symbols:
             eng.add_symbol(s)
         return eng
-
-
-# Re-exported for snapshot.py and the tests.
-EngineState = state_mod.EngineState
-state_decoder = state_mod.state_decoder

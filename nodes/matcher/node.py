@@ -31,9 +31,7 @@ from __future__ import annotations
 
 import logging
 import errno
-import threading
 import time
-import uuid
 from collections import defaultdict, deque
 from pathlib import Path
 
@@ -44,6 +42,7 @@ from zex.protocol.internal import DIRECT_ROLE, EventBatch, LimitsCmd, QueryCmd, 
 from zex.protocol.numbers import Cash
 
 from ..config import Config
+from ..service import NodeThread
 from .recovery import recover
 from .snapshot import write_snapshot
 
@@ -54,7 +53,7 @@ HOLD_S = 2.0  # how long report frames wait for an unreachable gateway; 0.5..10 
 HOLD_MAX = 10_000  # frames held per gateway before the oldest are dropped
 
 
-class MatcherNode:
+class MatcherNode(NodeThread):
     """Run the matcher in a thread of this process: ``start()``, then ``stop()``.
 
         node = MatcherNode(config.load())
@@ -64,55 +63,13 @@ class MatcherNode:
     """
 
     def __init__(self, cfg: Config, ctx: zmq.Context | None = None) -> None:
+        super().__init__("matcher", ctx, log)
         self.cfg = cfg
         self.mc = cfg.matcher
-        self.ctx = ctx or zmq.Context.instance()
-        self._ctrl_addr = f"inproc://zex-matcher-ctrl-{uuid.uuid4().hex}"
-        self._thread: threading.Thread | None = None
-        self._ready = threading.Event()
-        self._error: BaseException | None = None
         self.engine = None
         self.dropped_reports = 0  # report frames given up on (gateway gone or full)
         self.bad_commands = 0
         self._held: dict[str, deque[tuple[float, bytes]]] = {}  # gateway -> (deadline, frame)
-
-    # ---------------------------------------------------------- lifecycle
-
-    def start(self, timeout: float = 30.0) -> None:
-        self._ctrl = self.ctx.socket(zmq.PAIR)
-        self._ctrl.linger = 0
-        self._ctrl.bind(self._ctrl_addr)
-        self._thread = threading.Thread(target=self._main, name="zex-matcher", daemon=True)
-        self._thread.start()
-        if not self._ready.wait(timeout):
-            raise TimeoutError(f"matcher did not become ready within {timeout} s")
-        if self._error is not None:
-            raise self._error
-
-    def stop(self, timeout: float = 10.0) -> None:
-        if self._thread is None:
-            return
-        self._ctrl.send(b"STOP")
-        self._thread.join(timeout)
-        self._ctrl.close()
-        if self._thread.is_alive():
-            raise TimeoutError(f"matcher thread did not stop within {timeout} s")
-        self._thread = None
-
-    def join(self) -> None:
-        """Block until the loop ends (on stop() or a fatal error), then re-raise that error."""
-        while self._thread is not None and self._thread.is_alive():
-            self._thread.join(0.5)
-        if self._error is not None:
-            raise self._error
-
-    def _main(self) -> None:
-        try:
-            self._run()
-        except BaseException as exc:  # surfaced through start()/join(); the node is fail-stop
-            log.exception("matcher stopped on an error")
-            self._error = exc
-            self._ready.set()
 
     # --------------------------------------------------------------- loop
 

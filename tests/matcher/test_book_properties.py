@@ -15,7 +15,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from zex.nodes.matcher.engine import Engine, state_decoder
+from zex.nodes.matcher.engine import Engine
+from zex.nodes.matcher.state import state_decoder
 from zex.protocol.internal import (
     BUY,
     CXL_STP,

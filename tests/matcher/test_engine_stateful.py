@@ -15,7 +15,8 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
-from zex.nodes.matcher.engine import Engine, state_decoder
+from zex.nodes.matcher.engine import Engine
+from zex.nodes.matcher.state import state_decoder
 from zex.protocol.internal import encoder
 
 from .harness import SYMBOLS, Driver, commands

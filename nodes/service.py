@@ -1,0 +1,71 @@
+"""The lifecycle every node shares: one owning thread, ready or failed, stopped through a pipe.
+
+    class MyNode(NodeThread):
+        def _run(self):              # binds its sockets in the owning thread,
+            ...                      # calls self._ready.set(), then loops until
+                                     # self._ctrl_addr says b"STOP"
+
+    node.start()   # returns once ready, or raises the error that stopped it
+    node.stop()    # sends b"STOP" on the control pipe and joins
+    node.join()    # blocks until the loop ends, then re-raises its error
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import uuid
+
+import zmq
+
+
+class NodeThread:
+    """Run a node's loop in a thread of this process; the node is fail-stop."""
+
+    def __init__(self, role: str, ctx: zmq.Context | None, log: logging.Logger) -> None:
+        self.role = role
+        self.ctx = ctx or zmq.Context.instance()
+        self._log = log
+        self._ctrl_addr = f"inproc://zex-{role}-ctrl-{uuid.uuid4().hex}"
+        self._thread: threading.Thread | None = None
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+
+    def _run(self) -> None:  # pragma: no cover - every node defines it
+        raise NotImplementedError
+
+    def start(self, timeout: float = 30.0) -> None:
+        self._ctrl = self.ctx.socket(zmq.PAIR)
+        self._ctrl.linger = 0
+        self._ctrl.bind(self._ctrl_addr)
+        self._thread = threading.Thread(target=self._main, name=f"zex-{self.role}", daemon=True)
+        self._thread.start()
+        if not self._ready.wait(timeout):
+            raise TimeoutError(f"{self.role} did not become ready within {timeout} s")
+        if self._error is not None:
+            raise self._error
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if self._thread is None:
+            return
+        self._ctrl.send(b"STOP")
+        self._thread.join(timeout)
+        self._ctrl.close()
+        if self._thread.is_alive():
+            raise TimeoutError(f"{self.role} thread did not stop within {timeout} s")
+        self._thread = None
+
+    def join(self) -> None:
+        """Block until the loop ends (on stop() or a fatal error), then re-raise that error."""
+        while self._thread is not None and self._thread.is_alive():
+            self._thread.join(0.5)
+        if self._error is not None:
+            raise self._error
+
+    def _main(self) -> None:
+        try:
+            self._run()
+        except BaseException as exc:  # surfaced through start()/join()
+            self._log.exception("%s stopped on an error", self.role)
+            self._error = exc
+            self._ready.set()
