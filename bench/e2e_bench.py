@@ -212,6 +212,7 @@ class Exchange:
         self.config.write_text(
             f'[matcher]\nbind = "tcp://127.0.0.1:{free_port()}"\n'
             f'events_bind = "tcp://127.0.0.1:{free_port()}"\n'
+            f'replay_bind = "tcp://127.0.0.1:{free_port()}"\n'
             f'data_dir = "{tmp / "data"}"\n'
             + "".join(
                 f"{k} = {v!r}\n".replace("'", '"')

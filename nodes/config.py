@@ -138,6 +138,8 @@ class GatewayConfig:
 class MatcherConfig:
     bind: str = "tcp://127.0.0.1:7101"
     events_bind: str = "tcp://127.0.0.1:7102"
+    replay_bind: str = "tcp://127.0.0.1:7103"  # the replay service: old event batches on request
+    heartbeat_ms: int = 1000  # a quiet event stream says [b"hb", seq] this often
     data_dir: str = "data/matcher"
     fsync: str = "batch"
     fsync_interval_ms: float = 5.0

@@ -17,6 +17,13 @@ Report frames (matcher ROUTER -> gateway DEALER):
 Event stream (matcher PUB -> subscribers):
     frame 0: b"ev"  (topic)
     frame 1: one encoded EventBatch: first_seq, last_seq, [event, ...]
+  or, after a quiet heartbeat interval:
+    frame 0: b"hb"
+    frame 1: int, the last seq the matcher has published
+Replay service (consumer DEALER -> matcher-side ROUTER):
+    request  frame 0: one encoded ReplayRequest
+    reply    frame 0: one encoded ReplayChunk; frames 1..n: EventBatches,
+             exactly the bytes the event stream carried
 """
 
 from __future__ import annotations
@@ -346,7 +353,37 @@ class EventBatch(Struct, array_like=True, frozen=True):
     events: list[Event]
 
 
+class ReplayRequest(_Internal, tag=30):
+    """Ask for the batches holding commands ``from_seq`` onwards, at most ``max_batches``.
+
+    ``req_id`` comes back in the chunk, so a consumer can tell the answer to
+    its current request from a late answer to one it gave up on.
+    """
+
+    req_id: int
+    from_seq: int
+    max_batches: int = 256
+
+
+class ReplayChunk(_Internal, tag=31):
+    """The answer: ``count`` batches follow, covering commands up to ``last_seq``.
+
+    ``head`` is the last seq in the event log. ``count`` 0 with ``last_seq``
+    below ``from_seq`` means nothing at or after ``from_seq`` exists yet (or
+    any more: ``first`` above ``from_seq`` says the log starts later).
+    """
+
+    req_id: int
+    from_seq: int
+    last_seq: int
+    head: int
+    count: int
+    first: int = 1  # the first seq the log holds
+
+
 encoder = msgspec.msgpack.Encoder()
+replay_request_decoder = msgspec.msgpack.Decoder(ReplayRequest)
+replay_chunk_decoder = msgspec.msgpack.Decoder(ReplayChunk)
 command_decoder = msgspec.msgpack.Decoder(Command | QueryCmd)
 event_decoder = msgspec.msgpack.Decoder(Event)
 batch_decoder = msgspec.msgpack.Decoder(EventBatch)

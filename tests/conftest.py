@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -110,3 +112,11 @@ def ctx():
     c = zmq.Context()
     yield c
     c.destroy(linger=0)
+
+
+@pytest.fixture
+def ipc_dir():
+    """A short unique directory for ipc paths (they must fit in 107 bytes, tmp_path may not)."""
+    d = tempfile.mkdtemp(prefix="zx-")
+    yield Path(d)
+    shutil.rmtree(d, ignore_errors=True)

@@ -1,13 +1,18 @@
-"""The matcher node: one thread owns the engine, the journal and three sockets.
+"""The matcher node: one thread owns the engine, the journal, the event log and three sockets.
 
     ROUTER  cfg.bind         gateways' DEALERs: commands in, reports out
-    PUB     cfg.events_bind  the event stream, one EventBatch per loop turn
+    PUB     cfg.events_bind  the event stream: [b"ev", EventBatch] per loop turn,
+                             [b"hb", last seq] after ``heartbeat_ms`` of quiet
     PAIR    inproc control   stop() sends b"STOP"; the loop exits cleanly
+
+A second thread, the replay service (replay.py), owns a ROUTER on
+``replay_bind`` and serves old batches from the event log, so a consumer
+that missed some catches up without the matching thread doing any work.
 
 One loop turn (smart batching, the LMAX way): wait for input; drain up to
 ``max_batch`` commands without blocking; apply each to the engine; write
 them to the journal as one record (the group commit); only then send the
-reports to the gateways and publish the events. Under low load a batch is
+reports to the gateways, append the batch to the event log and publish it. Under low load a batch is
 one command, so latency does not suffer; under load the per-message costs are
 paid once per batch. Sends never block: a gateway that is gone or full
 loses its reports (counted in ``dropped_reports``) and recovers them by
@@ -43,7 +48,9 @@ from zex.protocol.numbers import Cash
 
 from ..config import Config
 from ..service import NodeThread
+from .eventlog import EventLog
 from .recovery import recover
+from .replay import ReplayService
 from .snapshot import write_snapshot
 
 log = logging.getLogger("zex.matcher")
@@ -70,6 +77,22 @@ class MatcherNode(NodeThread):
         self.dropped_reports = 0  # report frames given up on (gateway gone or full)
         self.bad_commands = 0
         self._held: dict[str, deque[tuple[float, bytes]]] = {}  # gateway -> (deadline, frame)
+        self.replay: ReplayService | None = None
+
+    def start(self, timeout: float = 30.0) -> None:
+        super().start(timeout)
+        self.replay = ReplayService(self.mc.replay_bind, Path(self.mc.data_dir), self.ctx)
+        try:
+            self.replay.start(timeout)
+        except BaseException:
+            super().stop()
+            raise
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if self.replay is not None:
+            self.replay.stop(timeout)
+            self.replay = None
+        super().stop(timeout)
 
     # --------------------------------------------------------------- loop
 
@@ -77,11 +100,29 @@ class MatcherNode(NodeThread):
         mc = self.mc
         symbols = [i.symbol for i in self.cfg.instruments]
         cash = Cash(self.cfg.instruments)
-        engine, journal = recover(Path(mc.data_dir), symbols, digest_every=mc.digest_every,
-                                  fsync=mc.fsync, fsync_interval_ms=mc.fsync_interval_ms,
-                                  segment_bytes=mc.segment_mb * 1024 * 1024, cash_mult=cash.mult)
+        eventlog = EventLog(Path(mc.data_dir))
+        regenerated = 0
+
+        def regenerate(first: int, last: int, events: list) -> None:
+            nonlocal regenerated
+            eventlog.append(first, last, encoder.encode(EventBatch(first, last, events)))
+            regenerated += 1
+
+        try:
+            engine, journal = recover(Path(mc.data_dir), symbols, digest_every=mc.digest_every,
+                                      fsync=mc.fsync, fsync_interval_ms=mc.fsync_interval_ms,
+                                      segment_bytes=mc.segment_mb * 1024 * 1024, cash_mult=cash.mult,
+                                      events_after=eventlog.last_seq, on_batch=regenerate)
+        except BaseException:
+            eventlog.close()
+            raise
+        if regenerated:
+            log.info("event log: regenerated %d batches from the journal", regenerated)
+        if eventlog.last_seq > engine.seq:  # the journal lost a tail the event log kept (fsync off + power loss)
+            log.warning("event log runs to seq %d, the journal to %d: cutting the event log",
+                        eventlog.last_seq, engine.seq)
+            eventlog.truncate_after(engine.seq)
         self.engine = engine
-        self._apply_limits(engine, journal, cash)
         ctx = self.ctx
         router = ctx.socket(zmq.ROUTER)
         pub = ctx.socket(zmq.PUB)
@@ -96,15 +137,17 @@ class MatcherNode(NodeThread):
             pub.bind(mc.events_bind)
             ctrl.linger = 0
             ctrl.connect(self._ctrl_addr)
+            self._apply_limits(engine, journal, eventlog, pub, cash)
             log.info("matcher at seq %d: commands on %s, events on %s", engine.seq, mc.bind, mc.events_bind)
             self._ready.set()
-            self._loop(engine, journal, router, pub, ctrl)
+            self._loop(engine, journal, eventlog, router, pub, ctrl)
         finally:
             journal.close()
+            eventlog.close()
             for s in (router, pub, ctrl):
                 s.close(linger=0)
 
-    def _apply_limits(self, engine, journal, cash: Cash) -> None:
+    def _apply_limits(self, engine, journal, eventlog: EventLog, pub: zmq.Socket, cash: Cash) -> None:
         """Journal a LimitsCmd for every account whose configured limits differ from the state."""
         raws = []
         first_seq = engine.seq + 1
@@ -121,11 +164,21 @@ class MatcherNode(NodeThread):
             raws.append(encoder.encode(cmd))
         if raws:
             journal.write(first_seq, raws)
+            self._publish(eventlog, pub, first_seq, engine.seq, engine.events)
             log.info("journaled risk limits for %d account(s)", len(raws))
             engine.events.clear()
             engine.reports.clear()
 
-    def _loop(self, engine, journal, router, pub, ctrl) -> None:
+    @staticmethod
+    def _publish(eventlog: EventLog, pub: zmq.Socket, first_seq: int, last_seq: int, events: list) -> None:
+        # One batch per turn, empty too: a resend takes a seq but makes no event,
+        # and consumers must see every seq accounted for. The log first, so a
+        # consumer that sees a gap can always fill it. PUB never blocks.
+        batch = encoder.encode(EventBatch(first_seq, last_seq, events))
+        eventlog.append(first_seq, last_seq, batch)
+        pub.send_multipart([b"ev", batch], zmq.NOBLOCK)
+
+    def _loop(self, engine, journal, eventlog: EventLog, router, pub, ctrl) -> None:
         mc = self.mc
         poller = zmq.Poller()
         poller.register(router, zmq.POLLIN)
@@ -138,6 +191,9 @@ class MatcherNode(NodeThread):
         snapshot_every = mc.snapshot_every
         next_snapshot = (engine.seq // snapshot_every + 1) * snapshot_every if snapshot_every else 0
         NOBLOCK = zmq.NOBLOCK
+        publish = self._publish
+        heartbeat_s = mc.heartbeat_ms / 1000.0
+        quiet_until = time.monotonic() + heartbeat_s
         while True:
             ready = dict(poller.poll(POLL_MS))
             if ctrl in ready:
@@ -146,6 +202,10 @@ class MatcherNode(NodeThread):
                 self._flush_held(router)
             if router not in ready:
                 journal.sync_if_due()
+                now = time.monotonic()
+                if now >= quiet_until:  # lets a consumer tell a quiet matcher from a lost batch
+                    pub.send_multipart([b"hb", encoder.encode(engine.seq)], NOBLOCK)
+                    quiet_until = now + heartbeat_s
                 continue
             raws: list[bytes] = []
             queries: list[QueryCmd] = []
@@ -187,9 +247,7 @@ class MatcherNode(NodeThread):
                 write_snapshot(journal.dir, engine.seq, journal.chain, engine.state_bytes())
                 next_snapshot = (engine.seq // snapshot_every + 1) * snapshot_every
             self._send_reports(router, reports)
-            # One batch per turn, empty too: a resend takes a seq but makes no event,
-            # and subscribers must see every seq accounted for. PUB never blocks.
-            pub.send_multipart([b"ev", encoder.encode(EventBatch(first_seq, engine.seq, events))], NOBLOCK)
+            publish(eventlog, pub, first_seq, engine.seq, events)
             events.clear()
             reports.clear()
             if queries:

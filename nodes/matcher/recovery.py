@@ -5,12 +5,19 @@
 The journal is verified from its first record (checksums, hash chain, seq
 continuity); a torn tail is cut; anything else damaged stops the start with
 JournalCorrupt naming the file and offset.
+
+``on_batch(first_seq, last_seq, events)`` receives the events that replaying
+each record after ``events_after`` produces, one call per record, exactly as
+the matcher published them (the engine is deterministic): the matcher uses it
+to regenerate the end of its event log. When the newest snapshot is past
+``events_after``, recovery replays from the start instead, so no batch is
+missing.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
 from zex.protocol.errors import ZexError
@@ -29,11 +36,17 @@ class RecoveryError(ZexError):
 
 def recover(directory: Path, symbols: Iterable[str], *, digest_every: int = 0, fsync: str = "always",
             fsync_interval_ms: float = 5.0, segment_bytes: int | None = None,
-            use_snapshot: bool = True, cash_mult: Mapping[str, int] | None = None) -> tuple[Engine, Journal]:
+            use_snapshot: bool = True, cash_mult: Mapping[str, int] | None = None,
+            events_after: int | None = None,
+            on_batch: Callable[[int, int, list], None] | None = None) -> tuple[Engine, Journal]:
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     symbols = list(symbols)
     snap = latest_snapshot(directory) if use_snapshot else None
+    if snap is not None and events_after is not None and snap.seq > events_after:
+        log.warning("event log ends at seq %d, before snapshot %d: replaying the journal from the start "
+                    "to regenerate it", events_after, snap.seq)
+        snap = None
     if snap is not None:
         engine = Engine.from_state(snap.state, symbols, digest_every, cash_mult)
         log.info("loaded snapshot %s at seq %d", snap.path.name, snap.seq)
@@ -56,6 +69,9 @@ def recover(directory: Path, symbols: Iterable[str], *, digest_every: int = 0, f
         for raw in r.commands[skip if skip > 0 else 0:]:
             process(decode(raw))
             replayed += 1
+        if on_batch is not None and events_after is not None and r.last_seq > events_after:
+            first = max(r.first_seq, events_after + 1)
+            on_batch(first, r.last_seq, [e for e in engine.events if e.seq >= first])
         engine.events.clear()
         engine.reports.clear()
 

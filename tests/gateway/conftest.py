@@ -7,8 +7,6 @@ in-process test inproc.
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -82,6 +80,7 @@ class Exchange:
         if not path.exists():
             path.write_text(
                 f'[matcher]\nbind = "{self.matcher_ep}"\nevents_bind = "{self.events_ep}"\n'
+                f'replay_bind = "{self.events_ep}-replay"\n'
                 f'data_dir = "{self.data}"\nfsync = "off"\n' + INSTRUMENTS + ACCOUNTS)
         return path
 
@@ -97,14 +96,6 @@ class Exchange:
             ["gateway", "--config", str(self.config()), "--name", name, "--bind", ep, "--workers", str(workers)],
             "Ctrl+C to quit", self.tmp / f"{name}.log")
         return ep
-
-
-@pytest.fixture
-def ipc_dir():
-    """A short unique directory for ipc paths (they must fit in 107 bytes, tmp_path may not)."""
-    d = tempfile.mkdtemp(prefix="zx-")
-    yield Path(d)
-    shutil.rmtree(d, ignore_errors=True)
 
 
 @pytest.fixture

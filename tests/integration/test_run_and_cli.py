@@ -18,6 +18,7 @@ def test_zex_run_starts_everything_and_the_cli_trades_against_it(tmp_path, nodes
     gw = f"tcp://127.0.0.1:{free_port()}"
     cfg = tmp_path / "zex.toml"
     cfg.write_text(f'[matcher]\nbind = "tcp://127.0.0.1:{free_port()}"\nevents_bind = "tcp://127.0.0.1:{free_port()}"\n'
+                   f'replay_bind = "tcp://127.0.0.1:{free_port()}"\n'
                    f'[gateway]\nbind = "{gw}"\n')
     run = nodes(["run", "--config", str(cfg), "--data-dir", str(tmp_path / "data"), "--quiet"],
                 "Ctrl+C to quit", tmp_path / "run.log")

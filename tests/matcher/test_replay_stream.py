@@ -1,0 +1,128 @@
+"""The event stream consumer over real sockets: late, paused past the HWM, across a matcher restart.
+
+Each ends with every batch 1..N handed out exactly once, in order, equal
+byte for byte (re-encoded) to what the matcher logged.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import zmq
+
+from tests.conftest import wait_for
+from tests.matcher.test_eventlog import _config, feed
+from zex.nodes.matcher.eventlog import EventLogReader
+from zex.nodes.matcher.node import MatcherNode
+from zex.nodes.matcher.workload import mixed_stream
+from zex.nodes.stream import EventStream
+from zex.protocol.internal import ReplayChunk, ReplayRequest, encoder, replay_chunk_decoder
+
+
+def drain(stream: EventStream, got: list, until, timeout: float = 20.0) -> None:
+    """Poll the stream's sockets, collecting batches, until ``until()`` or the deadline."""
+    deadline = time.monotonic() + timeout
+    while not until():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"stream stuck at next_seq {stream.next_seq}, head {stream.head}")
+        poller = zmq.Poller()
+        poller.register(stream.sub, zmq.POLLIN)
+        poller.register(stream.replay, zmq.POLLIN)
+        for sock, _ in poller.poll(50):
+            got.extend(stream.read(sock))
+        stream.tick()
+
+
+def logged(cfg) -> list[bytes]:
+    reader = EventLogReader(Path(cfg.matcher.data_dir))
+    out, at = [], 1
+    while True:
+        chunk = reader.read(at, 1000)
+        if not chunk:
+            break
+        out.extend(b for _, _, b in chunk)
+        at = chunk[-1][1] + 1
+    reader.close()
+    return out
+
+
+def check_complete(got: list, cfg, n: int) -> None:
+    seqs = [(b.first_seq, b.last_seq) for b in got]
+    assert seqs[0][0] == 1 and seqs[-1][1] == n
+    assert all(a[1] + 1 == b[0] for a, b in zip(seqs, seqs[1:])), "a gap or a repeat"
+    assert [encoder.encode(b) for b in got] == logged(cfg)
+
+
+def test_late_and_paused_consumers_end_complete(tmp_path, ipc_dir, ctx):
+    cfg = _config(tmp_path, ipc_dir)
+    cfg.matcher.pub_hwm = 20  # so a paused consumer overflows its queue quickly
+    cfg.matcher.max_batch = 4  # many small batches
+    node = MatcherNode(cfg, ctx)
+    node.start()
+    try:
+        feed(ctx, cfg, mixed_stream(800, seed=3))
+        wait_for(lambda: node.engine.seq == 800, 20, "first 800 sequenced")
+        # Late: joins after 800 commands and before the rest.
+        late = EventStream(ctx, cfg.matcher.events_bind, cfg.matcher.replay_bind)
+        # Paused: a tiny receive HWM and nobody reading while 3000 commands flow.
+        paused = EventStream(ctx, cfg.matcher.events_bind, cfg.matcher.replay_bind, rcvhwm=5)
+        paused.sub.setsockopt(zmq.RCVBUF, 4096)
+        got_late, got_paused = [], []
+        drain(late, got_late, lambda: late.caught_up and late.next_seq > 800)
+        feed(ctx, cfg, mixed_stream(3000, seed=4, prefix="b", first_order_id=10_000))
+        wait_for(lambda: node.engine.seq == 3800, 20, "3800 sequenced")
+        drain(late, got_late, lambda: late.next_seq > 3800)
+        drain(paused, got_paused, lambda: paused.next_seq > 3800)
+        check_complete(got_late, cfg, 3800)
+        check_complete(got_paused, cfg, 3800)
+        assert late.replayed >= 1 and paused.gaps >= 1, "the pause must have lost batches live"
+        assert paused.lost == 0 and late.lost == 0
+        late.close()
+        paused.close()
+    finally:
+        node.stop()
+
+
+def test_consumer_continues_across_a_matcher_restart(tmp_path, ipc_dir, ctx):
+    cfg = _config(tmp_path, ipc_dir)
+    node = MatcherNode(cfg, ctx)
+    node.start()
+    stream = EventStream(ctx, cfg.matcher.events_bind, cfg.matcher.replay_bind, timeout=0.5)
+    got: list = []
+    try:
+        feed(ctx, cfg, mixed_stream(500, seed=8))
+        drain(stream, got, lambda: stream.next_seq > 500)
+        node.stop()
+        # Commands sequenced while the consumer cannot see the live stream.
+        node = MatcherNode(cfg, ctx)
+        node.start()
+        feed(ctx, cfg, mixed_stream(400, seed=9, prefix="r", first_order_id=5000))
+        wait_for(lambda: node.engine.seq == 900, 20, "900 sequenced")
+        drain(stream, got, lambda: stream.next_seq > 900)
+        check_complete(got, cfg, 900)
+    finally:
+        stream.close()
+        node.stop()
+
+
+def test_replay_service_answers_past_the_end_and_refuses_garbage(tmp_path, ipc_dir, ctx):
+    cfg = _config(tmp_path, ipc_dir)
+    node = MatcherNode(cfg, ctx)
+    node.start()
+    d = ctx.socket(zmq.DEALER)
+    d.linger = 0
+    d.connect(cfg.matcher.replay_bind)
+    try:
+        feed(ctx, cfg, mixed_stream(50, seed=1))
+        wait_for(lambda: node.engine.seq == 50, 10, "50 sequenced")
+        d.send(b"\xc1garbage")
+        d.send(encoder.encode(ReplayRequest(7, 51, 10)))
+        assert d.poll(5000)
+        frames = d.recv_multipart()
+        chunk = replay_chunk_decoder.decode(frames[0])
+        assert chunk == ReplayChunk(7, 51, 50, 50, 0, 1) and len(frames) == 1
+        wait_for(lambda: node.replay.bad_requests == 1, 5, "the garbage counted")
+    finally:
+        d.close(0)
+        node.stop()
