@@ -3,6 +3,7 @@
     zex run [--config FILE]          everything on this host, with a demo market
     zex matcher [--config FILE]      the matcher node alone (any host)
     zex gateway [--config FILE]      one gateway node (any host; --name, --bind for more)
+    zex marketdata [--config FILE]   the market-data node (any host)
 """
 
 from __future__ import annotations
@@ -85,35 +86,56 @@ def cmd_gateway(args: argparse.Namespace) -> int:
     return _serve(start, node.stop, node.join)
 
 
+def cmd_marketdata(args: argparse.Namespace) -> int:
+    from .marketdata.node import MarketDataNode
+
+    cfg = _load(args)
+    node = MarketDataNode(cfg)
+
+    def start():
+        node.start()
+        d = cfg.marketdata
+        print(f"zex marketdata: events from {node.events_endpoint}, replay from {node.replay_endpoint}", flush=True)
+        print(f"  feed (SUB, topics md.<SYMBOL>.<channel>) on {d.feed_bind}", flush=True)
+        print(f"  snapshots (DEALER, protocol/SPEC.md section 12) on {d.snapshot_bind}  (Ctrl+C to quit)", flush=True)
+
+    return _serve(start, node.stop, node.join)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from .demo import DemoMarket
     from .gateway.node import GatewayNode
+    from .marketdata.node import MarketDataNode
     from .matcher.node import MatcherNode
 
     cfg = _load(args)
     ctx = zmq.Context.instance()
     matcher = MatcherNode(cfg, ctx)
     gateway = GatewayNode(cfg, ctx)
+    marketdata = MarketDataNode(cfg, ctx)
     demo = DemoMarket(cfg, ctx, cfg.gateway.bind, echo=(lambda s: None) if args.quiet else print)
 
     def start():
         matcher.start()
+        marketdata.start()
         gateway.start()
         demo.start()
-        m, g = cfg.matcher, cfg.gateway
+        m, g, d = cfg.matcher, cfg.gateway, cfg.marketdata
         print(f"zex is running (matcher at seq {matcher.engine.seq}, data in {m.data_dir})")
         print(f"  clients connect a DEALER to the gateway: {g.bind}   (protocol/SPEC.md)")
-        print(f"  event stream (SUB, topic 'ev'):           {m.events_bind}")
+        print(f"  market data (SUB, topics md.<SYMBOL>.):  {d.feed_bind}   snapshots (DEALER): {d.snapshot_bind}")
+        print(f"  event stream (SUB, topic 'ev'):           {m.events_bind}   replay: {m.replay_bind}")
         print(f"  matcher, for more gateways:               {m.bind}   (zex gateway --name gw2 --bind ...)")
         print(f"  instruments: {', '.join(i.symbol for i in cfg.instruments)}; "
               f"accounts: {', '.join(a.id for a in cfg.accounts)} (demo credential = the name)")
         print(f"  try:  .venv/bin/zex order buy 5 XYZ {_example_price(cfg)} --account alice --credential alice")
-        print("        .venv/bin/zex book XYZ --account bob --credential bob")
+        print("        .venv/bin/zex book XYZ")
         print("  demo market maker 'maker' and taker 'taker' are trading; Ctrl+C to quit", flush=True)
 
     def stop():
         demo.stop()
         gateway.stop()
+        marketdata.stop()
         matcher.stop()
         print(f"zex stopped at seq {matcher.engine.seq}; {demo.trades} demo trades", flush=True)
 
@@ -144,6 +166,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--bind", dest="gw_bind", help="override gateway.bind, e.g. tcp://127.0.0.1:7110")
     p.add_argument("--workers", dest="gw_workers", type=int, help="override gateway.workers")
     p.set_defaults(func=cmd_gateway)
+    p = sub.add_parser("marketdata", help="start the market-data node")
+    p.add_argument("--config", help="TOML config file (default: built-in defaults)")
+    p.set_defaults(func=cmd_marketdata)
     from . import trade
 
     trade.add_parsers(sub)

@@ -10,6 +10,10 @@ command line. ``zex run`` with no file starts a working exchange on one host.
     data_dir = "data/matcher"
     fsync = "batch"                      # always | batch | off (see journal.py)
 
+    [marketdata]
+    feed_bind = "tcp://127.0.0.1:7104"   # public feed (PUB), snapshots on snapshot_bind (ROUTER)
+    l3 = false                           # also publish order-by-order updates
+
     [gateway]
     name = "gw1"                         # unique per gateway; the matcher routes reports by it
     bind = "tcp://127.0.0.1:7100"        # clients connect their DEALER here
@@ -152,9 +156,21 @@ class MatcherConfig:
 
 
 @dataclass
+class MarketDataConfig:
+    feed_bind: str = "tcp://127.0.0.1:7104"  # the public feed (PUB): md.<SYMBOL>.<channel>
+    snapshot_bind: str = "tcp://127.0.0.1:7105"  # snapshots (ROUTER)
+    events: str = ""  # the matcher's event stream to connect to; "" = matcher.events_bind
+    replay: str = ""  # the matcher's replay service; "" = matcher.replay_bind
+    l3: bool = False  # also publish the order-by-order channel
+    heartbeat_ms: int = 1000  # idle topics get a heartbeat this often
+    pub_hwm: int = 100_000  # updates queued per subscriber before the PUB drops for it
+
+
+@dataclass
 class Config:
     matcher: MatcherConfig = field(default_factory=MatcherConfig)
     gateway: GatewayConfig = field(default_factory=GatewayConfig)
+    marketdata: MarketDataConfig = field(default_factory=MarketDataConfig)
     instruments: tuple[Instrument, ...] = DEFAULT_INSTRUMENTS
     accounts: tuple[AccountConfig, ...] = DEFAULT_ACCOUNTS
 
@@ -219,13 +235,14 @@ def load(path: str | Path | None = None, env: dict[str, str] | None = None) -> C
                 raise ConfigError(f"{path}: instruments: {exc}") from None
         elif key == "accounts":
             cfg.accounts = tuple(_account(spec, path) for spec in value)
-        elif key in ("matcher", "gateway"):
+        elif key in ("matcher", "gateway", "marketdata"):
             _apply(getattr(cfg, key), value, key)
         else:
-            raise ConfigError(f"{path}: unknown section [{key}]; known: matcher, gateway, instruments, accounts")
+            raise ConfigError(f"{path}: unknown section [{key}]; "
+                              "known: matcher, gateway, marketdata, instruments, accounts")
     env = os.environ if env is None else env
     for name, value in env.items():
-        for section in ("matcher", "gateway"):
+        for section in ("matcher", "gateway", "marketdata"):
             prefix = f"ZEX_{section.upper()}_"
             if name.startswith(prefix):
                 _apply(getattr(cfg, section), {name[len(prefix):].lower(): value}, prefix[:-1])
@@ -246,6 +263,9 @@ def validate(cfg: Config) -> None:
     symbols = [i.symbol for i in cfg.instruments]
     if len(set(symbols)) != len(symbols):
         raise ConfigError(f"instruments: a symbol is listed twice: {symbols}")
+    for s in symbols:
+        if "." in s:  # market-data topics are md.<SYMBOL>.<channel>: a dot would make them ambiguous
+            raise ConfigError(f"instruments: symbol {s!r} contains '.'; use another separator, e.g. '-'")
     ids = [a.id for a in cfg.accounts]
     if len(set(ids)) != len(ids):
         raise ConfigError(f"accounts: an id is listed twice: {ids}")

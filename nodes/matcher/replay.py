@@ -93,8 +93,7 @@ class ReplayService(NodeThread):
                 self.bad_requests += 1
                 continue
             self.requests += 1
-            if req.from_seq > reader.last_seq:
-                reader.refresh()  # only new records matter; older ones are indexed already
+            reader.refresh()  # reads only what was appended since: the head must be current
             batches = reader.read(max(req.from_seq, 1), min(max(req.max_batches, 1), MAX_BATCHES),
                                   MAX_CHUNK_BYTES)
             last = batches[-1][1] if batches else req.from_seq - 1

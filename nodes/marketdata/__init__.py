@@ -1,0 +1,1 @@
+"""Market data: the books rebuilt from the matcher's event stream, published to subscribers."""

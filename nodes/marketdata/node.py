@@ -1,0 +1,339 @@
+"""The marketdata node: one thread keeps a copy of every book and publishes the public feed.
+
+    SUB+DEALER  matcher events + replay    the gap-free event stream (nodes/stream.py)
+    PUB         marketdata.feed_bind       [topic, update]: md.<SYMBOL>.<channel> (protocol/marketdata.py)
+    ROUTER      marketdata.snapshot_bind   SnapshotRequest in, Snapshot / L3Snapshot / SnapshotReject out
+    PAIR        inproc control             stop() sends b"STOP"
+
+For each matcher command the books change by, the node sends, back to back
+and with the command's ``mseq``: the trades, the changed L2 levels, the new
+best bid/offer if it changed, and (``l3 = true``) the order-by-order
+changes, each on its own topic with its own gap-free ``seq``. Snapshots are
+answered from the same thread, between batches, so a snapshot's ``seq`` is
+exactly the last update of its topic that it includes (the Clone pattern).
+
+The numbering is a function of the event stream alone: at start the node
+replays the stream from seq 1 (replay service) without publishing, then
+goes live where its numbering stands, so a node killed and restarted
+continues every topic's ``seq``; subscribers see the updates made while it
+was down as a gap, and resynchronise by snapshot. Snapshot requests that
+arrive during that catch-up are answered once it is done.
+
+Idle topics get an MdHeartbeat every ``heartbeat_ms`` carrying the next
+``seq``. The PUB never blocks: a subscriber past its high-water mark loses
+updates (it sees the gap); a disconnected subscriber is counted.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import msgspec
+import zmq
+from zmq.utils.monitor import recv_monitor_message
+
+from zex.protocol import marketdata as md
+from zex.protocol.codec import classify, peek
+from zex.protocol.internal import BUY
+from zex.protocol.reasons import Reason
+
+from ..config import Config
+from ..service import NodeThread
+from ..stream import EventStream
+from .view import MarketView
+
+log = logging.getLogger("zex.marketdata")
+
+POLL_MS = 100  # idle wake-up for heartbeats and replay timeouts
+MAX_REQUEST = 4096  # bytes; a SnapshotRequest is well under 100 (SPEC.md §12.4)
+SIDES = {1: "buy", 2: "sell"}
+
+
+class _Fmt:
+    """Ticks and lots to canonical decimal strings, cached: prices and sizes repeat."""
+
+    __slots__ = ("inst", "px", "qty")
+    MAX = 50_000
+
+    def __init__(self, inst) -> None:
+        self.inst = inst
+        self.px: dict[int, str] = {}
+        self.qty: dict[int, str] = {}
+
+    def price(self, ticks: int) -> str:
+        s = self.px.get(ticks)
+        if s is None:
+            if len(self.px) > self.MAX:
+                self.px.clear()
+            s = self.px[ticks] = self.inst.ticks_to_price(ticks)
+        return s
+
+    def lots(self, lots: int) -> str:
+        s = self.qty.get(lots)
+        if s is None:
+            if len(self.qty) > self.MAX:
+                self.qty.clear()
+            s = self.qty[lots] = self.inst.lots_to_qty(lots)
+        return s
+
+
+class MarketDataNode(NodeThread):
+    """Run the marketdata node in a thread of this process: ``start()``, then ``stop()``."""
+
+    def __init__(self, cfg: Config, ctx: zmq.Context | None = None) -> None:
+        super().__init__("marketdata", ctx, log)
+        self.cfg = cfg
+        self.mc = cfg.marketdata
+        self.symbols = [i.symbol for i in cfg.instruments]
+        self.fmt = {i.symbol: _Fmt(i) for i in cfg.instruments}
+        self.view = MarketView(self.symbols, l3=self.mc.l3)
+        self.seqs: dict[bytes, int] = {}  # topic -> last seq sent on it
+        self._sent_at: dict[bytes, float] = {}  # topic -> when it last carried anything
+        self.live = False  # False while catching up at start: apply, do not publish
+        self.stream: EventStream | None = None
+        # counters (exported as metrics by the metrics issue)
+        self.published = 0
+        self.snapshots = 0
+        self.bad_requests = 0
+        self.subscribers_disconnected = 0
+        self.started_at_seq = 0
+
+    @property
+    def events_endpoint(self) -> str:
+        return self.mc.events or self.cfg.matcher.events_bind
+
+    @property
+    def replay_endpoint(self) -> str:
+        return self.mc.replay or self.cfg.matcher.replay_bind
+
+    # --------------------------------------------------------------- loop
+
+    def _run(self) -> None:
+        ctx = self.ctx
+        pub = ctx.socket(zmq.PUB)
+        router = ctx.socket(zmq.ROUTER)
+        ctrl = ctx.socket(zmq.PAIR)
+        monitor = None
+        stream = None
+        try:
+            pub.linger = 0
+            pub.sndhwm = self.mc.pub_hwm
+            pub.bind(self.mc.feed_bind)
+            monitor = pub.get_monitor_socket(zmq.EVENT_DISCONNECTED)
+            router.linger = 0
+            router.maxmsgsize = 1 << 20  # far above MAX_REQUEST: ZeroMQ drops the connection
+            router.bind(self.mc.snapshot_bind)
+            ctrl.linger = 0
+            ctrl.connect(self._ctrl_addr)
+            stream = self.stream = EventStream(ctx, self.events_endpoint, self.replay_endpoint)
+            log.info("marketdata: feed on %s, snapshots on %s, events from %s",
+                     self.mc.feed_bind, self.mc.snapshot_bind, self.events_endpoint)
+            self._ready.set()
+            self._loop(stream, pub, router, ctrl, monitor)
+        except zmq.ContextTerminated:
+            return
+        finally:
+            if stream is not None:
+                stream.close()
+            if monitor is not None:
+                pub.disable_monitor()
+                monitor.close(0)
+            for s in (pub, router, ctrl):
+                s.close(0)
+
+    def _loop(self, stream: EventStream, pub, router, ctrl, monitor) -> None:
+        def poller_for() -> zmq.Poller:
+            p = zmq.Poller()
+            for s in (ctrl, stream.sub, stream.replay, router, monitor):
+                p.register(s, zmq.POLLIN)
+            return p
+
+        poller = poller_for()
+        apply = self.view.apply_batch
+        publish = self._publish
+        heartbeat_s = self.mc.heartbeat_ms / 1000.0
+        next_hb = time.monotonic() + heartbeat_s
+        waiting: list[tuple[bytes, bytes]] = []  # snapshot requests held during catch-up
+        while True:
+            ready = dict(poller.poll(POLL_MS))
+            if ctrl in ready:
+                return
+            for sock in (stream.sub, stream.replay):
+                if sock in ready:
+                    for batch in stream.read(sock):
+                        updates = apply(batch)
+                        if self.live:
+                            for u in updates:
+                                publish(pub, u)
+                        else:  # catching up: number the updates exactly as if they had been sent
+                            for u in updates:
+                                self._count(u)
+            if not self.live and stream.caught_up:
+                self.live = True
+                log.info("marketdata live at matcher seq %d", self.view.last_seq)
+                for peer, raw in waiting:
+                    self._snapshot(router, peer, raw)
+                waiting.clear()
+            if router in ready:
+                self._requests(router, waiting)
+            if monitor in ready:
+                self._monitor(monitor)
+            stream.tick()
+            if stream.sockets_changed:
+                stream.sockets_changed = False
+                poller = poller_for()
+            now = time.monotonic()
+            if self.live and now >= next_hb:
+                self._heartbeats(pub, now - heartbeat_s)
+                next_hb = now + heartbeat_s
+
+    # ----------------------------------------------------------- publishing
+
+    def _send(self, pub: zmq.Socket, topic: bytes, msg: msgspec.Struct) -> None:
+        pub.send_multipart([topic, md.encoder.encode(msg)], zmq.NOBLOCK)
+        self.published += 1
+        self._sent_at[topic] = time.monotonic()
+
+    def _next(self, topic: bytes) -> int:
+        seq = self.seqs.get(topic, 0) + 1
+        self.seqs[topic] = seq
+        return seq
+
+    def _count(self, u) -> None:
+        """Advance the topics' seqs for an update without sending it (see _publish)."""
+        sym, nxt = u.symbol, self._next
+        if u.trades:
+            nxt(md.topic(sym, "trades"))
+        if u.levels:
+            nxt(md.topic(sym, "l2"))
+        if u.bbo is not None:
+            nxt(md.topic(sym, "bbo"))
+        if u.orders and self.mc.l3:
+            nxt(md.topic(sym, "l3"))
+
+    def _publish(self, pub: zmq.Socket, u) -> None:
+        # Which topics an update touches must stay the same as in _count.
+        sym = u.symbol
+        f = self.fmt[sym]
+        px, lots = f.price, f.lots
+        if u.trades:
+            t = md.topic(sym, "trades")
+            self._send(pub, t, md.Trades(symbol=sym, seq=self._next(t), mseq=u.seq, ts=u.ts, trades=[
+                md.TradeInfo(trade_id=tid, price=px(p), qty=lots(q), aggressor=SIDES[side])
+                for tid, p, q, side in u.trades]))
+        if u.levels:
+            t = md.topic(sym, "l2")
+            self._send(pub, t, md.L2Update(symbol=sym, seq=self._next(t), mseq=u.seq, ts=u.ts, changes=[
+                md.LevelChange(action=a, side=SIDES[side], price=px(p), qty=lots(q), orders=n)
+                for a, side, p, q, n in u.levels]))
+        if u.bbo is not None:
+            t = md.topic(sym, "bbo")
+            self._send(pub, t, self._bbo(sym, self._next(t), u.seq, u.ts, u.bbo))
+        if u.orders and self.mc.l3:
+            t = md.topic(sym, "l3")
+            self._send(pub, t, md.L3Update(symbol=sym, seq=self._next(t), mseq=u.seq, ts=u.ts, changes=[
+                md.OrderChange(action=a, order_id=oid, side=SIDES[side], price=px(p), qty=lots(q))
+                for a, oid, side, p, q in u.orders]))
+
+    def _bbo(self, sym: str, seq: int, mseq: int, ts: int, bbo: tuple) -> md.Bbo:
+        f = self.fmt[sym]
+        bid, bid_qty, ask, ask_qty = bbo
+        return md.Bbo(symbol=sym, seq=seq, mseq=mseq, ts=ts,
+                      bid_price=None if bid is None else f.price(bid),
+                      bid_qty=None if bid is None else f.lots(bid_qty),
+                      ask_price=None if ask is None else f.price(ask),
+                      ask_qty=None if ask is None else f.lots(ask_qty))
+
+    def _heartbeats(self, pub: zmq.Socket, quiet_since: float) -> None:
+        channels = md.CHANNELS if self.mc.l3 else tuple(c for c in md.CHANNELS if c != "l3")
+        mseq = self.view.last_seq
+        sent_at = self._sent_at
+        for sym in self.symbols:
+            for ch in channels:
+                t = md.topic(sym, ch)
+                if sent_at.get(t, 0.0) <= quiet_since:
+                    self._send(pub, t, md.MdHeartbeat(symbol=sym, channel=ch,
+                                                      next_seq=self.seqs.get(t, 0) + 1, mseq=mseq))
+
+    # ------------------------------------------------------------ snapshots
+
+    def _requests(self, router: zmq.Socket, waiting: list) -> None:
+        for _ in range(1000):
+            try:
+                frames = router.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            if len(frames) != 2:
+                self.bad_requests += 1
+                self._reply(router, frames[0], md.SnapshotReject(
+                    req_id="", code=int(Reason.MALFORMED),
+                    text="a snapshot request is one frame from a DEALER (SPEC.md §12.5)"))
+                continue
+            if not self.live:
+                waiting.append((frames[0], frames[1]))
+                continue
+            self._snapshot(router, frames[0], frames[1])
+
+    def _snapshot(self, router: zmq.Socket, peer: bytes, raw: bytes) -> None:
+        if len(raw) > MAX_REQUEST:
+            return self._refuse(router, peer, "", Reason.FRAME_TOO_LARGE,
+                                f"frame is {len(raw)} bytes; the limit is {MAX_REQUEST}")
+        try:
+            req = md.snapshot_request_decoder.decode(raw)
+        except (msgspec.ValidationError, msgspec.DecodeError, UnicodeDecodeError, RecursionError) as exc:
+            err = classify(raw, exc)
+            return self._refuse(router, peer, peek(raw)[1], err.reason, f"bad snapshot_request: {err.text}")
+        if peek(raw)[0] != "snapshot_request":  # a lone Struct type decodes without its tag: insist
+            return self._refuse(router, peer, req.req_id, Reason.MISSING_FIELD, "type is required")
+        if req.v != md.VERSION:
+            return self._refuse(router, peer, req.req_id, Reason.UNSUPPORTED_VERSION,
+                                f"v must be {md.VERSION}, was {req.v}")
+        book = self.view.books.get(req.symbol)
+        if book is None:
+            self._reply(router, peer, md.SnapshotReject(
+                req_id=req.req_id, code=int(Reason.UNKNOWN_SYMBOL),
+                text=f"symbol {req.symbol!r} is not listed; listed: {', '.join(self.symbols)}"))
+            return
+        if req.channel == "l3" and not self.mc.l3:
+            self._reply(router, peer, md.SnapshotReject(
+                req_id=req.req_id, code=int(Reason.INVALID_VALUE),
+                text="channel l3 is off on this feed (marketdata.l3 = false)"))
+            return
+        f = self.fmt[req.symbol]
+        depth = req.depth or None
+        mseq = self.view.last_seq
+        seq = self.seqs.get(md.topic(req.symbol, req.channel), 0)
+        self.snapshots += 1
+        if req.channel == "l2":
+            def levels(side):
+                return [md.SnapLevel(price=f.price(p), qty=f.lots(q), orders=n)
+                        for p, q, n in book.levels(side)[:depth]]
+            msg = md.Snapshot(req_id=req.req_id, symbol=req.symbol, seq=seq, mseq=mseq,
+                              bids=levels(BUY), asks=levels(2))
+        else:
+            def orders(side):
+                return [md.SnapOrder(order_id=oid, price=f.price(p), qty=f.lots(q))
+                        for oid, p, q in book.orders(side)[:depth]]
+            msg = md.L3Snapshot(req_id=req.req_id, symbol=req.symbol, seq=seq, mseq=mseq,
+                                bids=orders(BUY), asks=orders(2))
+        self._reply(router, peer, msg)
+
+    def _refuse(self, router: zmq.Socket, peer: bytes, req_id: str, code: Reason, text: str) -> None:
+        self.bad_requests += 1
+        self._reply(router, peer, md.SnapshotReject(req_id=req_id, code=int(code), text=text))
+
+    def _reply(self, router: zmq.Socket, peer: bytes, msg: msgspec.Struct) -> None:
+        try:
+            router.send_multipart([peer, md.encoder.encode(msg)], zmq.NOBLOCK)
+        except zmq.ZMQError:
+            pass  # the subscriber went away or is not reading: it asks again after its timeout
+
+    def _monitor(self, monitor: zmq.Socket) -> None:
+        while True:
+            try:
+                ev = recv_monitor_message(monitor, zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            if ev["event"] == zmq.EVENT_DISCONNECTED:
+                self.subscribers_disconnected += 1
