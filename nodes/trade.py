@@ -69,11 +69,14 @@ def add_parsers(sub) -> None:
     p.add_argument("--from-rseq", type=int, help="first replay the account's reports from this rseq")
     common(p)
     p.set_defaults(func=cmd_reports)
-    p = sub.add_parser("book", help="watch a symbol's book, refreshing in place (Ctrl+C to stop)")
+    p = sub.add_parser("book", help="watch a symbol's book from the market-data feed, refreshing in place")
     p.add_argument("symbol")
     p.add_argument("--depth", type=int, default=10)
-    p.add_argument("--once", action="store_true", help="print the book once and exit")
-    common(p)
+    p.add_argument("--once", action="store_true", help="print the book once (when in sync) and exit")
+    p.add_argument("--feed", help="market-data feed endpoint (default: $ZEX_FEED, else marketdata.feed_bind)")
+    p.add_argument("--snapshot", help="snapshot endpoint (default: $ZEX_SNAPSHOT, else marketdata.snapshot_bind)")
+    p.add_argument("--config", help="TOML config file, for the default endpoints")
+    p.add_argument("--timeout", type=float, default=3.0, help="seconds to wait for the first snapshot (default 3)")
     p.set_defaults(func=cmd_book)
     p = sub.add_parser("kill", help="operator: set an account's kill switch (block, reduce_only, off)")
     p.add_argument("target")
@@ -211,33 +214,52 @@ def cmd_kill(args) -> int:
 
 
 def cmd_book(args) -> int:
-    c = _client(args)
+    from zex.protocol.mdclient import BookSubscriber, SnapshotRejected
+
+    feed = args.feed or os.environ.get("ZEX_FEED")
+    snap = args.snapshot or os.environ.get("ZEX_SNAPSHOT")
+    if not (feed and snap):
+        try:
+            md_cfg = config_mod.load(args.config).marketdata
+        except config_mod.ConfigError as exc:
+            _fail(str(exc))
+        feed, snap = feed or md_cfg.feed_bind, snap or md_cfg.snapshot_bind
+    sub = BookSubscriber(feed, snap, [args.symbol], timeout=args.timeout)
     try:
+        try:
+            in_sync = sub.run_until(lambda: sub.synced(args.symbol), args.timeout * 2)
+        except SnapshotRejected as exc:
+            _fail(f"{exc}")
+        except TimeoutError:
+            in_sync = False
+        if not in_sync:
+            _fail(f"no snapshot of {args.symbol} from {snap} (feed {feed}); is the exchange running? "
+                  "Start it with `make run`, or pass --feed and --snapshot")
         while True:
-            book = c.book(args.symbol, args.depth)
-            text = _render_book(book, args.depth)
+            text = _render_book(sub.book(args.symbol), args.depth)
             if args.once:
                 print(text)
                 return 0
             # refresh in place: home the cursor, clear the screen below it
             sys.stdout.write("\x1b[H\x1b[J" + text + "\n(Ctrl+C to stop)\n")
             sys.stdout.flush()
-            c.poll(0.5)
+            deadline = time.monotonic() + 0.25
+            while time.monotonic() < deadline:
+                sub.poll(deadline - time.monotonic())
     except KeyboardInterrupt:
         return 0
     finally:
-        c.close()
+        sub.close()
 
 
 def _render_book(book, depth: int) -> str:
-    lines = [f"{book.symbol}  after seq {book.seq}  {time.strftime('%H:%M:%S')}",
-             f"{'bid qty':>12} {'bid':>12} | {'ask':<12} {'ask qty':<12}"]
-    for i in range(min(depth, max(len(book.bids), len(book.asks)))):
-        b = book.bids[i] if i < len(book.bids) else None
-        a = book.asks[i] if i < len(book.asks) else None
-        lines.append(f"{b.qty if b else '':>12} {b.price if b else '':>12} | {a.price if a else '':<12} "
-                     f"{a.qty if a else '':<12}")
-    if not book.bids and not book.asks:
+    bids, asks = book.levels("buy", depth), book.levels("sell", depth)
+    lines = [f"{book.symbol}  l2 seq {book.seq}  matcher seq {book.mseq}  {time.strftime('%H:%M:%S')}",
+             f"{'orders':>6} {'bid qty':>12} {'bid':>12} | {'ask':<12} {'ask qty':<12} {'orders':<6}"]
+    for i in range(max(len(bids), len(asks))):
+        b = bids[i] if i < len(bids) else ("", "", "")
+        a = asks[i] if i < len(asks) else ("", "", "")
+        lines.append(f"{b[2]:>6} {b[1]:>12} {b[0]:>12} | {a[0]:<12} {a[1]:<12} {a[2]:<6}")
+    if not bids and not asks:
         lines.append("(empty)")
     return "\n".join(lines)
-

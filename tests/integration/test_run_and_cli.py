@@ -19,7 +19,9 @@ def test_zex_run_starts_everything_and_the_cli_trades_against_it(tmp_path, nodes
     cfg = tmp_path / "zex.toml"
     cfg.write_text(f'[matcher]\nbind = "tcp://127.0.0.1:{free_port()}"\nevents_bind = "tcp://127.0.0.1:{free_port()}"\n'
                    f'replay_bind = "tcp://127.0.0.1:{free_port()}"\n'
-                   f'[gateway]\nbind = "{gw}"\n')
+                   f'[gateway]\nbind = "{gw}"\n'
+                   f'[marketdata]\nfeed_bind = "tcp://127.0.0.1:{free_port()}"\n'
+                   f'snapshot_bind = "tcp://127.0.0.1:{free_port()}"\n')
     run = nodes(["run", "--config", str(cfg), "--data-dir", str(tmp_path / "data"), "--quiet"],
                 "Ctrl+C to quit", tmp_path / "run.log")
     assert gw in run.banner and "zex order buy" in run.banner  # says where to connect, with an example
@@ -32,8 +34,8 @@ def test_zex_run_starts_everything_and_the_cli_trades_against_it(tmp_path, nodes
     order_id = m.group(1)
     listed = zex("orders", "XYZ", *alice)
     assert re.search(rf"^\s*{order_id}\s+buy\s+XYZ\s+90\s+5\s+5\s+0", listed.stdout, re.M), listed.stdout
-    book = zex("book", "XYZ", "--once", *alice)
-    assert re.search(r"^\s+5\s+90 \|", book.stdout, re.M), book.stdout
+    book = zex("book", "XYZ", "--once", "--config", str(cfg))  # the public feed: no account needed
+    assert re.search(r"^\s+1\s+5\s+90 \|", book.stdout, re.M), book.stdout
     replaced = zex("replace", "XYZ", order_id, "3", "90.00", *alice)
     assert "kept priority" in replaced.stdout, replaced.stdout
     cancelled = zex("cancel", "XYZ", order_id, *alice)

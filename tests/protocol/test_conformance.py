@@ -802,7 +802,16 @@ def test_event_batch_round_trips_through_plain_msgpack():
 def _array_structs() -> list[type]:
     """Every internal array type: the samples' classes and the untagged arrays they contain."""
     return [*CMD_SAMPLES, *EVENT_SAMPLES, *ANSWER_SAMPLES, internal.OpenOrder, internal.Position,
-            internal.ReportItem, internal.EventBatch]
+            internal.ReportItem, internal.EventBatch, internal.ReplayRequest, internal.ReplayChunk]
+
+
+def test_replay_messages_round_trip_through_plain_msgpack():
+    req = internal.ReplayRequest(1, 101, 256)
+    assert msgpack.unpackb(internal.encoder.encode(req)) == [30, 1, 101, 256]
+    assert internal.replay_request_decoder.decode(msgpack.packb([30, 2, 5])) == internal.ReplayRequest(2, 5)
+    chunk = internal.ReplayChunk(1, 101, 180, 180, 42, 1)
+    assert msgpack.unpackb(internal.encoder.encode(chunk)) == [31, 1, 101, 180, 180, 42, 1]
+    assert internal.replay_chunk_decoder.decode(msgpack.packb([31, 1, 101, 180, 180, 42, 1])) == chunk
 
 
 def test_spec_appendix_lists_internal_fields_in_class_order():
