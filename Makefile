@@ -26,7 +26,24 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(BIN)/zex run $(if $(CONFIG),--config $(CONFIG))
 
-test: $(STAMP)
+# The C market-data subscriber test (tests/marketdata/test_c_subscriber.py)
+# compiles protocol/examples/c/md_book.c against libzmq and msgpack-c. Their
+# Debian packages are installed here when missing and we are root; otherwise
+# this says how to install them and that test skips.
+C_DEPS := libzmq3-dev libmsgpack-dev
+
+.PHONY: test-deps
+test-deps:
+	@dpkg -s $(C_DEPS) >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing $(C_DEPS) (apt-get) for the C market-data subscriber test"; \
+	    (apt-get update -qq && apt-get install -y -qq $(C_DEPS) >/dev/null) \
+	      || echo "could not install $(C_DEPS); the C subscriber test will skip"; \
+	  else \
+	    echo "the C subscriber test skips without $(C_DEPS); install them with: sudo apt-get install $(C_DEPS)"; \
+	  fi; }
+
+test: $(STAMP) test-deps
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: $(STAMP)
