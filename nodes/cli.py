@@ -97,6 +97,8 @@ def cmd_marketdata(args: argparse.Namespace) -> int:
         d = cfg.marketdata
         print(f"zex marketdata: events from {node.events_endpoint}, replay from {node.replay_endpoint}", flush=True)
         print(f"  feed (SUB, topics md.<SYMBOL>.<channel>) on {d.feed_bind}", flush=True)
+        if node.exporter.url:
+            print(f"  metrics (Prometheus) on {node.exporter.url}", flush=True)
         print(f"  snapshots (DEALER, protocol/SPEC.md section 12) on {d.snapshot_bind}  (Ctrl+C to quit)", flush=True)
 
     return _serve(start, node.stop, node.join)

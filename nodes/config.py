@@ -164,6 +164,7 @@ class MarketDataConfig:
     l3: bool = False  # also publish the order-by-order channel
     heartbeat_ms: int = 1000  # idle topics get a heartbeat this often
     pub_hwm: int = 100_000  # updates queued per subscriber before the PUB drops for it
+    metrics_bind: str = "127.0.0.1:7113"  # Prometheus /metrics (host:port); "" = off
 
 
 @dataclass

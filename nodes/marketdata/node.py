@@ -39,6 +39,7 @@ from zex.protocol.internal import BUY
 from zex.protocol.reasons import Reason
 
 from ..config import Config
+from ..metrics import Exporter, Sampled
 from ..service import NodeThread
 from ..stream import EventStream
 from .view import MarketView
@@ -98,6 +99,41 @@ class MarketDataNode(NodeThread):
         self.bad_requests = 0
         self.subscribers_disconnected = 0
         self.started_at_seq = 0
+
+    def start(self, timeout: float = 30.0) -> None:
+        self.exporter = Exporter(self.mc.metrics_bind)
+        self.exporter.add(Sampled("zex_marketdata", self._metrics()))
+        self.exporter.start()
+        try:
+            super().start(timeout)
+        except BaseException:
+            self.exporter.stop()
+            raise
+
+    def stop(self, timeout: float = 10.0) -> None:
+        try:
+            super().stop(timeout)
+        finally:
+            self.exporter.stop()
+
+    def _metrics(self) -> list:
+        def stream(attr: str):
+            return lambda: getattr(self.stream, attr, 0) if self.stream is not None else 0
+        return [
+            ("counter", "updates_published", "Feed messages sent (updates and heartbeats)", lambda: self.published),
+            ("counter", "snapshots_served", "Snapshots answered", lambda: self.snapshots),
+            ("counter", "bad_requests", "Snapshot requests refused as malformed", lambda: self.bad_requests),
+            # A PUB drops for a subscriber past its HWM without telling anyone; what
+            # the node can see is a subscriber going away, and resyncs (snapshots).
+            ("counter", "subscribers_disconnected", "Feed subscribers that disconnected",
+             lambda: self.subscribers_disconnected),
+            ("counter", "event_gaps", "Gaps detected in the matcher's event stream", stream("gaps")),
+            ("counter", "events_replayed", "Event batches fetched from the replay service", stream("replayed")),
+            ("counter", "event_replay_timeouts", "Replay requests that timed out", stream("timeouts")),
+            ("counter", "events_lost", "Matcher seqs the replay service could not provide", stream("lost")),
+            ("gauge", "matcher_seq", "Last matcher seq applied to the books", lambda: self.view.last_seq),
+            ("gauge", "live", "1 once caught up with the event stream and publishing", lambda: int(self.live)),
+        ]
 
     @property
     def events_endpoint(self) -> str:

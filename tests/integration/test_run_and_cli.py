@@ -21,7 +21,7 @@ def test_zex_run_starts_everything_and_the_cli_trades_against_it(tmp_path, nodes
                    f'replay_bind = "tcp://127.0.0.1:{free_port()}"\n'
                    f'[gateway]\nbind = "{gw}"\n'
                    f'[marketdata]\nfeed_bind = "tcp://127.0.0.1:{free_port()}"\n'
-                   f'snapshot_bind = "tcp://127.0.0.1:{free_port()}"\n')
+                   f'snapshot_bind = "tcp://127.0.0.1:{free_port()}"\nmetrics_bind = ""\n')
     run = nodes(["run", "--config", str(cfg), "--data-dir", str(tmp_path / "data"), "--quiet"],
                 "Ctrl+C to quit", tmp_path / "run.log")
     assert gw in run.banner and "zex order buy" in run.banner  # says where to connect, with an example

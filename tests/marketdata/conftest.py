@@ -8,6 +8,7 @@ through the gateway (query book), to compare a subscriber's book with.
 from __future__ import annotations
 
 import random
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -38,6 +39,7 @@ snapshot_bind = "tcp://127.0.0.1:{p[5]}"
 l3 = true
 pub_hwm = {pub_hwm}
 heartbeat_ms = 200
+metrics_bind = "127.0.0.1:{p[6]}"
 
 [[instruments]]
 symbol = "XYZ"
@@ -70,7 +72,7 @@ class MdExchange:
     start_node: object
     pub_hwm: int = 100_000
     feed_ipc: Path | None = None  # the feed on ipc instead of tcp: small, fixed kernel buffers
-    ports: list[int] = field(default_factory=lambda: [free_port() for _ in range(6)])
+    ports: list[int] = field(default_factory=lambda: [free_port() for _ in range(7)])
     procs: dict[str, NodeProcess] = field(default_factory=dict)
     _clients: list[Client] = field(default_factory=list)
 
@@ -85,6 +87,13 @@ class MdExchange:
     @property
     def snapshot_ep(self) -> str:
         return f"tcp://127.0.0.1:{self.ports[5]}"
+
+    def metrics(self) -> dict[str, float]:
+        """The marketdata node's /metrics, scraped now: {series name: value}."""
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.ports[6]}/metrics", timeout=5) as r:
+            text = r.read().decode()
+        return {k: float(v) for k, v in (ln.rsplit(" ", 1) for ln in text.splitlines()
+                                        if ln and not ln.startswith("#"))}
 
     def config(self) -> Path:
         path = self.tmp / "zex.toml"

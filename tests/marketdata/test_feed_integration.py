@@ -15,7 +15,7 @@ import time
 import pytest
 import zmq
 
-from tests.conftest import REPO
+from tests.conftest import REPO, wait_for
 from tests.marketdata.conftest import SYMBOLS, MdExchange
 from zex.protocol import marketdata as md
 from zex.protocol.mdclient import BookSubscriber
@@ -54,6 +54,13 @@ def test_late_subscriber_ends_with_the_matchers_book(md_exchange):
         assert sub.gaps == 0, "a subscriber that keeps up sees no gap"
         # the snapshot told it where the numbering stood: it did not restart at 1
         assert all(sub.book(s).seq > 10 for s in SYMBOLS)
+    # The node's metrics saw it: two snapshots served, then a subscriber gone.
+    wait_for(lambda: ex.metrics().get("zex_marketdata_subscribers_disconnected_total", 0) >= 1, 10,
+             "the disconnect counted")
+    scraped = ex.metrics()
+    assert scraped["zex_marketdata_snapshots_served_total"] >= len(SYMBOLS)
+    assert scraped["zex_marketdata_live"] == 1 and scraped["zex_marketdata_events_lost_total"] == 0
+    assert scraped["zex_marketdata_matcher_seq"] == 600  # every command of the two flows applied
 
 
 def test_paused_subscriber_dropped_by_the_hwm_resyncs(tmp_path, nodes, ipc_dir):
