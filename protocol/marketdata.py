@@ -138,6 +138,7 @@ class MdHeartbeat(MdMessage, tag="md_heartbeat"):
     channel: Channel
     next_seq: UInt
     mseq: UInt  # the last matcher command the feed has applied
+    heartbeat_ms: Annotated[int, Meta(ge=1, le=2**63 - 1)] = HEARTBEAT_MS  # this feed's interval
 
 
 FeedMessage = Trades | Bbo | L2Update | L3Update | MdHeartbeat

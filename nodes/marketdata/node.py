@@ -285,12 +285,13 @@ class MarketDataNode(NodeThread):
         channels = md.CHANNELS if self.mc.l3 else tuple(c for c in md.CHANNELS if c != "l3")
         mseq = self.view.last_seq
         sent_at = self._sent_at
+        interval = self.mc.heartbeat_ms
         for sym in self.symbols:
             for ch in channels:
                 t = md.topic(sym, ch)
                 if sent_at.get(t, 0.0) <= quiet_since:
-                    self._send(pub, t, md.MdHeartbeat(symbol=sym, channel=ch,
-                                                      next_seq=self.seqs.get(t, 0) + 1, mseq=mseq))
+                    self._send(pub, t, md.MdHeartbeat(symbol=sym, channel=ch, next_seq=self.seqs.get(t, 0) + 1,
+                                                      mseq=mseq, heartbeat_ms=interval))
 
     # ------------------------------------------------------------ snapshots
 
