@@ -212,12 +212,13 @@ class Exchange:
         self.config.write_text(
             f'[matcher]\nbind = "tcp://127.0.0.1:{free_port()}"\n'
             f'events_bind = "tcp://127.0.0.1:{free_port()}"\n'
-            f'replay_bind = "tcp://127.0.0.1:{free_port()}"\n'
+            f'replay_bind = "tcp://127.0.0.1:{free_port()}"\nmetrics_bind = ""\n'
             f'data_dir = "{tmp / "data"}"\n'
             + "".join(
                 f"{k} = {v!r}\n".replace("'", '"')
                 for k, v in {"fsync": "batch", **(matcher or {})}.items()
             )
+            + '[gateway]\nmetrics_bind = ""\n'
             + INSTRUMENT
             + accounts
         )

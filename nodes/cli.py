@@ -25,7 +25,7 @@ def _load(args: argparse.Namespace) -> config_mod.Config:
         sys.exit(f"zex: {exc}")
     if getattr(args, "data_dir", None):
         cfg.matcher.data_dir = args.data_dir
-    for key in ("name", "bind", "workers"):
+    for key in ("name", "bind", "workers", "metrics_bind"):
         value = getattr(args, f"gw_{key}", None)
         if value is not None:
             setattr(cfg.gateway, key, value)
@@ -66,6 +66,9 @@ def cmd_matcher(args: argparse.Namespace) -> int:
         m = cfg.matcher
         print(f"zex matcher: seq {node.engine.seq}, data in {m.data_dir}", flush=True)
         print(f"  commands (gateways' DEALER) on {m.bind}", flush=True)
+        print(f"  replay service (DEALER) on {m.replay_bind}", flush=True)
+        if node.exporter.url:
+            print(f"  metrics (Prometheus) on {node.exporter.url}", flush=True)
         print(f"  events (SUB, topic 'ev') on {m.events_bind}  (Ctrl+C to quit)", flush=True)
 
     return _serve(start, node.stop, node.join)
@@ -81,6 +84,8 @@ def cmd_gateway(args: argparse.Namespace) -> int:
         node.start()
         g = cfg.gateway
         print(f"zex gateway {g.name}: {g.workers} workers, matcher at {node.matcher_endpoint}", flush=True)
+        if node.exporter.url:
+            print(f"  metrics (Prometheus) on {node.exporter.url}", flush=True)
         print(f"  clients (DEALER, protocol/SPEC.md) on {g.bind}  (Ctrl+C to quit)", flush=True)
 
     return _serve(start, node.stop, node.join)
@@ -128,6 +133,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"  market data (SUB, topics md.<SYMBOL>.):  {d.feed_bind}   snapshots (DEALER): {d.snapshot_bind}")
         print(f"  event stream (SUB, topic 'ev'):           {m.events_bind}   replay: {m.replay_bind}")
         print(f"  matcher, for more gateways:               {m.bind}   (zex gateway --name gw2 --bind ...)")
+        urls = [f"{n} {x.exporter.url}" for n, x in (("matcher", matcher), ("gateway", gateway),
+                                                    ("marketdata", marketdata)) if x.exporter.url]
+        if urls:
+            print(f"  metrics (Prometheus /metrics):           {', '.join(urls)}")
         print(f"  instruments: {', '.join(i.symbol for i in cfg.instruments)}; "
               f"accounts: {', '.join(a.id for a in cfg.accounts)} (demo credential = the name)")
         print(f"  try:  .venv/bin/zex order buy 5 XYZ {_example_price(cfg)} --account alice --credential alice")
@@ -167,6 +176,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--name", dest="gw_name", help="override gateway.name (unique per gateway)")
     p.add_argument("--bind", dest="gw_bind", help="override gateway.bind, e.g. tcp://127.0.0.1:7110")
     p.add_argument("--workers", dest="gw_workers", type=int, help="override gateway.workers")
+    p.add_argument("--metrics", dest="gw_metrics_bind",
+                   help='override gateway.metrics_bind (host:port, unique per gateway; "" = off)')
     p.set_defaults(func=cmd_gateway)
     p = sub.add_parser("marketdata", help="start the market-data node")
     p.add_argument("--config", help="TOML config file (default: built-in defaults)")

@@ -136,6 +136,7 @@ class GatewayConfig:
     workers: int = 1  # decode/validate threads; 1 measured best (GIL), bench/README.md
     heartbeat_liveness: int = 3  # intervals of silence before a session is dropped
     router_hwm: int = 100_000
+    metrics_bind: str = "127.0.0.1:7112"  # Prometheus /metrics (host:port); "" = off; unique per gateway
 
 
 @dataclass
@@ -153,6 +154,7 @@ class MatcherConfig:
     max_batch: int = 512  # commands drained per loop turn (one group commit)
     router_hwm: int = 100_000
     pub_hwm: int = 100_000
+    metrics_bind: str = "127.0.0.1:7111"  # Prometheus /metrics (host:port); "" = off
 
 
 @dataclass

@@ -30,16 +30,31 @@ import zmq
 
 from zex.protocol import messages as m
 from zex.protocol.codec import encode
-from zex.protocol.internal import ReportsAnswer, Trade, batch_decoder, report_decoder
+from zex.protocol.internal import (
+    DIRECT_ROLE,
+    Accepted,
+    Cancelled,
+    KillSwitchSet,
+    Rejected,
+    Replaced,
+    ReportsAnswer,
+    Trade,
+    batch_decoder,
+    report_decoder,
+)
 from zex.protocol.numbers import Cash
 
 from ..config import Config
+from ..metrics import LATENCY_BUCKETS, Exporter, Histogram, Sampled
 from ..service import NodeThread
 from .reports import Reports
 from .risk import AccountRules
 from .worker import Worker
 
 log = logging.getLogger("zex.gateway")
+
+# The matcher's first answers to a request; each carries the ts the worker stamped.
+_ANSWERS_WITH_TS = frozenset({Accepted, Rejected, Cancelled, Replaced, KillSwitchSet})
 
 TICK_S = 0.05  # how often the front looks at heartbeats; well under the 100 ms minimum interval
 MAX_MSG_BYTES = 1 << 20  # a client frame above this makes ZeroMQ drop the connection (ZMQ_MAXMSGSIZE)
@@ -86,6 +101,51 @@ class GatewayNode(NodeThread):
         self.dropped_reports = 0  # frames a client could not take (gone or not reading)
         self.orphan_reports = 0  # rseq-0 reports whose session had ended
         self.bad_reports = 0
+        # metrics: written by the front thread only, read at scrape time
+        self.logons = 0
+        self.heartbeat_drops = 0
+        self.h_ack = Histogram(LATENCY_BUCKETS)  # request in (worker's stamp) to the matcher's answer out
+        self.exporter = Exporter(self.gc.metrics_bind)
+
+    def start(self, timeout: float = 30.0) -> None:
+        self.exporter.add(Sampled("zex_gateway", self._metrics()))
+        self.exporter.start()
+        try:
+            super().start(timeout)
+        except BaseException:
+            self.exporter.stop()
+            raise
+
+    def stop(self, timeout: float = 10.0) -> None:
+        try:
+            super().stop(timeout)
+        finally:
+            self.exporter.stop()
+
+    def _metrics(self) -> list:
+        def rejects() -> dict[int, int]:
+            out: dict[int, int] = {}
+            for w in list(self.workers):
+                for code, n in dict(w.reject_counts).items():
+                    out[code] = out.get(code, 0) + n
+            return out
+
+        return [
+            ("histogram", "order_ack_seconds", "Request to answer at this gateway: from the worker's "
+             "timestamp to the matcher's ack, reject, cancelled or replaced going out to the client",
+             lambda: self.h_ack),
+            ("counter", "forwarded", "Commands and queries forwarded to the matcher",
+             lambda: sum(w.forwarded for w in list(self.workers))),
+            ("counter", "rejects", "Requests the gateway refused itself (never sent to the matcher), "
+             "by reason code", rejects, "reason"),
+            ("gauge", "sessions", "Logged-on sessions", lambda: len(self.sessions)),
+            ("counter", "logons", "Logons accepted", lambda: self.logons),
+            ("counter", "heartbeat_drops", "Sessions dropped for missed heartbeats", lambda: self.heartbeat_drops),
+            ("counter", "dropped_reports", "Report frames a client could not take (gone or not reading)",
+             lambda: self.dropped_reports),
+            ("counter", "orphan_reports", "Answers whose session had ended", lambda: self.orphan_reports),
+            ("counter", "bad_reports", "Undecodable frames from the matcher", lambda: self.bad_reports),
+        ]
 
     @property
     def matcher_endpoint(self) -> str:
@@ -217,6 +277,7 @@ class GatewayNode(NodeThread):
                 old.pending = True  # a repeated logon: answer it again once the rseq is back
                 return
             sess = Session(client, account, int(frames[3]), frames[4].decode(), now)
+            self.logons += 1
             self.sessions[client] = sess
             self.by_account[account].add(client)
         elif kind == b"X":
@@ -241,8 +302,13 @@ class GatewayNode(NodeThread):
             log.warning("undecodable report frame from the matcher (%d bytes)", len(frame))
             return
         sessions, by_account, next_rseq = self.sessions, self.by_account, self.next_rseq
+        now_ns = time.time_ns()
+        observe = self.h_ack.observe
         for it in items:
             payload = it.payload
+            if it.role == DIRECT_ROLE and type(payload) in _ANSWERS_WITH_TS and (
+                    type(payload) is not Cancelled or payload.req_cl_ord_id):  # not an order's own STP cancel
+                observe((now_ns - payload.ts) * 1e-9)
             if it.rseq:
                 if it.rseq >= next_rseq.get(it.account, 1):
                     next_rseq[it.account] = it.rseq + 1
@@ -283,6 +349,7 @@ class GatewayNode(NodeThread):
                 self._send(router, client, encode(m.LoggedOut(reason="heartbeat", text=(
                     f"nothing received for {liveness} heartbeat intervals of {sess.hb:g} s"))), now)
                 pushes[hash(client) % len(pushes)].send_multipart([b"", b"DROP", client])
+                self.heartbeat_drops += 1
                 log.info("dropped session %s of %s: heartbeat lost", sess.session_id, sess.account)
             elif now - sess.last_tx >= sess.hb and not sess.pending:
                 hb = m.Heartbeat(next_seq=self.next_rseq.get(sess.account, 1))

@@ -94,6 +94,7 @@ class Worker:
         self.sessions: dict[bytes, Session] = {}
         self.rejected = 0
         self.forwarded = 0
+        self.reject_counts: dict[int, int] = {}  # reason code -> rejects here (metrics)
 
     def run(self, ready) -> None:
         ctx = self.ctx
@@ -134,6 +135,8 @@ class Worker:
 
     def reject(self, client: bytes, ref_type: str, cl_ord_id: str, reason: Reason, text: str) -> None:
         self.rejected += 1
+        code = int(reason)
+        self.reject_counts[code] = self.reject_counts.get(code, 0) + 1
         msg = m.Reject(cl_ord_id=cl_ord_id, ref_type=ref_type, reason=int(reason), reason_name=reason.name,
                        text=text)
         self.push.send_multipart([b"R", client, encode(msg)])

@@ -83,6 +83,9 @@ class Engine:
         self.answers: dict[tuple[str, str], Event] = {}
         self.books: dict[str, Book] = {}
         self.accounts: dict[str, Account] = {}
+        # reason code -> rejects since this engine object was made; for metrics only,
+        # not state: a snapshot does not carry it and the digest does not cover it
+        self.reject_counts: dict[int, int] = {}
         for s in symbols:
             self.add_symbol(s)
 
@@ -127,8 +130,10 @@ class Engine:
             self.events.append(Digest(seq, self.digest()))
 
     def _reject(self, cmd: Command, seq: int, ref: int, reason: Reason, text: str) -> None:
+        code = int(reason)
+        self.reject_counts[code] = self.reject_counts.get(code, 0) + 1
         ev = Rejected(seq, cmd.ts, cmd.account, cmd.cl_ord_id, getattr(cmd, "symbol", ""), ref,
-                      int(reason), text)
+                      code, text)
         self.events.append(ev)
         self.account(cmd.account).report((cmd.gw, cmd.client), DIRECT, ev)
         self.answers[(cmd.account, cmd.cl_ord_id)] = ev

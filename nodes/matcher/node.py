@@ -47,6 +47,7 @@ from zex.protocol.internal import DIRECT_ROLE, EventBatch, LimitsCmd, QueryCmd, 
 from zex.protocol.numbers import Cash
 
 from ..config import Config
+from ..metrics import LATENCY_BUCKETS, SIZE_BUCKETS, Exporter, Histogram, Sampled
 from ..service import NodeThread
 from .eventlog import EventLog
 from .recovery import recover
@@ -78,21 +79,74 @@ class MatcherNode(NodeThread):
         self.bad_commands = 0
         self._held: dict[str, deque[tuple[float, bytes]]] = {}  # gateway -> (deadline, frame)
         self.replay: ReplayService | None = None
+        # metrics: written by the matcher thread only, read at scrape time
+        self.commands = 0  # sequenced by this process (replay at start excluded)
+        self.h_command = Histogram(LATENCY_BUCKETS)  # turn start to acks sent, once per command
+        self.h_journal = Histogram(LATENCY_BUCKETS)  # the group commit
+        self.h_batch = Histogram(SIZE_BUCKETS)  # commands per turn
+        self.exporter = Exporter(self.mc.metrics_bind)
 
     def start(self, timeout: float = 30.0) -> None:
-        super().start(timeout)
-        self.replay = ReplayService(self.mc.replay_bind, Path(self.mc.data_dir), self.ctx)
+        self.exporter.add(Sampled("zex_matcher", self._metrics()))
+        self.exporter.start()
         try:
-            self.replay.start(timeout)
+            super().start(timeout)
+            self.replay = ReplayService(self.mc.replay_bind, Path(self.mc.data_dir), self.ctx)
+            try:
+                self.replay.start(timeout)
+            except BaseException:
+                super().stop()
+                raise
         except BaseException:
-            super().stop()
+            self.exporter.stop()
             raise
 
     def stop(self, timeout: float = 10.0) -> None:
-        if self.replay is not None:
-            self.replay.stop(timeout)
-            self.replay = None
-        super().stop(timeout)
+        try:
+            if self.replay is not None:
+                self.replay.stop(timeout)
+                self.replay = None
+            super().stop(timeout)
+        finally:
+            self.exporter.stop()
+
+    def _metrics(self) -> list:
+        def eng(read):
+            return lambda: read(self.engine) if self.engine is not None else 0
+
+        def rp(attr):
+            return lambda: getattr(self.replay, attr, 0)
+
+        return [
+            ("counter", "commands", "Commands sequenced and journaled by this process", lambda: self.commands),
+            ("histogram", "command_seconds", "Time in the matcher per command: its loop turn, from the first "
+             "read to the acks sent (journal write included)", lambda: self.h_command),
+            ("histogram", "journal_write_seconds", "One group commit: journal write (and fsync by policy)",
+             lambda: self.h_journal),
+            ("histogram", "batch_commands", "Commands per loop turn (smart batching)", lambda: self.h_batch),
+            ("gauge", "seq", "The last sequence number", eng(lambda e: e.seq)),
+            ("counter", "orders", "Orders accepted today (from the journaled state)",
+             eng(lambda e: e.next_order_id - 1)),
+            ("counter", "trades", "Trades today (from the journaled state)",
+             eng(lambda e: sum(b.next_trade_id - 1 for b in e.books.values()))),
+            ("counter", "rejects", "Commands the matcher rejected since this process started, by reason code",
+             eng(lambda e: e.reject_counts), "reason"),
+            ("gauge", "open_orders", "Orders resting in the books, by symbol",
+             eng(lambda e: {s: len(b.open_orders) for s, b in e.books.items()}), "symbol"),
+            ("gauge", "book_levels", "Price levels in the book (both sides), by symbol",
+             eng(lambda e: {s: len(b.bids) + len(b.asks) for s, b in e.books.items()}), "symbol"),
+            ("counter", "dropped_reports", "Report frames given up on (gateway gone, full, or away > 2 s)",
+             lambda: self.dropped_reports),
+            ("counter", "bad_commands", "Frames from gateways that did not decode or named another gateway",
+             lambda: self.bad_commands),
+            ("gauge", "held_report_frames", "Report frames held for gateways that are reconnecting",
+             lambda: sum(len(h) for h in list(self._held.values()))),
+            ("counter", "replay_requests", "Replay service requests answered", rp("requests")),
+            ("counter", "replay_batches", "Event batches sent by the replay service (gap fills)",
+             rp("batches_sent")),
+            ("counter", "replay_dropped_answers", "Replay answers dropped (consumer full or gone)",
+             rp("dropped_answers")),
+        ]
 
     # --------------------------------------------------------------- loop
 
@@ -118,6 +172,7 @@ class MatcherNode(NodeThread):
             raise
         if regenerated:
             log.info("event log: regenerated %d batches from the journal", regenerated)
+        engine.reject_counts.clear()  # metrics count this process's commands, not the replay
         if eventlog.last_seq > engine.seq:  # the journal lost a tail the event log kept (fsync off + power loss)
             log.warning("event log runs to seq %d, the journal to %d: cutting the event log",
                         eventlog.last_seq, engine.seq)
@@ -192,6 +247,8 @@ class MatcherNode(NodeThread):
         next_snapshot = (engine.seq // snapshot_every + 1) * snapshot_every if snapshot_every else 0
         NOBLOCK = zmq.NOBLOCK
         publish = self._publish
+        perf = time.perf_counter
+        h_command, h_journal, h_batch = self.h_command, self.h_journal, self.h_batch
         heartbeat_s = mc.heartbeat_ms / 1000.0
         quiet_until = time.monotonic() + heartbeat_s
         while True:
@@ -207,6 +264,7 @@ class MatcherNode(NodeThread):
                     pub.send_multipart([b"hb", encoder.encode(engine.seq)], NOBLOCK)
                     quiet_until = now + heartbeat_s
                 continue
+            t0 = perf()
             raws: list[bytes] = []
             queries: list[QueryCmd] = []
             first_seq = engine.seq + 1
@@ -242,12 +300,18 @@ class MatcherNode(NodeThread):
                 if queries:
                     self._answer(router, engine, queries)
                 continue
+            t1 = perf()
             journal.write(first_seq, raws)  # the group commit: nothing is sent before it
+            h_journal.observe(perf() - t1)
             if next_snapshot and engine.seq >= next_snapshot:
                 write_snapshot(journal.dir, engine.seq, journal.chain, engine.state_bytes())
                 next_snapshot = (engine.seq // snapshot_every + 1) * snapshot_every
             self._send_reports(router, reports)
             publish(eventlog, pub, first_seq, engine.seq, events)
+            n = len(raws)
+            self.commands += n
+            h_command.observe(perf() - t0, n)
+            h_batch.observe(n)
             events.clear()
             reports.clear()
             if queries:

@@ -80,8 +80,9 @@ class Exchange:
         if not path.exists():
             path.write_text(
                 f'[matcher]\nbind = "{self.matcher_ep}"\nevents_bind = "{self.events_ep}"\n'
-                f'replay_bind = "{self.events_ep}-replay"\n'
-                f'data_dir = "{self.data}"\nfsync = "off"\n' + INSTRUMENTS + ACCOUNTS)
+                f'replay_bind = "{self.events_ep}-replay"\nmetrics_bind = ""\n'
+                f'data_dir = "{self.data}"\nfsync = "off"\n[gateway]\nmetrics_bind = ""\n'
+                + INSTRUMENTS + ACCOUNTS)
         return path
 
     def start_matcher(self) -> NodeProcess:

@@ -39,7 +39,7 @@ def write_config(tmp_path, data_dir) -> tuple[str, str, str]:
         "accounts = []\n"  # no risk limits: every command below is an order command
         "[matcher]\n"
         f'bind = "{cmd_ep}"\nevents_bind = "{ev_ep}"\ndata_dir = "{data_dir}"\n'
-        f'replay_bind = "tcp://127.0.0.1:{free_port()}"\n'
+        f'replay_bind = "tcp://127.0.0.1:{free_port()}"\nmetrics_bind = ""\n'
         'fsync = "off"\nsnapshot_every = 400\ndigest_every = 100\nmax_batch = 64\n'
         '[[instruments]]\nsymbol = "XYZ"\ntick = "0.01"\nlot = "1"\nmax_price = "100000"\n'
     )

@@ -18,8 +18,8 @@ def test_zex_run_starts_everything_and_the_cli_trades_against_it(tmp_path, nodes
     gw = f"tcp://127.0.0.1:{free_port()}"
     cfg = tmp_path / "zex.toml"
     cfg.write_text(f'[matcher]\nbind = "tcp://127.0.0.1:{free_port()}"\nevents_bind = "tcp://127.0.0.1:{free_port()}"\n'
-                   f'replay_bind = "tcp://127.0.0.1:{free_port()}"\n'
-                   f'[gateway]\nbind = "{gw}"\n'
+                   f'replay_bind = "tcp://127.0.0.1:{free_port()}"\nmetrics_bind = ""\n'
+                   f'[gateway]\nbind = "{gw}"\nmetrics_bind = ""\n'
                    f'[marketdata]\nfeed_bind = "tcp://127.0.0.1:{free_port()}"\n'
                    f'snapshot_bind = "tcp://127.0.0.1:{free_port()}"\nmetrics_bind = ""\n')
     run = nodes(["run", "--config", str(cfg), "--data-dir", str(tmp_path / "data"), "--quiet"],

@@ -29,9 +29,11 @@ replay_bind = "tcp://127.0.0.1:{p[2]}"
 data_dir = "{data}"
 fsync = "off"
 digest_every = 0
+metrics_bind = "127.0.0.1:{p[7]}"
 
 [gateway]
 bind = "tcp://127.0.0.1:{p[3]}"
+metrics_bind = "127.0.0.1:{p[8]}"
 
 [marketdata]
 feed_bind = "{feed}"
@@ -72,7 +74,7 @@ class MdExchange:
     start_node: object
     pub_hwm: int = 100_000
     feed_ipc: Path | None = None  # the feed on ipc instead of tcp: small, fixed kernel buffers
-    ports: list[int] = field(default_factory=lambda: [free_port() for _ in range(7)])
+    ports: list[int] = field(default_factory=lambda: [free_port() for _ in range(9)])
     procs: dict[str, NodeProcess] = field(default_factory=dict)
     _clients: list[Client] = field(default_factory=list)
 

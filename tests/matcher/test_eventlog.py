@@ -69,6 +69,7 @@ def _config(tmp_path: Path, ipc: Path):
     cfg.matcher.replay_bind = f"ipc://{ipc}/rp"
     cfg.matcher.data_dir = str(tmp_path / "data")
     cfg.matcher.fsync = "off"
+    cfg.matcher.metrics_bind = ""
     cfg.matcher.digest_every = 50
     cfg.matcher.snapshot_every = 300
     return cfg
