@@ -39,7 +39,7 @@ from zex.protocol.internal import BUY
 from zex.protocol.reasons import Reason
 
 from ..config import Config
-from ..metrics import Exporter, Sampled
+from ..metrics import LATENCY_BUCKETS, Exporter, Histogram, Sampled
 from ..service import NodeThread
 from ..stream import EventStream
 from .view import MarketView
@@ -98,7 +98,7 @@ class MarketDataNode(NodeThread):
         self.snapshots = 0
         self.bad_requests = 0
         self.subscribers_disconnected = 0
-        self.started_at_seq = 0
+        self.h_publish = Histogram(LATENCY_BUCKETS)  # command entered zex (gateway stamp) to its update sent
 
     def start(self, timeout: float = 30.0) -> None:
         self.exporter = Exporter(self.mc.metrics_bind)
@@ -131,6 +131,8 @@ class MarketDataNode(NodeThread):
             ("counter", "events_replayed", "Event batches fetched from the replay service", stream("replayed")),
             ("counter", "event_replay_timeouts", "Replay requests that timed out", stream("timeouts")),
             ("counter", "events_lost", "Matcher seqs the replay service could not provide", stream("lost")),
+            ("histogram", "publish_delay_seconds", "From a command entering zex (the gateway's stamp) to "
+             "its updates leaving this node's PUB", lambda: self.h_publish),
             ("gauge", "matcher_seq", "Last matcher seq applied to the books", lambda: self.view.last_seq),
             ("gauge", "live", "1 once caught up with the event stream and publishing", lambda: int(self.live)),
         ]
@@ -188,6 +190,7 @@ class MarketDataNode(NodeThread):
         poller = poller_for()
         apply = self.view.apply_batch
         publish = self._publish
+        observe = self.h_publish.observe
         heartbeat_s = self.mc.heartbeat_ms / 1000.0
         next_hb = time.monotonic() + heartbeat_s
         waiting: list[tuple[bytes, bytes]] = []  # snapshot requests held during catch-up
@@ -199,9 +202,12 @@ class MarketDataNode(NodeThread):
                 if sock in ready:
                     for batch in stream.read(sock):
                         updates = apply(batch)
-                        if self.live:
+                        if self.live and updates:
                             for u in updates:
                                 publish(pub, u)
+                            now_ns = time.time_ns()
+                            for u in updates:
+                                observe((now_ns - u.ts) * 1e-9)
                         else:  # catching up: number the updates exactly as if they had been sent
                             for u in updates:
                                 self._count(u)

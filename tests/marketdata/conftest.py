@@ -90,9 +90,10 @@ class MdExchange:
     def snapshot_ep(self) -> str:
         return f"tcp://127.0.0.1:{self.ports[5]}"
 
-    def metrics(self) -> dict[str, float]:
-        """The marketdata node's /metrics, scraped now: {series name: value}."""
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.ports[6]}/metrics", timeout=5) as r:
+    def metrics(self, node: str = "marketdata") -> dict[str, float]:
+        """A node's /metrics, scraped now: {series with labels: value}."""
+        port = self.ports[{"marketdata": 6, "matcher": 7, "gateway": 8}[node]]
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
             text = r.read().decode()
         return {k: float(v) for k, v in (ln.rsplit(" ", 1) for ln in text.splitlines()
                                         if ln and not ln.startswith("#"))}
