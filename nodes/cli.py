@@ -182,9 +182,10 @@ def main(argv: list[str] | None = None) -> None:
     p = sub.add_parser("marketdata", help="start the market-data node")
     p.add_argument("--config", help="TOML config file (default: built-in defaults)")
     p.set_defaults(func=cmd_marketdata)
-    from . import trade
+    from . import top, trade
 
     trade.add_parsers(sub)
+    top.add_parser(sub)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
