@@ -4,6 +4,9 @@
     zex matcher [--config FILE]      the matcher node alone (any host)
     zex gateway [--config FILE]      one gateway node (any host; --name, --bind for more)
     zex marketdata [--config FILE]   the market-data node (any host)
+    zex logger [--config FILE]       the audit logger node (any host)
+    zex audit [verify] ...           query or verify the audit trail
+    zex replay JOURNAL_DIR           re-run the journal and diff it against the audit trail
 """
 
 from __future__ import annotations
@@ -109,21 +112,103 @@ def cmd_marketdata(args: argparse.Namespace) -> int:
     return _serve(start, node.stop, node.join)
 
 
+def cmd_logger(args: argparse.Namespace) -> int:
+    from .logger.node import LoggerNode
+
+    cfg = _load(args)
+    if getattr(args, "logger_dir", None):
+        cfg.logger.data_dir = args.logger_dir
+    node = LoggerNode(cfg)
+
+    def start():
+        node.start()
+        lg = cfg.logger
+        print(f"zex logger: trail in {lg.data_dir} (matcher seq {node.started_after} on disk), "
+              f"events from {node.events_endpoint}", flush=True)
+        if node.exporter.url:
+            print(f"  metrics (Prometheus) on {node.exporter.url}", flush=True)
+        print(f"  audit records (PUSH) on {lg.bind}  (Ctrl+C to quit)", flush=True)
+
+    return _serve(start, node.stop, node.join)
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .logger import query as q
+
+    cfg = _load(args)
+    directory = Path(args.trail or cfg.logger.data_dir)
+    if not directory.is_dir():
+        sys.exit(f"zex audit: no audit trail at {directory}; pass --trail DIR (the logger's data_dir)")
+    if args.what == "verify":
+        rep = q.verify(directory)
+        print("\n".join(rep.lines()))
+        return 0 if rep.ok else 1
+    f = q.Filter(account=args.account or "", order_id=args.order_id or 0, cl_ord_id=args.cl_ord_id or "",
+                 symbol=args.symbol or "", since=_when(args.since), until=_when(args.until))
+    inst = {i.symbol: i for i in cfg.instruments}
+    try:
+        if f.order_id:  # the whole life of the order, gateway refusals of its ids included
+            window = q.Filter(since=f.since, until=f.until)
+            rows = [r for r in q.order_life(directory, f.order_id) if window.wants(r)]
+        else:
+            rows = list(q.query(directory, f))
+    except q.Damaged as exc:
+        sys.exit(f"zex audit: {exc}; run `zex audit verify` for a full report")
+    if args.json:
+        for r in rows:
+            print(q.as_json(r, inst))
+    else:
+        print(q.as_table(rows, inst) if rows else "(nothing matches)")
+    return 0
+
+
+def _when(text: str | None) -> int:
+    """ISO 8601 (UTC unless it says otherwise) or ns since the epoch -> ns; None -> 0."""
+    if not text:
+        return 0
+    if text.isdigit():
+        return int(text)
+    import datetime as dt
+
+    try:
+        t = dt.datetime.fromisoformat(text)
+    except ValueError:
+        sys.exit(f"zex audit: time {text!r} is neither ISO 8601 (2026-12-01T09:30:00) nor ns since the epoch")
+    if t.tzinfo is None:
+        t = t.replace(tzinfo=dt.timezone.utc)
+    return int(t.timestamp() * 1e9)
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from .logger.replay import cmd_replay as run
+
+    return run(args)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from .demo import DemoMarket
     from .gateway.node import GatewayNode
+    from .logger.node import LoggerNode
     from .marketdata.node import MarketDataNode
     from .matcher.node import MatcherNode
 
     cfg = _load(args)
+    if getattr(args, "data_dir", None):  # one --data-dir holds the logger's trail too
+        from pathlib import Path
+
+        cfg.logger.data_dir = str(Path(args.data_dir) / "logger")
     ctx = zmq.Context.instance()
     matcher = MatcherNode(cfg, ctx)
+    logger = LoggerNode(cfg, ctx)
     gateway = GatewayNode(cfg, ctx)
     marketdata = MarketDataNode(cfg, ctx)
     demo = DemoMarket(cfg, ctx, cfg.gateway.bind, echo=(lambda s: None) if args.quiet else print)
 
     def start():
         matcher.start()
+        logger.start()
         marketdata.start()
         gateway.start()
         demo.start()
@@ -133,8 +218,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"  market data (SUB, topics md.<SYMBOL>.):  {d.feed_bind}   snapshots (DEALER): {d.snapshot_bind}")
         print(f"  event stream (SUB, topic 'ev'):           {m.events_bind}   replay: {m.replay_bind}")
         print(f"  matcher, for more gateways:               {m.bind}   (zex gateway --name gw2 --bind ...)")
+        print(f"  audit trail:                              {cfg.logger.data_dir}   (zex audit --account alice)")
         urls = [f"{n} {x.exporter.url}" for n, x in (("matcher", matcher), ("gateway", gateway),
-                                                    ("marketdata", marketdata)) if x.exporter.url]
+                                                    ("marketdata", marketdata), ("logger", logger))
+                if x.exporter.url]
         if urls:
             print(f"  metrics (Prometheus /metrics):           {', '.join(urls)}")
         print(f"  instruments: {', '.join(i.symbol for i in cfg.instruments)}; "
@@ -147,6 +234,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         demo.stop()
         gateway.stop()
         marketdata.stop()
+        logger.stop()
         matcher.stop()
         print(f"zex stopped at seq {matcher.engine.seq}; {demo.trades} demo trades", flush=True)
 
@@ -179,6 +267,29 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--metrics", dest="gw_metrics_bind",
                    help='override gateway.metrics_bind (host:port, unique per gateway; "" = off)')
     p.set_defaults(func=cmd_gateway)
+    p = sub.add_parser("logger", help="start the audit logger node")
+    p.add_argument("--config", help="TOML config file (default: built-in defaults)")
+    p.add_argument("--data-dir", dest="logger_dir", help="override logger.data_dir")
+    p.set_defaults(func=cmd_logger)
+    p = sub.add_parser("audit", help="query the audit trail (by account, order, symbol, time), or verify it")
+    p.add_argument("what", nargs="?", choices=["query", "verify"], default="query",
+                   help="query (default) or verify: checksums and sequence continuity")
+    p.add_argument("--config", help="TOML config file (for logger.data_dir and the instruments)")
+    p.add_argument("--trail", help="the audit trail directory (default: logger.data_dir)")
+    p.add_argument("--account")
+    p.add_argument("--order-id", type=int, help="the whole life of one order")
+    p.add_argument("--cl-ord-id")
+    p.add_argument("--symbol")
+    p.add_argument("--since", help="ISO 8601 time (UTC) or ns since the epoch, inclusive")
+    p.add_argument("--until", help="ISO 8601 time (UTC) or ns since the epoch, exclusive")
+    p.add_argument("--json", action="store_true", help="JSON lines instead of a table")
+    p.set_defaults(func=cmd_audit)
+    p = sub.add_parser("replay", help="re-run a journal through a fresh engine and diff it against the audit trail")
+    p.add_argument("journal", help="the matcher's data directory (its journal-*.zj segments)")
+    p.add_argument("--trail", help="the audit trail directory (default: logger.data_dir)")
+    p.add_argument("--config", help="the matcher's TOML config (instruments, digest_every)")
+    p.add_argument("--show", type=int, default=20, help="differences to print (default 20)")
+    p.set_defaults(func=cmd_replay)
     p = sub.add_parser("marketdata", help="start the market-data node")
     p.add_argument("--config", help="TOML config file (default: built-in defaults)")
     p.set_defaults(func=cmd_marketdata)

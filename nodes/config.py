@@ -137,6 +137,7 @@ class GatewayConfig:
     heartbeat_liveness: int = 3  # intervals of silence before a session is dropped
     router_hwm: int = 100_000
     metrics_bind: str = "127.0.0.1:7112"  # Prometheus /metrics (host:port); "" = off; unique per gateway
+    audit: str = ""  # the logger to PUSH audit records to; "" = logger.bind, "off" = none
 
 
 @dataclass
@@ -170,10 +171,24 @@ class MarketDataConfig:
 
 
 @dataclass
+class LoggerConfig:
+    bind: str = "tcp://127.0.0.1:7106"  # the PULL sink every node PUSHes its audit records to
+    data_dir: str = "data/logger"
+    fsync: str = "batch"  # always | batch | off, as for the journal
+    fsync_interval_ms: float = 200.0
+    segment_mb: int = 64  # rotate a segment at this size ...
+    rotate_s: float = 3600.0  # ... or at this age
+    events: str = ""  # the matcher's event stream; "" = matcher.events_bind
+    replay: str = ""  # the matcher's replay service; "" = matcher.replay_bind
+    metrics_bind: str = "127.0.0.1:7114"
+
+
+@dataclass
 class Config:
     matcher: MatcherConfig = field(default_factory=MatcherConfig)
     gateway: GatewayConfig = field(default_factory=GatewayConfig)
     marketdata: MarketDataConfig = field(default_factory=MarketDataConfig)
+    logger: LoggerConfig = field(default_factory=LoggerConfig)
     instruments: tuple[Instrument, ...] = DEFAULT_INSTRUMENTS
     accounts: tuple[AccountConfig, ...] = DEFAULT_ACCOUNTS
 
@@ -238,14 +253,14 @@ def load(path: str | Path | None = None, env: dict[str, str] | None = None) -> C
                 raise ConfigError(f"{path}: instruments: {exc}") from None
         elif key == "accounts":
             cfg.accounts = tuple(_account(spec, path) for spec in value)
-        elif key in ("matcher", "gateway", "marketdata"):
+        elif key in ("matcher", "gateway", "marketdata", "logger"):
             _apply(getattr(cfg, key), value, key)
         else:
             raise ConfigError(f"{path}: unknown section [{key}]; "
-                              "known: matcher, gateway, marketdata, instruments, accounts")
+                              "known: matcher, gateway, marketdata, logger, instruments, accounts")
     env = os.environ if env is None else env
     for name, value in env.items():
-        for section in ("matcher", "gateway", "marketdata"):
+        for section in ("matcher", "gateway", "marketdata", "logger"):
             prefix = f"ZEX_{section.upper()}_"
             if name.startswith(prefix):
                 _apply(getattr(cfg, section), {name[len(prefix):].lower(): value}, prefix[:-1])

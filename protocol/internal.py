@@ -381,7 +381,26 @@ class ReplayChunk(_Internal, tag=31):
     first: int = 1  # the first seq the log holds
 
 
+class AuditRecord(_Internal, tag=40):
+    """What a node tells the logger that is not in the matcher's event stream.
+
+    ``kind``: logon, logon_failed, logout, session_dropped, reject (refused at
+    the gateway, never sequenced), kill_switch (an operator's request). The
+    matcher's events reach the logger through the event stream, not this.
+    """
+
+    ts: int  # ns since the epoch, when it happened at ``source``
+    source: str  # the node that saw it, e.g. the gateway's name
+    kind: str
+    account: str = ""
+    client: bytes = b""
+    cl_ord_id: str = ""
+    reason: int = 0
+    text: str = ""
+
+
 encoder = msgspec.msgpack.Encoder()
+audit_decoder = msgspec.msgpack.Decoder(AuditRecord)
 replay_request_decoder = msgspec.msgpack.Decoder(ReplayRequest)
 replay_chunk_decoder = msgspec.msgpack.Decoder(ReplayChunk)
 command_decoder = msgspec.msgpack.Decoder(Command | QueryCmd)

@@ -120,3 +120,13 @@ def ipc_dir():
     d = tempfile.mkdtemp(prefix="zx-")
     yield Path(d)
     shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.fixture
+def md_exchange(tmp_path, nodes):
+    """A whole exchange of real processes (tests/exchange.py); start the nodes a test needs."""
+    from tests.exchange import MdExchange
+
+    ex = MdExchange(tmp_path, nodes)
+    yield ex
+    ex.close()

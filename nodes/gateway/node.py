@@ -145,6 +145,11 @@ class GatewayNode(NodeThread):
              lambda: self.dropped_reports),
             ("counter", "orphan_reports", "Answers whose session had ended", lambda: self.orphan_reports),
             ("counter", "bad_reports", "Undecodable frames from the matcher", lambda: self.bad_reports),
+            ("counter", "audit_records", "Audit records pushed to the logger",
+             lambda: sum(w.audit.sent for w in list(self.workers) if w.audit is not None)),
+            ("counter", "audit_dropped", "Audit records dropped: the queue to the logger was full (logger slow "
+             "or down); the gateway never waits for it",
+             lambda: sum(w.audit.dropped for w in list(self.workers) if w.audit is not None)),
         ]
 
     @property
@@ -154,6 +159,11 @@ class GatewayNode(NodeThread):
     @property
     def events_endpoint(self) -> str:
         return self.gc.events or self.cfg.matcher.events_bind
+
+    @property
+    def audit_endpoint(self) -> str:
+        a = self.gc.audit
+        return "" if a == "off" else (a or self.cfg.logger.bind)
 
     # ---------------------------------------------------------- the front
 
@@ -183,7 +193,7 @@ class GatewayNode(NodeThread):
             started = threading.Semaphore(0)
             for i in range(gc.workers):
                 w = Worker(i, gc.name, ctx, self._work_addr[i], self._back_addr, self.matcher_endpoint,
-                           self.cfg.instruments, self.rules, self.cash, self.refs)
+                           self.cfg.instruments, self.rules, self.cash, self.refs, audit=self.audit_endpoint)
                 self.workers.append(w)
                 t = threading.Thread(target=w.run, args=(started.release,), name=f"zex-gw-worker-{i}", daemon=True)
                 self._threads.append(t)

@@ -56,6 +56,7 @@ from zex.protocol.internal import encoder as internal_encoder
 from zex.protocol.numbers import Cash, Instrument
 from zex.protocol.reasons import Reason
 
+from ..audit import AuditPush
 from .risk import AccountRules, TokenBucket
 
 log = logging.getLogger("zex.gateway")
@@ -80,7 +81,7 @@ class Worker:
 
     def __init__(self, index: int, name: str, ctx: zmq.Context, in_addr: str, out_addr: str,
                  matcher: str, instruments: tuple[Instrument, ...], rules: dict[str, AccountRules],
-                 cash: Cash, refs: dict[str, int]) -> None:
+                 cash: Cash, refs: dict[str, int], audit: str = "") -> None:
         self.index = index
         self.name = name
         self.ctx = ctx
@@ -95,6 +96,8 @@ class Worker:
         self.rejected = 0
         self.forwarded = 0
         self.reject_counts: dict[int, int] = {}  # reason code -> rejects here (metrics)
+        self.audit_endpoint = audit
+        self.audit: AuditPush | None = None  # made in run(): the socket belongs to this thread
 
     def run(self, ready) -> None:
         ctx = self.ctx
@@ -110,6 +113,7 @@ class Worker:
             dealer.sndhwm = 100_000
             dealer.connect(self.matcher)
             self.push, self.dealer = push, dealer
+            self.audit = AuditPush(ctx, self.audit_endpoint, self.name)
             ready()
             recv = pull.recv_multipart
             handle = self.handle
@@ -130,6 +134,8 @@ class Worker:
         finally:
             for s in (pull, push, dealer):
                 s.close(0)
+            if self.audit is not None:
+                self.audit.close()
 
     # ------------------------------------------------------------ replies
 
@@ -137,6 +143,9 @@ class Worker:
         self.rejected += 1
         code = int(reason)
         self.reject_counts[code] = self.reject_counts.get(code, 0) + 1
+        sess = self.sessions.get(client)
+        self.audit.record("logon_failed" if ref_type == "logon" else "reject",
+                          sess.rules.id if sess is not None else "", client, cl_ord_id, code, text)
         msg = m.Reject(cl_ord_id=cl_ord_id, ref_type=ref_type, reason=int(reason), reason_name=reason.name,
                        text=text)
         self.push.send_multipart([b"R", client, encode(msg)])
@@ -200,6 +209,7 @@ class Worker:
             return self.reject(client, "logon", "", Reason.AUTH_FAILED, "the account or credential is wrong")
         if sess is None:
             self.sessions[client] = Session(rules)
+        self.audit.record("logon", rules.id, client)
         self.push.send_multipart([b"S", client, msg.account.encode(), str(msg.heartbeat_ms).encode(),
                                   uuid.uuid4().hex[:16].encode()])
         # The answer (the account's last rseq) completes the logon at the front.
@@ -207,6 +217,9 @@ class Worker:
 
     def drop(self, client: bytes, why: str) -> None:
         sess = self.sessions.pop(client, None)
+        if sess is not None:
+            self.audit.record("logout" if why == "logout" else "session_dropped", sess.rules.id, client,
+                              text=why)
         if sess is not None and sess.rules.cancel_on_disconnect:
             self.send(MassCancelCmd(time.time_ns(), self.name, client, sess.rules.id, CXL_DISCONNECT))
 
@@ -291,6 +304,7 @@ class Worker:
         if msg.account not in self.rules:
             return self.reject(client, "kill_switch", msg.cl_ord_id, Reason.INVALID_VALUE,
                                f"account: {msg.account!r} is not a configured account")
+        self.audit.record("kill_switch", rules.id, client, msg.cl_ord_id, text=f"{msg.account} -> {msg.mode}")
         self.send(KillSwitchCmd(time.time_ns(), self.name, client, rules.id, msg.cl_ord_id, msg.account,
                                 KILLS[msg.mode]))
         return None

@@ -16,7 +16,7 @@ import pytest
 import zmq
 
 from tests.conftest import REPO, wait_for
-from tests.marketdata.conftest import SYMBOLS, MdExchange
+from tests.exchange import SYMBOLS, MdExchange
 from zex.protocol import marketdata as md
 from zex.protocol.mdclient import BookSubscriber
 

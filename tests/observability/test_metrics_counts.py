@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tests.conftest import wait_for
-from tests.marketdata.conftest import MdExchange
+from tests.exchange import MdExchange
 from zex.protocol import messages as m
 
 pytestmark = pytest.mark.integration

@@ -10,7 +10,7 @@ import threading
 import pytest
 
 from tests.conftest import free_port
-from tests.marketdata.conftest import MdExchange
+from tests.exchange import MdExchange
 from zex.nodes.metrics import LATENCY_BUCKETS, Histogram
 from zex.nodes.top import quantile
 
