@@ -802,7 +802,16 @@ def test_event_batch_round_trips_through_plain_msgpack():
 def _array_structs() -> list[type]:
     """Every internal array type: the samples' classes and the untagged arrays they contain."""
     return [*CMD_SAMPLES, *EVENT_SAMPLES, *ANSWER_SAMPLES, internal.OpenOrder, internal.Position,
-            internal.ReportItem, internal.EventBatch, internal.ReplayRequest, internal.ReplayChunk]
+            internal.ReportItem, internal.EventBatch, internal.ReplayRequest, internal.ReplayChunk,
+            internal.AuditRecord]
+
+
+def test_audit_record_round_trips_through_plain_msgpack():
+    rec = internal.AuditRecord(5, "gw1", "reject", "alice", b"\x00k", "a-7", 202, "off tick")
+    assert msgpack.unpackb(internal.encoder.encode(rec)) == [40, 5, "gw1", "reject", "alice", b"\x00k", "a-7",
+                                                             202, "off tick"]
+    assert internal.audit_decoder.decode(msgpack.packb([40, 6, "gw2", "logon"])) == \
+        internal.AuditRecord(6, "gw2", "logon")
 
 
 def test_replay_messages_round_trip_through_plain_msgpack():
