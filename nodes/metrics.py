@@ -23,7 +23,7 @@ import logging
 from bisect import bisect_left
 from collections.abc import Callable, Iterable
 
-from prometheus_client import start_http_server
+from prometheus_client import ProcessCollector, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector, CollectorRegistry
 
@@ -101,6 +101,7 @@ class Exporter:
     def __init__(self, bind: str) -> None:
         self.bind = bind
         self.registry = CollectorRegistry(auto_describe=False)
+        ProcessCollector(registry=self.registry)  # CPU, memory, open fds of the node's process
         self._server = None
         self._thread = None
 
