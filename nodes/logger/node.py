@@ -28,7 +28,7 @@ from ..config import Config
 from ..metrics import LATENCY_BUCKETS, Exporter, Histogram, Sampled
 from ..service import NodeThread
 from ..stream import EventStream
-from .segments import KIND_AUDIT, KIND_EVENTS, AuditWriter, Damaged, scan
+from .segments import KIND_AUDIT, KIND_EVENTS, AuditWriter, Damaged, read, segments
 
 log = logging.getLogger("zex.logger")
 
@@ -37,15 +37,17 @@ MAX_RECORDS_PER_TURN = 5000  # bounded, so the event stream and the control pipe
 
 
 def last_event_seq(directory: Path) -> int:
-    """The last matcher seq whose batch the segments hold (0: none), reading every record once."""
-    last = 0
-    try:
-        for e in scan(directory):
+    """The last matcher seq whose batch the segments hold (0: none), reading from the newest segment back."""
+    paths = segments(directory)
+    for i in range(len(paths) - 1, -1, -1):
+        entries, _, damage = read(paths[i], last=i == len(paths) - 1)
+        if damage is not None:
+            raise Damaged(damage.path, damage.offset,
+                          damage.why + "; run `zex audit verify` and restore the segment from a copy")
+        for e in reversed(entries):
             if e.kind == KIND_EVENTS:
-                last = batch_decoder.decode(e.payload).last_seq
-    except Damaged as exc:
-        raise Damaged(exc.path, exc.offset, exc.why + "; run `zex audit verify` and restore the segment") from None
-    return last
+                return batch_decoder.decode(e.payload).last_seq
+    return 0
 
 
 class LoggerNode(NodeThread):
