@@ -55,7 +55,7 @@ class ReplayService(NodeThread):
         ctrl = self.ctx.socket(zmq.PAIR)
         try:
             router.linger = 0
-            router.sndhwm = 1000  # answers, each up to MAX_CHUNK_BYTES
+            router.sndhwm = 16  # answers queued per consumer, each up to MAX_CHUNK_BYTES: memory stays bounded
             router.bind(self.endpoint)
             ctrl.linger = 0
             ctrl.connect(self._ctrl_addr)
