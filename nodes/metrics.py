@@ -68,6 +68,23 @@ class Histogram:
         return HistogramMetricFamily(name, doc, buckets=buckets, sum_value=self.sum)
 
 
+class _Off:
+    """What a node observes into when its metrics are off: nothing."""
+
+    __slots__ = ()
+
+    def observe(self, value: float, n: int = 1) -> None:
+        pass
+
+
+OFF = _Off()
+
+
+def histogram(enabled: bool, bounds: tuple[float, ...] = LATENCY_BUCKETS) -> Histogram | _Off:
+    """A Histogram, or with metrics off (``metrics_bind = ""``) one that records nothing."""
+    return Histogram(bounds) if enabled else OFF
+
+
 class Sampled(Collector):
     """Metrics read from the node's own counters at scrape time (no cost between scrapes)."""
 

@@ -45,7 +45,7 @@ from zex.protocol.internal import (
 from zex.protocol.numbers import Cash
 
 from ..config import Config
-from ..metrics import LATENCY_BUCKETS, Exporter, Histogram, Sampled
+from ..metrics import LATENCY_BUCKETS, Exporter, Sampled, histogram
 from ..service import NodeThread
 from .reports import Reports
 from .risk import AccountRules
@@ -104,7 +104,7 @@ class GatewayNode(NodeThread):
         # metrics: written by the front thread only, read at scrape time
         self.logons = 0
         self.heartbeat_drops = 0
-        self.h_ack = Histogram(LATENCY_BUCKETS)  # request in (worker's stamp) to the matcher's answer out
+        self.h_ack = histogram(bool(self.gc.metrics_bind), LATENCY_BUCKETS)  # request in (worker's stamp) to the matcher's answer out
         self.exporter = Exporter(self.gc.metrics_bind)
 
     def start(self, timeout: float = 30.0) -> None:

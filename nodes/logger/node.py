@@ -25,7 +25,7 @@ import zmq
 from zex.protocol.internal import audit_decoder, batch_decoder, encoder
 
 from ..config import Config
-from ..metrics import LATENCY_BUCKETS, Exporter, Histogram, Sampled
+from ..metrics import LATENCY_BUCKETS, Exporter, Sampled, histogram
 from ..service import NodeThread
 from ..stream import EventStream
 from .segments import KIND_AUDIT, KIND_EVENTS, AuditWriter, Damaged, read, segments
@@ -63,7 +63,7 @@ class LoggerNode(NodeThread):
         self.audit_records = 0
         self.bad_records = 0
         self.last_seq = 0
-        self.h_commit = Histogram(LATENCY_BUCKETS)
+        self.h_commit = histogram(bool(self.lc.metrics_bind), LATENCY_BUCKETS)
         self.exporter = Exporter(self.lc.metrics_bind)
 
     @property

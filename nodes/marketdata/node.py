@@ -39,7 +39,7 @@ from zex.protocol.internal import BUY
 from zex.protocol.reasons import Reason
 
 from ..config import Config
-from ..metrics import LATENCY_BUCKETS, Exporter, Histogram, Sampled
+from ..metrics import LATENCY_BUCKETS, Exporter, Sampled, histogram
 from ..service import NodeThread
 from ..stream import EventStream
 from .view import MarketView
@@ -98,7 +98,7 @@ class MarketDataNode(NodeThread):
         self.snapshots = 0
         self.bad_requests = 0
         self.subscribers_disconnected = 0
-        self.h_publish = Histogram(LATENCY_BUCKETS)  # command entered zex (gateway stamp) to its update sent
+        self.h_publish = histogram(bool(self.mc.metrics_bind), LATENCY_BUCKETS)  # command entered zex (gateway stamp) to its update sent
 
     def start(self, timeout: float = 30.0) -> None:
         self.exporter = Exporter(self.mc.metrics_bind)

@@ -47,7 +47,7 @@ from zex.protocol.internal import DIRECT_ROLE, EventBatch, LimitsCmd, QueryCmd, 
 from zex.protocol.numbers import Cash
 
 from ..config import Config
-from ..metrics import LATENCY_BUCKETS, SIZE_BUCKETS, Exporter, Histogram, Sampled
+from ..metrics import LATENCY_BUCKETS, SIZE_BUCKETS, Exporter, Sampled, histogram
 from ..service import NodeThread
 from .eventlog import EventLog
 from .recovery import recover
@@ -81,9 +81,10 @@ class MatcherNode(NodeThread):
         self.replay: ReplayService | None = None
         # metrics: written by the matcher thread only, read at scrape time
         self.commands = 0  # sequenced by this process (replay at start excluded)
-        self.h_command = Histogram(LATENCY_BUCKETS)  # turn start to acks sent, once per command
-        self.h_journal = Histogram(LATENCY_BUCKETS)  # the group commit
-        self.h_batch = Histogram(SIZE_BUCKETS)  # commands per turn
+        on = bool(self.mc.metrics_bind)
+        self.h_command = histogram(on, LATENCY_BUCKETS)  # turn start to acks sent, once per command
+        self.h_journal = histogram(on, LATENCY_BUCKETS)  # the group commit
+        self.h_batch = histogram(on, SIZE_BUCKETS)  # commands per turn
         self.exporter = Exporter(self.mc.metrics_bind)
 
     def start(self, timeout: float = 30.0) -> None:
