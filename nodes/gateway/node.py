@@ -103,6 +103,7 @@ class GatewayNode(NodeThread):
         self.bad_reports = 0
         # metrics: written by the front thread only, read at scrape time
         self.logons = 0
+        self._back = None  # the front's PULL from the workers, once the loop runs
         self.heartbeat_drops = 0
         self.h_ack = histogram(bool(self.gc.metrics_bind), LATENCY_BUCKETS)  # request in (worker's stamp) to the matcher's answer out
         self.exporter = Exporter(self.gc.metrics_bind)
@@ -228,6 +229,7 @@ class GatewayNode(NodeThread):
         for s in (router, dealer, back, ctrl):
             poller.register(s, zmq.POLLIN)
         reports = Reports(self.cfg.instruments, self.cash)
+        self._back = back
         n = len(pushes)
         sessions = self.sessions
         NOBLOCK = zmq.NOBLOCK
@@ -248,13 +250,11 @@ class GatewayNode(NodeThread):
                     if sess is not None:
                         sess.last_rx = now
                     pushes[hash(client) % n].send_multipart(frames)
-            if back in ready:
-                while True:
-                    try:
-                        frames = back.recv_multipart(NOBLOCK)
-                    except zmq.Again:
-                        break
-                    self._from_worker(router, frames, now)
+            # The workers' pipe first, and whenever the matcher has spoken too: a worker
+            # announces a session here before it asks the matcher for the account's rseq,
+            # and the answer may come in after this poll but before we read the matcher.
+            if back in ready or dealer in ready:
+                self._drain_back(router, back, now)
             if dealer in ready:
                 for _ in range(1000):
                     try:
@@ -265,6 +265,14 @@ class GatewayNode(NodeThread):
             if now >= next_tick:
                 next_tick = now + TICK_S
                 self._heartbeats(router, pushes, now)
+
+    def _drain_back(self, router, back, now: float) -> None:
+        while True:
+            try:
+                frames = back.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            self._from_worker(router, frames, now)
 
     def _send(self, router, client: bytes, frame: bytes, now: float) -> None:
         try:
@@ -330,6 +338,10 @@ class GatewayNode(NodeThread):
                     self._send(router, client, raw, now)
                 continue
             sess = sessions.get(it.client)
+            if sess is None and type(payload) is ReportsAnswer and self._back is not None:
+                # A logon's answer that overtook the worker's session message: read it now.
+                self._drain_back(router, self._back, now)
+                sess = sessions.get(it.client)
             if sess is None or sess.account != it.account:
                 self.orphan_reports += 1  # its session has gone; nothing in the sequence is lost
                 if type(payload) is ReportsAnswer:

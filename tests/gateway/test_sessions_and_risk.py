@@ -124,3 +124,41 @@ def test_each_risk_limit_refuses_with_its_reason_and_names_the_limit(exchange, c
     assert fill.price == "9" and fill.qty == "10"
     pos = risky.query("positions")
     assert [(p.symbol, p.qty) for p in pos.positions] == [("XYZ", "-2")]
+
+
+def test_many_clients_logging_on_at_once_each_get_their_logon_ack(exchange):
+    """Each logon's answer comes back from the matcher; it must never overtake the session it completes."""
+    import threading
+
+    import zmq
+
+    from zex.protocol.codec import decode_report, encode
+
+    ep = exchange.endpoints["gw1"]
+    ctx = zmq.Context()
+    socks = []
+    try:
+        for i in range(60):
+            s = ctx.socket(zmq.DEALER)
+            s.linger = 0
+            s.connect(ep)
+            socks.append(s)
+        go = threading.Barrier(len(socks))
+        acks: list = [None] * len(socks)
+
+        def logon(i: int) -> None:
+            s = socks[i]
+            go.wait()
+            s.send(encode(m.Logon(account="bob" if i % 2 else "alice", credential="bob-pw" if i % 2 else "alice-pw",
+                                  heartbeat_ms=60_000)))
+            if s.poll(10_000):
+                acks[i] = decode_report(s.recv())
+
+        threads = [threading.Thread(target=logon, args=(i,)) for i in range(len(socks))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(20)
+        assert all(isinstance(a, m.LogonAck) for a in acks), [type(a).__name__ for a in acks]
+    finally:
+        ctx.destroy(linger=0)
