@@ -105,6 +105,9 @@ class Client:
     call ``poll()`` at least once per heartbeat interval (default 1 s) or the
     gateway logs it out after three.
 
+    Under gevent (locust) pass ``context=zmq.green.Context()``: the socket and
+    its poll are then green, so other greenlets run while a call waits.
+
     ``timeout`` (seconds) is per attempt; a request unanswered after
     ``retries`` resends (same cl_ord_id) raises ``GatewayTimeout``. After
     ``SessionLost`` call ``reconnect()``. ``last_rseq`` resumes the report

@@ -34,6 +34,7 @@ frames that did not decode or did not match their topic; skipped).
 
 Threads: the sockets are created in ``__init__`` and used by ``poll``; use
 one subscriber from the thread that created it. There is no background thread.
+Under gevent pass ``context=zmq.green.Context()``: sockets and poller are then green.
 """
 
 from __future__ import annotations
@@ -226,8 +227,12 @@ class BookSubscriber:
         self._by_req: dict[str, _Sync] = {}
         self._req_n = 0
         self._ctx = context or zmq.Context.instance()
-        self._poller = zmq.Poller()
         self._sub = self._ctx.socket(zmq.SUB)
+        # The poller that belongs with the context's sockets (pyzmq's Socket.poll picks it the
+        # same way): a zmq.green context gets a green poller, so the subscriber also runs under
+        # gevent (locust, loadtest/locustfile.py); a plain zmq.Poller there would block every
+        # greenlet while it waits.
+        self._poller = self._sub._poller_class()
         self._sub.linger = 0
         self._sub.rcvhwm = rcvhwm  # updates queued here; past it ZeroMQ drops (seen as a gap)
         self._sub.connect(feed_endpoint)
