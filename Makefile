@@ -7,13 +7,14 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 CONFIG ?=
 
-.PHONY: run test bench bench-e2e clean help
+.PHONY: run test bench bench-e2e bench-md chaos clean help
 
 help:
 	@echo "make run    start the exchange on this host with a demo market (Ctrl+C to stop)"
 	@echo "make test   run the whole test suite"
 	@echo "make bench  run the benchmarks in bench/ (prints figures; see bench/README.md)"
 	@echo "make bench-e2e  the end-to-end order entry benchmark (real processes, a few minutes)"
+	@echo "make load   locust against the exchange of \`make run\` (USERS=10 DURATION=60s PROFILE=steady|burst|many|open)"
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "zex needs Python 3.11 or newer (tomllib); set PYTHON=python3.11")'
@@ -32,6 +33,12 @@ run: $(STAMP)
 # this says how to install them and that test skips.
 C_DEPS := libzmq3-dev libmsgpack-dev
 
+# tests/observability/test_dashboards_live.py checks dashboards/ with promtool and a real
+# Prometheus scraping a real exchange: Debian's prometheus package (promtool included) is
+# installed the same way, without its recommends (node exporter). No service is started
+# here (no systemd); the test runs its own prometheus on a free port either way.
+PROM_DEPS := prometheus
+
 .PHONY: test-deps
 test-deps:
 	@dpkg -s $(C_DEPS) >/dev/null 2>&1 || { \
@@ -41,6 +48,14 @@ test-deps:
 	      || echo "could not install $(C_DEPS); the C subscriber test will skip"; \
 	  else \
 	    echo "the C subscriber test skips without $(C_DEPS); install them with: sudo apt-get install $(C_DEPS)"; \
+	  fi; }
+	@{ command -v prometheus && command -v promtool; } >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing $(PROM_DEPS) (apt-get) for the dashboards test (promtool, a live Prometheus)"; \
+	    (apt-get update -qq && apt-get install -y -qq --no-install-recommends $(PROM_DEPS) >/dev/null) \
+	      || echo "could not install $(PROM_DEPS); the dashboards test will skip"; \
+	  else \
+	    echo "the dashboards test skips without prometheus; install it with: sudo apt-get install $(PROM_DEPS)"; \
 	  fi; }
 
 test: $(STAMP) test-deps
@@ -52,6 +67,36 @@ bench: $(STAMP)
 bench-e2e: $(STAMP)
 	@$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[bench]'
 	$(BIN)/python bench/e2e_bench.py
+
+bench-md: $(STAMP)
+	@$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[bench]'
+	$(BIN)/python bench/md_bench.py
+
+# Locust, headless, against the exchange `make run` started (loadtest/README.md). Results:
+# loadtest/results/<time>-<profile>/ (stats.json is the final word; the CSV lags the run).
+PROFILE  ?= steady
+USERS    ?= $(if $(filter many,$(PROFILE)),100,10)
+SPAWN    ?= $(if $(filter many,$(PROFILE)),20,$(USERS))
+DURATION ?= 60s
+
+load: $(STAMP)
+	@$(BIN)/python -c 'import locust, hdrh' 2>/dev/null || \
+	  $(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[load]'
+	@out=loadtest/results/$$(date +%Y%m%d-%H%M%S)-$(PROFILE); mkdir -p $$out; \
+	echo "locust: profile $(PROFILE), $(USERS) users, $(DURATION); results in $$out"; \
+	ZEX_LOAD_PROFILE=$(PROFILE) $(BIN)/python -m locust -f loadtest/locustfile.py --headless \
+	  -u $(USERS) -r $(SPAWN) -t $(DURATION) --stop-timeout 5 --only-summary \
+	  --csv $$out/zex --html $$out/report.html --json-file $$out/stats --zex-out $$out \
+	  $(if $(CONFIG),--zex-config $(CONFIG)) $(LOCUST_ARGS); rc=$$?; \
+	if [ -f $$out/stats.json ]; then echo; $(BIN)/python loadtest/summary.py $$out; \
+	else rm -rf "$$out"; fi; exit $$rc
+
+# Crash anywhere, the long run: SIGKILL any node of a whole exchange of processes under load,
+# KILLS times, and check nothing acknowledged was lost or duplicated (bench/README.md).
+KILLS ?= 200
+
+chaos: $(STAMP)
+	$(BIN)/python bench/chaos.py --kills $(KILLS) $(CHAOS_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis build *.egg-info
