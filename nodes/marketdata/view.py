@@ -131,8 +131,8 @@ class BookView:
     # before the command the first time the command touches it.
 
     def _open(self, seq: int, ts: int) -> CommandUpdate:
+        # The BBO before this command is the one after the last: only commands change a book.
         u = self._update = CommandUpdate(seq, ts, self.symbol, [], [], [], False)
-        self._bbo = self.bbo()
         return u
 
     def _rest(self, order_id: int, side: int, price: int, leaves: int, l3: bool) -> None:
@@ -201,7 +201,7 @@ class BookView:
         now = self.bbo()
         if now != self._bbo:
             u.bbo_changed = True
-            u.bbo = now
+            u.bbo = self._bbo = now
         return u if (u.trades or out or u.orders or u.bbo_changed) else None
 
 
@@ -331,4 +331,5 @@ class MarketView:
                     level.orders[oid] = leaves
                     level.qty += leaves
                     book.index[oid] = (side, price)
+            book._bbo = book.bbo()
         return view
