@@ -200,8 +200,13 @@ class Proc:
 class Exchange:
     """One matcher, gateways gw1..gwN and echo servers, on loopback ports, in a temp dir."""
 
-    def __init__(self, tmp: Path, clients: int, matcher: dict | None = None) -> None:
+    def __init__(self, tmp: Path, clients: int, matcher: dict | None = None, metrics: bool = False) -> None:
         self.tmp = tmp
+        self.metrics = metrics  # exporters on free ports (scraped by the bench), else off
+        self.metrics_urls: list[str] = []
+        mport = free_port()
+        if metrics:
+            self.metrics_urls.append(f"http://127.0.0.1:{mport}/metrics")
         self.procs: dict[str, Proc] = {}
         self.endpoints: dict[str, str] = {}
         self.accounts = [[f"c{k}s{j}" for j in range(SESSIONS)] for k in range(clients)]
@@ -212,13 +217,14 @@ class Exchange:
         self.config.write_text(
             f'[matcher]\nbind = "tcp://127.0.0.1:{free_port()}"\n'
             f'events_bind = "tcp://127.0.0.1:{free_port()}"\n'
-            f'replay_bind = "tcp://127.0.0.1:{free_port()}"\nmetrics_bind = ""\n'
-            f'data_dir = "{tmp / "data"}"\n'
+            f'replay_bind = "tcp://127.0.0.1:{free_port()}"\n'
+            + (f'metrics_bind = "127.0.0.1:{mport}"\n' if metrics else 'metrics_bind = ""\n')
+            + f'data_dir = "{tmp / "data"}"\n'
             + "".join(
                 f"{k} = {v!r}\n".replace("'", '"')
                 for k, v in {"fsync": "batch", **(matcher or {})}.items()
             )
-            + '[gateway]\nmetrics_bind = ""\n'
+            + '[gateway]\nmetrics_bind = ""\naudit = "off"\n'
             + INSTRUMENT
             + accounts
         )
@@ -247,9 +253,17 @@ class Exchange:
                 ep,
                 "--workers",
                 str(workers),
+                *self._gateway_metrics(),
             ],
         )
         return ep
+
+    def _gateway_metrics(self) -> list[str]:
+        if not self.metrics:
+            return []
+        port = free_port()
+        self.metrics_urls.append(f"http://127.0.0.1:{port}/metrics")
+        return ["--metrics", f"127.0.0.1:{port}"]
 
     def start_echo(self, name: str) -> str:
         ep = self.endpoints.setdefault(name, f"tcp://127.0.0.1:{free_port()}")
@@ -676,10 +690,17 @@ def main() -> None:
         action="store_true",
         help="a smoke run of a few seconds: tiny counts, one gateway",
     )
+    ap.add_argument(
+        "--metrics-compare",
+        action="store_true",
+        help="only compare metrics on (scraped every second) vs off: two exchanges, interleaved",
+    )
     ap.add_argument("--echo-server", metavar="ENDPOINT", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.echo_server:
         return echo_server(args.echo_server)
+    if args.metrics_compare:
+        return metrics_compare(args)
     if args.quick:
         args.orders, args.pipelined, args.window, args.rounds, args.seconds = 200, 1000, 64, 1, 0.5
     gateways = [1] if args.quick else [1, 2]
@@ -784,6 +805,64 @@ def main() -> None:
     shutil.rmtree(tmp, ignore_errors=True)
 
     report(args, gateways, samples, opens, sweeps, time.monotonic() - t_start, hist)
+
+
+def metrics_compare(args) -> None:
+    """Latency and pipelined throughput with metrics on (scraped every second) vs off, interleaved."""
+    import threading
+    import urllib.request
+
+    if args.quick:
+        args.orders, args.pipelined, args.window, args.rounds = 500, 4000, 64, 2
+    tmp = Path(tempfile.mkdtemp(prefix="zex-e2e-metrics-"))
+    exes = {}
+    stop = threading.Event()
+    scrapes = {"ok": 0, "failed": 0}
+
+    def scraper(urls: list[str]) -> None:  # what a Prometheus at a 1 s interval costs the nodes
+        while not stop.wait(1.0):
+            for u in urls:
+                try:
+                    with urllib.request.urlopen(u, timeout=2) as r:
+                        r.read()
+                    scrapes["ok"] += 1
+                except OSError:
+                    scrapes["failed"] += 1
+
+    cfg = {"fsync": args.fsync, "digest_every": args.digest_every, "snapshot_every": args.snapshot_every}
+    samples: dict[tuple, list[dict]] = {}
+    try:
+        for mode in ("on", "off"):
+            (tmp / mode).mkdir()
+            ex = exes[mode] = Exchange(tmp / mode, 1, cfg, metrics=mode == "on")
+            ex.start_matcher()
+            ex.start_gateway("gw1", args.workers)
+        eps = {mode: [ex.endpoints["gw1"]] for mode, ex in exes.items()}
+        t = threading.Thread(target=scraper, args=(exes["on"].metrics_urls,), daemon=True)
+        t.start()
+        warm, pwarm = max(100, args.orders // 10), max(500, args.pipelined // 10)
+        for r in range(args.rounds):
+            say(f"round {r + 1}/{args.rounds}")
+            for mode in ("on", "off") if r % 2 == 0 else ("off", "on"):
+                run = Runner(exes[mode].accounts)
+                d = measure_latency(run, eps[mode], args.orders, warm)
+                p = measure_pipelined(run, eps[mode], args.pipelined, pwarm, args.window)
+                say(f"  metrics {mode:3}: {fmt_lat(d)}; pipelined {p['rate']:,.0f} orders/s")
+                samples.setdefault(("lat", mode), []).append(d)
+                samples.setdefault(("pipe", mode), []).append(p)
+    finally:
+        stop.set()
+        for ex in exes.values():
+            ex.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+    on_rate, off_rate = pooled(samples[("pipe", "on")], "rate"), pooled(samples[("pipe", "off")], "rate")
+    print(f"\nmetrics on (scraped {scrapes['ok']} times, {scrapes['failed']} failed) vs off, "
+          f"{args.rounds} interleaved rounds, 1 gateway:")
+    for key in ("p50", "p99"):
+        on_v, off_v = pooled(samples[("lat", "on")], key), pooled(samples[("lat", "off")], key)
+        print(f"  latency {key}: on {on_v:,.0f} us, off {off_v:,.0f} us  (on/off {on_v / off_v:.2f}x)")
+    print(f"  pipelined: on {on_rate:,.0f}/s, off {off_rate:,.0f}/s  (on/off {on_rate / off_rate:.2f}x; "
+          f"target >= 0.90x: {'met' if on_rate / off_rate >= 0.9 else 'missed'})")
 
 
 def pooled(samples: list[dict], key: str) -> float:
