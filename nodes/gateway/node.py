@@ -103,6 +103,8 @@ class GatewayNode(NodeThread):
         self.bad_reports = 0
         # metrics: written by the front thread only, read at scrape time
         self.logons = 0
+        self.reconnects = 0
+        self._ended: set[str] = set()  # accounts with a session here that has ended
         self._back = None  # the front's PULL from the workers, once the loop runs
         self.heartbeat_drops = 0
         self.h_ack = histogram(bool(self.gc.metrics_bind), LATENCY_BUCKETS)  # request in (worker's stamp) to the matcher's answer out
@@ -141,6 +143,8 @@ class GatewayNode(NodeThread):
              "by reason code", rejects, "reason"),
             ("gauge", "sessions", "Logged-on sessions", lambda: len(self.sessions)),
             ("counter", "logons", "Logons accepted", lambda: self.logons),
+            ("counter", "reconnects", "Logons of accounts whose earlier session here had ended (logout, "
+             "heartbeat loss or a new connection)", lambda: self.reconnects),
             ("counter", "heartbeat_drops", "Sessions dropped for missed heartbeats", lambda: self.heartbeat_drops),
             ("counter", "dropped_reports", "Report frames a client could not take (gone or not reading)",
              lambda: self.dropped_reports),
@@ -296,6 +300,8 @@ class GatewayNode(NodeThread):
                 return
             sess = Session(client, account, int(frames[3]), frames[4].decode(), now)
             self.logons += 1
+            if account in self._ended:  # it had a session here that ended: a client reconnecting
+                self.reconnects += 1
             self.sessions[client] = sess
             self.by_account[account].add(client)
         elif kind == b"X":
@@ -305,6 +311,7 @@ class GatewayNode(NodeThread):
     def _end(self, client: bytes) -> Session | None:
         sess = self.sessions.pop(client, None)
         if sess is not None:
+            self._ended.add(sess.account)
             peers = self.by_account.get(sess.account)
             if peers is not None:
                 peers.discard(client)
