@@ -5,8 +5,8 @@
             ...                      # calls self._ready.set(), then loops until
                                      # self._ctrl_addr says b"STOP"
 
-    node.start()   # returns once ready, or raises the error that stopped it
-    node.stop()    # sends b"STOP" on the control pipe and joins
+    node.start()   # serves its /metrics (if any), returns once ready, or raises the error that stopped it
+    node.stop()    # sends b"STOP" on the control pipe, joins, stops its /metrics
     node.join()    # blocks until the loop ends, then re-raises its error
 """
 
@@ -18,12 +18,17 @@ import uuid
 
 import zmq
 
+from .metrics import Exporter, Sampled
+
 
 class NodeThread:
     """Run a node's loop in a thread of this process; the node is fail-stop."""
 
-    def __init__(self, role: str, ctx: zmq.Context | None, log: logging.Logger) -> None:
+    namespace = ""  # metrics are zex_<namespace>_*; a node with metrics sets it and _metrics()
+
+    def __init__(self, role: str, ctx: zmq.Context | None, log: logging.Logger, metrics_bind: str = "") -> None:
         self.role = role
+        self.exporter = Exporter(metrics_bind)  # its /metrics, served from start() to stop()
         self.ctx = ctx or zmq.Context.instance()
         self._log = log
         self._ctrl_addr = f"inproc://zex-{role}-ctrl-{uuid.uuid4().hex}"
@@ -34,7 +39,22 @@ class NodeThread:
     def _run(self) -> None:  # pragma: no cover - every node defines it
         raise NotImplementedError
 
+    def _metrics(self) -> list:
+        """The node's metrics as Sampled items (nodes/metrics.py); none by default."""
+        return []
+
     def start(self, timeout: float = 30.0) -> None:
+        items = self._metrics()
+        if items:
+            self.exporter.add(Sampled(f"zex_{self.namespace}", items))
+        self.exporter.start()
+        try:
+            self._start_thread(timeout)
+        except BaseException:
+            self.exporter.stop()
+            raise
+
+    def _start_thread(self, timeout: float) -> None:
         self._ctrl = self.ctx.socket(zmq.PAIR)
         self._ctrl.linger = 0
         self._ctrl.bind(self._ctrl_addr)
@@ -46,6 +66,12 @@ class NodeThread:
             raise self._error
 
     def stop(self, timeout: float = 10.0) -> None:
+        try:
+            self._stop_thread(timeout)
+        finally:
+            self.exporter.stop()
+
+    def _stop_thread(self, timeout: float) -> None:
         if self._thread is None:
             return
         self._ctrl.send(b"STOP")

@@ -45,7 +45,7 @@ from zex.protocol.internal import (
 from zex.protocol.numbers import Cash
 
 from ..config import Config
-from ..metrics import LATENCY_BUCKETS, Exporter, Sampled, histogram
+from ..metrics import LATENCY_BUCKETS, histogram
 from ..service import NodeThread
 from .reports import Reports
 from .risk import AccountRules
@@ -83,7 +83,7 @@ class GatewayNode(NodeThread):
     """
 
     def __init__(self, cfg: Config, ctx: zmq.Context | None = None) -> None:
-        super().__init__(f"gw-{cfg.gateway.name}", ctx, log)
+        super().__init__(f"gw-{cfg.gateway.name}", ctx, log, cfg.gateway.metrics_bind)
         self.cfg = cfg
         self.gc = cfg.gateway
         tag = uuid.uuid4().hex
@@ -108,22 +108,8 @@ class GatewayNode(NodeThread):
         self._back = None  # the front's PULL from the workers, once the loop runs
         self.heartbeat_drops = 0
         self.h_ack = histogram(bool(self.gc.metrics_bind), LATENCY_BUCKETS)  # request in (worker's stamp) to the matcher's answer out
-        self.exporter = Exporter(self.gc.metrics_bind)
 
-    def start(self, timeout: float = 30.0) -> None:
-        self.exporter.add(Sampled("zex_gateway", self._metrics()))
-        self.exporter.start()
-        try:
-            super().start(timeout)
-        except BaseException:
-            self.exporter.stop()
-            raise
-
-    def stop(self, timeout: float = 10.0) -> None:
-        try:
-            super().stop(timeout)
-        finally:
-            self.exporter.stop()
+    namespace = "gateway"
 
     def _metrics(self) -> list:
         def rejects() -> dict[int, int]:

@@ -25,7 +25,7 @@ import zmq
 from zex.protocol.internal import audit_decoder, batch_decoder, encoder
 
 from ..config import Config
-from ..metrics import LATENCY_BUCKETS, Exporter, Sampled, histogram
+from ..metrics import LATENCY_BUCKETS, histogram
 from ..service import NodeThread
 from ..stream import EventStream
 from .segments import KIND_AUDIT, KIND_EVENTS, AuditWriter, Damaged, read, segments
@@ -54,7 +54,7 @@ class LoggerNode(NodeThread):
     """Run the logger in a thread of this process: ``start()``, then ``stop()``."""
 
     def __init__(self, cfg: Config, ctx: zmq.Context | None = None) -> None:
-        super().__init__("logger", ctx, log)
+        super().__init__("logger", ctx, log, cfg.logger.metrics_bind)
         self.cfg = cfg
         self.lc = cfg.logger
         self.stream: EventStream | None = None
@@ -64,7 +64,6 @@ class LoggerNode(NodeThread):
         self.bad_records = 0
         self.last_seq = 0
         self.h_commit = histogram(bool(self.lc.metrics_bind), LATENCY_BUCKETS)
-        self.exporter = Exporter(self.lc.metrics_bind)
 
     @property
     def events_endpoint(self) -> str:
@@ -74,8 +73,13 @@ class LoggerNode(NodeThread):
     def replay_endpoint(self) -> str:
         return self.lc.replay or self.cfg.matcher.replay_bind
 
-    def start(self, timeout: float = 60.0) -> None:
-        self.exporter.add(Sampled("zex_logger", [
+    namespace = "logger"
+
+    def start(self, timeout: float = 60.0) -> None:  # a long trail takes a while to read back
+        super().start(timeout)
+
+    def _metrics(self) -> list:
+        return [
             ("counter", "event_batches", "Matcher event batches written", lambda: self.batches),
             ("counter", "audit_records", "Node audit records written", lambda: self.audit_records),
             ("counter", "bad_records", "Pushed frames that were not AuditRecords", lambda: self.bad_records),
@@ -87,19 +91,7 @@ class LoggerNode(NodeThread):
             ("counter", "events_lost", "Seqs the replay service could not provide",
              lambda: self.stream.lost if self.stream else 0),
             ("histogram", "commit_seconds", "One loop turn's write and commit", lambda: self.h_commit),
-        ]))
-        self.exporter.start()
-        try:
-            super().start(timeout)
-        except BaseException:
-            self.exporter.stop()
-            raise
-
-    def stop(self, timeout: float = 10.0) -> None:
-        try:
-            super().stop(timeout)
-        finally:
-            self.exporter.stop()
+        ]
 
     def _run(self) -> None:
         lc = self.lc

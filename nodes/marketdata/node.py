@@ -39,7 +39,7 @@ from zex.protocol.internal import BUY
 from zex.protocol.reasons import Reason
 
 from ..config import Config
-from ..metrics import LATENCY_BUCKETS, Exporter, Sampled, histogram
+from ..metrics import LATENCY_BUCKETS, histogram
 from ..service import NodeThread
 from ..stream import EventStream
 from .view import MarketView
@@ -85,7 +85,7 @@ class MarketDataNode(NodeThread):
     """Run the marketdata node in a thread of this process: ``start()``, then ``stop()``."""
 
     def __init__(self, cfg: Config, ctx: zmq.Context | None = None) -> None:
-        super().__init__("marketdata", ctx, log)
+        super().__init__("marketdata", ctx, log, cfg.marketdata.metrics_bind)
         self.cfg = cfg
         self.mc = cfg.marketdata
         self.symbols = [i.symbol for i in cfg.instruments]
@@ -103,21 +103,7 @@ class MarketDataNode(NodeThread):
         self.subscribers_disconnected = 0
         self.h_publish = histogram(bool(self.mc.metrics_bind), LATENCY_BUCKETS)  # command entered zex (gateway stamp) to its update sent
 
-    def start(self, timeout: float = 30.0) -> None:
-        self.exporter = Exporter(self.mc.metrics_bind)
-        self.exporter.add(Sampled("zex_marketdata", self._metrics()))
-        self.exporter.start()
-        try:
-            super().start(timeout)
-        except BaseException:
-            self.exporter.stop()
-            raise
-
-    def stop(self, timeout: float = 10.0) -> None:
-        try:
-            super().stop(timeout)
-        finally:
-            self.exporter.stop()
+    namespace = "marketdata"
 
     def _metrics(self) -> list:
         def stream(attr: str):

@@ -47,7 +47,7 @@ from zex.protocol.internal import DIRECT_ROLE, EventBatch, LimitsCmd, QueryCmd, 
 from zex.protocol.numbers import Cash
 
 from ..config import Config
-from ..metrics import LATENCY_BUCKETS, SIZE_BUCKETS, Exporter, Sampled, histogram
+from ..metrics import LATENCY_BUCKETS, SIZE_BUCKETS, histogram
 from ..service import NodeThread
 from .eventlog import EventLog
 from .recovery import recover
@@ -71,7 +71,7 @@ class MatcherNode(NodeThread):
     """
 
     def __init__(self, cfg: Config, ctx: zmq.Context | None = None) -> None:
-        super().__init__("matcher", ctx, log)
+        super().__init__("matcher", ctx, log, cfg.matcher.metrics_bind)
         self.cfg = cfg
         self.mc = cfg.matcher
         self.engine = None
@@ -85,21 +85,16 @@ class MatcherNode(NodeThread):
         self.h_command = histogram(on, LATENCY_BUCKETS)  # turn start to acks sent, once per command
         self.h_journal = histogram(on, LATENCY_BUCKETS)  # the group commit
         self.h_batch = histogram(on, SIZE_BUCKETS)  # commands per turn
-        self.exporter = Exporter(self.mc.metrics_bind)
+
+    namespace = "matcher"
 
     def start(self, timeout: float = 30.0) -> None:
-        self.exporter.add(Sampled("zex_matcher", self._metrics()))
-        self.exporter.start()
+        super().start(timeout)
+        self.replay = ReplayService(self.mc.replay_bind, Path(self.mc.data_dir), self.ctx)
         try:
-            super().start(timeout)
-            self.replay = ReplayService(self.mc.replay_bind, Path(self.mc.data_dir), self.ctx)
-            try:
-                self.replay.start(timeout)
-            except BaseException:
-                super().stop()
-                raise
+            self.replay.start(timeout)
         except BaseException:
-            self.exporter.stop()
+            super().stop()
             raise
 
     def stop(self, timeout: float = 10.0) -> None:
@@ -107,9 +102,8 @@ class MatcherNode(NodeThread):
             if self.replay is not None:
                 self.replay.stop(timeout)
                 self.replay = None
-            super().stop(timeout)
         finally:
-            self.exporter.stop()
+            super().stop(timeout)
 
     def _metrics(self) -> list:
         def eng(read):
