@@ -86,6 +86,7 @@ class Engine:
         # reason code -> rejects since this engine object was made; for metrics only,
         # not state: a snapshot does not carry it and the digest does not cover it
         self.reject_counts: dict[int, int] = {}
+        self._digester = state_mod.Digester()
         for s in symbols:
             self.add_symbol(s)
 
@@ -419,8 +420,8 @@ class Engine:
         return state_mod.encode(self.state())
 
     def digest(self) -> bytes:
-        """A 16-byte BLAKE2b of the canonical state: equal digests, equal state."""
-        return state_mod.digest(self.state_bytes())
+        """16 bytes of BLAKE2b over the canonical state: equal digests, equal state (state.Digester)."""
+        return self._digester.digest(self)
 
     @classmethod
     def from_state(cls, st: state_mod.EngineState, symbols: Iterable[str] = (), digest_every: int = 0,

@@ -1,4 +1,4 @@
-"""The engine's canonical state: what a snapshot stores and the digest hashes.
+"""The engine's canonical state: what a snapshot stores and the digest covers.
 
 Orders are listed in priority order, so restoring them in that order
 rebuilds identical levels; accounts and answers in insertion order, which is
@@ -8,6 +8,7 @@ deterministic because the engine only ever inserts in command order.
 from __future__ import annotations
 
 import hashlib
+from itertools import islice
 from typing import TYPE_CHECKING
 
 import msgspec
@@ -73,7 +74,55 @@ def digest(state_bytes: bytes) -> bytes:
     return hashlib.blake2b(state_bytes, digest_size=16).digest()
 
 
-def capture(eng: Engine) -> EngineState:
+def _elements(encoded_array: bytes) -> bytes:
+    """The elements of an encoded MessagePack array without its header, so that hashing
+    the elements of log[0:5] then of log[5:9] feeds the same bytes as those of log[0:9]."""
+    first = encoded_array[0]
+    if 0x90 <= first <= 0x9F:
+        return encoded_array[1:]
+    return encoded_array[3:] if first == 0xDC else encoded_array[5:]
+
+
+class Digester:
+    """The state digest, paid for incrementally: 16 bytes of BLAKE2b that change with any change of state.
+
+    The books and the accounts' fixed fields are hashed in full each time
+    (they are bounded by the open orders). The two parts that grow all day,
+    the accounts' report logs and the idempotency answers, are append-only,
+    so each keeps a running hash fed with its new entries only, one after
+    another; whatever the digest points were, the same state gives the same
+    digest (a replay from a snapshot and one from the journal's start agree).
+    Measured at 100k commands: 0.73 s for a full-state hash, this one pays
+    for the open orders plus the entries since the last digest.
+    """
+
+    def __init__(self) -> None:
+        self._logs: dict[str, list] = {}  # account -> [entries hashed, running hash]
+        self._answers = [0, hashlib.blake2b(digest_size=16)]
+
+    def digest(self, eng: Engine) -> bytes:
+        h = hashlib.blake2b(encode(capture(eng, growing=False)), digest_size=16)
+        for a in eng.accounts.values():
+            run = self._logs.get(a.name)
+            if run is None:
+                run = self._logs[a.name] = [0, hashlib.blake2b(digest_size=16)]
+            n = len(a.log)
+            if n > run[0]:
+                run[1].update(_elements(encode(a.log[run[0]:])))
+                run[0] = n
+            h.update(encode((a.name, n, run[1].digest())))
+        run = self._answers
+        n = len(eng.answers)
+        if n > run[0]:
+            new = [(a, c, ev) for (a, c), ev in islice(eng.answers.items(), run[0], None)]
+            run[1].update(_elements(encode(new)))
+            run[0] = n
+        h.update(encode((n, run[1].digest())))
+        return h.digest()
+
+
+def capture(eng: Engine, growing: bool = True) -> EngineState:
+    """The whole state; ``growing=False`` leaves out the report logs and the answers (see Digester)."""
     books = []
     for symbol in sorted(eng.books):
         b = eng.books[symbol]
@@ -86,8 +135,8 @@ def capture(eng: Engine) -> EngineState:
                      for s in sorted(set(a.bought) | set(a.sold))]
         accounts.append(AccountState(a.name, a.cash, positions, a.kill, a.max_open_orders, a.credit,
                                      dict(sorted(a.max_position.items())), a.origin[0], a.origin[1],
-                                     list(a.log)))
-    answers = [(a, c, ev) for (a, c), ev in eng.answers.items()]
+                                     list(a.log) if growing else []))
+    answers = [(a, c, ev) for (a, c), ev in eng.answers.items()] if growing else []
     return EngineState(eng.seq, eng.next_order_id, books, accounts, answers)
 
 
