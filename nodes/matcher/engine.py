@@ -417,7 +417,13 @@ class Engine:
         return state_mod.capture(self)
 
     def state_bytes(self) -> bytes:
-        return state_mod.encode(self.state())
+        """The snapshot's bytes: ``state()`` encoded, the growing parts from the digester's cache."""
+        return self._digester.state_bytes(self)
+
+    def catch_up(self, budget: int) -> int:
+        """In idle time: encode up to ``budget`` new log entries and answers ahead of the next
+        digest or snapshot, so those pause the matcher less (state.Digester)."""
+        return self._digester.catch_up(self, budget)
 
     def digest(self) -> bytes:
         """16 bytes of BLAKE2b over the canonical state: equal digests, equal state (state.Digester)."""

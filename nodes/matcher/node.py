@@ -59,6 +59,7 @@ log = logging.getLogger("zex.matcher")
 POLL_MS = 100  # idle wake-up for the fsync timer; 10..1000 is reasonable
 HOLD_S = 2.0  # how long report frames wait for an unreachable gateway; 0.5..10 is reasonable
 HOLD_MAX = 10_000  # frames held per gateway before the oldest are dropped
+IDLE_ENCODE = 20_000  # state entries encoded per idle poll (about 20 ms); 1k..100k is reasonable
 
 
 class MatcherNode(NodeThread):
@@ -254,6 +255,7 @@ class MatcherNode(NodeThread):
                 self._flush_held(router)
             if router not in ready:
                 journal.sync_if_due()
+                engine.catch_up(IDLE_ENCODE)  # idle: get ahead of the next digest and snapshot
                 now = time.monotonic()
                 if now >= quiet_until:  # lets a consumer tell a quiet matcher from a lost batch
                     pub.send_multipart([b"hb", encoder.encode(engine.seq)], NOBLOCK)

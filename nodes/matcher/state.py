@@ -83,42 +83,117 @@ def _elements(encoded_array: bytes) -> bytes:
     return encoded_array[3:] if first == 0xDC else encoded_array[5:]
 
 
-class Digester:
-    """The state digest, paid for incrementally: 16 bytes of BLAKE2b that change with any change of state.
+def _array_header(n: int) -> bytes:
+    """MessagePack's shortest array header for ``n`` elements (what msgspec writes)."""
+    if n < 16:
+        return bytes([0x90 | n])
+    return b"\xdc" + n.to_bytes(2, "big") if n < 65536 else b"\xdd" + n.to_bytes(4, "big")
 
-    The books and the accounts' fixed fields are hashed in full each time
+
+class _Growing:
+    """One append-only list: its first ``n`` entries encoded once (their array elements) and hashed."""
+
+    __slots__ = ("n", "encoded", "hash")
+
+    def __init__(self) -> None:
+        self.n = 0
+        self.encoded = bytearray()
+        self.hash = hashlib.blake2b(digest_size=16)
+
+    def add(self, entries: list) -> None:
+        if entries:
+            elements = _elements(encode(entries))
+            self.encoded += elements
+            self.hash.update(elements)
+            self.n += len(entries)
+
+    def raw(self) -> msgspec.Raw:
+        return msgspec.Raw(_array_header(self.n) + self.encoded)
+
+
+class AccountStateRaw(Struct, array_like=True, frozen=True):
+    """AccountState with its log already encoded: encodes to the same bytes."""
+
+    name: str
+    cash: int
+    positions: list[tuple[str, int, int, int]]
+    kill: int
+    max_open_orders: int | None
+    credit: int | None
+    max_position: dict[str, int]
+    origin_gw: str
+    origin_client: bytes
+    log: msgspec.Raw
+
+
+class EngineStateRaw(Struct, array_like=True, frozen=True):
+    """EngineState with its accounts' logs and the answers already encoded: the same bytes."""
+
+    seq: int
+    next_order_id: int
+    books: list[BookState]
+    accounts: list[AccountStateRaw]
+    answers: msgspec.Raw
+
+
+class Digester:
+    """The state digest and the snapshot bytes, paid for incrementally.
+
+    The books and the accounts' fixed fields are captured in full each time
     (they are bounded by the open orders). The two parts that grow all day,
-    the accounts' report logs and the idempotency answers, are append-only,
-    so each keeps a running hash fed with its new entries only, one after
-    another; whatever the digest points were, the same state gives the same
-    digest (a replay from a snapshot and one from the journal's start agree).
-    Measured at 100k commands: 0.73 s for a full-state hash, this one pays
-    for the open orders plus the entries since the last digest.
+    the accounts' report logs and the idempotency answers, are append-only:
+    each new entry is encoded once, kept, and fed to a running hash. So a
+    digest hashes the fixed part plus each growing part's running hash (the
+    same state gives the same digest whatever digests came before: a replay
+    from a snapshot and one from the journal's start agree), and a snapshot
+    is the fixed part with the kept encodings spliced in, byte for byte what
+    encoding the whole state would give. Measured at 100k commands: 0.73 s for
+    a full-state hash, 0.52 s for a full snapshot encoding; this pays for the
+    open orders plus the entries since the last call (``catch_up`` in idle
+    time makes that small).
     """
 
     def __init__(self) -> None:
-        self._logs: dict[str, list] = {}  # account -> [entries hashed, running hash]
-        self._answers = [0, hashlib.blake2b(digest_size=16)]
+        self._logs: dict[str, _Growing] = {}
+        self._answers = _Growing()
+
+    def catch_up(self, eng: Engine, budget: int = 1 << 30) -> int:
+        """Encode up to ``budget`` new entries (all by default); return how many it encoded."""
+        done = 0
+        for a in eng.accounts.values():
+            g = self._logs.get(a.name)
+            if g is None:
+                g = self._logs[a.name] = _Growing()
+            n = len(a.log)
+            if n > g.n and done < budget:
+                take = min(n, g.n + budget - done)
+                done += take - g.n
+                g.add(a.log[g.n:take])
+        g = self._answers
+        n = len(eng.answers)
+        if n > g.n and done < budget:
+            take = min(n, g.n + budget - done)
+            done += take - g.n
+            g.add([(a, c, ev) for (a, c), ev in islice(eng.answers.items(), g.n, take)])
+        return done
 
     def digest(self, eng: Engine) -> bytes:
+        self.catch_up(eng)
         h = hashlib.blake2b(encode(capture(eng, growing=False)), digest_size=16)
         for a in eng.accounts.values():
-            run = self._logs.get(a.name)
-            if run is None:
-                run = self._logs[a.name] = [0, hashlib.blake2b(digest_size=16)]
-            n = len(a.log)
-            if n > run[0]:
-                run[1].update(_elements(encode(a.log[run[0]:])))
-                run[0] = n
-            h.update(encode((a.name, n, run[1].digest())))
-        run = self._answers
-        n = len(eng.answers)
-        if n > run[0]:
-            new = [(a, c, ev) for (a, c), ev in islice(eng.answers.items(), run[0], None)]
-            run[1].update(_elements(encode(new)))
-            run[0] = n
-        h.update(encode((n, run[1].digest())))
+            g = self._logs[a.name]
+            h.update(encode((a.name, g.n, g.hash.digest())))
+        h.update(encode((self._answers.n, self._answers.hash.digest())))
         return h.digest()
+
+    def state_bytes(self, eng: Engine) -> bytes:
+        self.catch_up(eng)
+        fixed = capture(eng, growing=False)
+        accounts = [AccountStateRaw(*(getattr(a, f) for f in AccountState.__struct_fields__[:-1]),
+                                    self._logs[a.name].raw())
+                    for a in fixed.accounts]
+        return encode(EngineStateRaw(fixed.seq, fixed.next_order_id, fixed.books, accounts,
+                                     self._answers.raw()))
 
 
 def capture(eng: Engine, growing: bool = True) -> EngineState:

@@ -28,6 +28,21 @@ def test_the_same_state_gives_the_same_digest_whatever_digests_came_before():
     assert encode(capture(restored)) == encode(capture(never))
 
 
+def test_snapshot_bytes_spliced_from_the_cache_equal_encoding_the_whole_state():
+    cmds = list(mixed_stream(4000, seed=6))
+    e = Engine(["XYZ"], 0)
+    for i, c in enumerate(cmds, 1):
+        e.process(c)
+        e.events.clear()
+        e.reports.clear()
+        if i % 500 == 0:
+            e.catch_up(333)  # idle-time encoding, partial on purpose
+        if i % 1300 == 0:
+            assert e.state_bytes() == encode(e.state()), i
+    assert e.state_bytes() == encode(e.state())
+    assert Engine.from_state(e.state(), ["XYZ"]).state_bytes() == e.state_bytes()
+
+
 def test_any_change_of_state_changes_the_digest():
     cmds = list(mixed_stream(500, seed=5))
     base = run(cmds).digest()
