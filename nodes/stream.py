@@ -183,10 +183,22 @@ class EventStream:
         for b in batches:
             if b.last_seq >= self.next_seq:
                 if b.first_seq > self.next_seq:
-                    log.error("replay service has no batch for seq %d (its log starts at %d)",
-                              self.next_seq, head.first)
+                    self._skip(b.first_seq, f"its log starts at {head.first}")
                 self._emit(b, out)
         # The kept live batches that now connect go out; the rest wait for more replay.
+        kept = self._kept
+        self._connect(out)
+        if kept and kept[0].first_seq > self.next_seq and not batches:
+            if head.head >= self.next_seq:
+                # The log says it holds the hole yet sent nothing: it cannot fill it (the
+                # matcher logs before it publishes, so this is damage). Say so, go on.
+                self._skip(kept[0].first_seq, f"its log ends at {head.head} but sent nothing")
+                self._connect(out)
+            # Otherwise the answer predates the kept batch: the log has it now, ask again.
+        if self.next_seq <= max(self.head, kept[-1].last_seq if kept else 0) and (batches or kept):
+            self._request()  # more to fetch
+
+    def _connect(self, out: list[EventBatch]) -> None:
         kept = self._kept
         while kept and kept[0].last_seq < self.next_seq:
             kept.popleft()
@@ -194,17 +206,12 @@ class EventStream:
             self._emit(kept.popleft(), out)
             while kept and kept[0].last_seq < self.next_seq:
                 kept.popleft()
-        if kept and not batches and kept[0].first_seq > self.next_seq:
-            # The log has nothing for the hole (it cannot: the matcher logs before
-            # it publishes). Say so loudly and go on rather than ask forever.
-            log.error("replay service cannot fill seq %d..%d; skipping them", self.next_seq,
-                      kept[0].first_seq - 1)
-            self.lost += kept[0].first_seq - self.next_seq
-            self.next_seq = kept[0].first_seq
-            while kept and kept[0].first_seq <= self.next_seq:
-                self._emit(kept.popleft(), out)
-        if self.next_seq <= self.head and (batches or kept):
-            self._request()  # more to fetch
+
+    def _skip(self, to_seq: int, why: str) -> None:
+        """Give up on seqs next_seq..to_seq-1: counted in ``lost`` (an alert), logged."""
+        log.error("replay service cannot provide seq %d..%d (%s); skipping them", self.next_seq, to_seq - 1, why)
+        self.lost += to_seq - self.next_seq
+        self.next_seq = to_seq
 
     def _request(self) -> None:
         self._req_id = next(self._req_ids)

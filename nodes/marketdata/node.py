@@ -50,6 +50,7 @@ POLL_MS = 100  # idle wake-up for heartbeats and replay timeouts
 _MORE = int(zmq.SNDMORE | zmq.NOBLOCK)
 _NOBLOCK = int(zmq.NOBLOCK)
 MAX_REQUEST = 4096  # bytes; a SnapshotRequest is well under 100 (SPEC.md §12.4)
+MAX_WAITING = 10_000  # snapshot requests held while catching up at start
 SIDES = {1: "buy", 2: "sell"}
 
 
@@ -312,6 +313,16 @@ class MarketDataNode(NodeThread):
                     text="a snapshot request is one frame from a DEALER (SPEC.md §12.5)"))
                 continue
             if not self.live:
+                # Held until caught up: the newest request per subscriber, well-formed size only.
+                if len(frames[1]) > MAX_REQUEST:
+                    self._snapshot(router, frames[0], frames[1])  # refused at once: FRAME_TOO_LARGE
+                    continue
+                if len(waiting) >= MAX_WAITING:
+                    self._refuse(router, frames[0], "", Reason.INTERNAL,
+                                 f"{MAX_WAITING} snapshot requests are waiting for this node to catch up "
+                                 "with the matcher; ask again in a few seconds")
+                    continue
+                waiting[:] = [w for w in waiting if w[0] != frames[0]]
                 waiting.append((frames[0], frames[1]))
                 continue
             self._snapshot(router, frames[0], frames[1])

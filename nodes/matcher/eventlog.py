@@ -118,7 +118,10 @@ class EventLog:
         record = HEAD.pack(first_seq, last_seq, len(batch), _crc(first_seq, last_seq, batch)) + batch
         if self._fd < 0 or self._size + len(record) > self.segment_bytes:
             self._rotate(first_seq)
-        os.write(self._fd, record)
+        written = os.write(self._fd, record)
+        if written != len(record):  # a short write (disk full): stop rather than leave a hole mid-file
+            raise OSError(f"{self.dir}: event log write of {len(record)} bytes wrote {written}; "
+                          "free disk space and restart the matcher (it regenerates the event log)")
         self._size += len(record)
         self.last_seq = last_seq
 

@@ -305,6 +305,7 @@ class MatcherNode(NodeThread):
                 next_snapshot = (engine.seq // snapshot_every + 1) * snapshot_every
             self._send_reports(router, reports)
             publish(eventlog, pub, first_seq, engine.seq, events)
+            quiet_until = t0 + heartbeat_s  # the heartbeat is for quiet streams only
             n = len(raws)
             self.commands += n
             h_command.observe(perf() - t0, n)

@@ -55,6 +55,7 @@ class ReplayService(NodeThread):
         ctrl = self.ctx.socket(zmq.PAIR)
         try:
             router.linger = 0
+            router.router_mandatory = 1  # a full or vanished consumer: an error we count, not a silent drop
             router.sndhwm = 16  # answers queued per consumer, each up to MAX_CHUNK_BYTES: memory stays bounded
             router.bind(self.endpoint)
             ctrl.linger = 0
@@ -102,7 +103,5 @@ class ReplayService(NodeThread):
             try:
                 router.send_multipart([peer, encoder.encode(head), *(b for _, _, b in batches)], zmq.NOBLOCK)
                 self.batches_sent += len(batches)
-            except zmq.Again:
-                self.dropped_answers += 1
-            except zmq.ZMQError:  # the peer went away
+            except zmq.ZMQError:  # EAGAIN (its queue is full) or EHOSTUNREACH (gone): it asks again
                 self.dropped_answers += 1

@@ -126,3 +126,30 @@ def test_replay_service_answers_past_the_end_and_refuses_garbage(tmp_path, ipc_d
     finally:
         d.close(0)
         node.stop()
+
+
+def test_an_empty_answer_older_than_a_kept_batch_is_asked_again_not_counted_lost(ctx):
+    """The first answer can predate a live batch that overtook it: that is no hole in the log."""
+    from zex.protocol.internal import EventBatch
+
+    stream = EventStream(ctx, "inproc://zx-nowhere-ev", "inproc://zx-nowhere-rp", after_seq=5)
+    try:
+        first = stream._req_id
+        out: list = []
+        stream._live([b"ev", encoder.encode(EventBatch(7, 7, []))], out)  # 6 missed live, 7 kept
+        assert out == [] and stream.filling
+        chunk = encoder.encode(ReplayChunk(first, 6, 5, 5, 0, 1))  # answered when the log ended at 5
+        stream._chunk([chunk], out)
+        assert stream.lost == 0 and stream.next_seq == 6 and stream.filling, "must ask again"
+        again = stream._req_id
+        assert again != first
+        b6 = encoder.encode(EventBatch(6, 6, []))
+        stream._chunk([encoder.encode(ReplayChunk(again, 6, 6, 7, 1, 1)), b6], out)
+        assert [(b.first_seq, b.last_seq) for b in out] == [(6, 6), (7, 7)] and stream.lost == 0
+        # A log that claims the hole yet sends nothing is damage: counted lost, never asked forever.
+        stream._live([b"ev", encoder.encode(EventBatch(10, 10, []))], out)
+        rid = stream._req_id
+        stream._chunk([encoder.encode(ReplayChunk(rid, 8, 7, 10, 0, 1))], out)
+        assert stream.lost == 2 and stream.next_seq == 11 and out[-1].first_seq == 10
+    finally:
+        stream.close()
