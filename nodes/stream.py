@@ -41,7 +41,8 @@ log = logging.getLogger("zex.stream")
 
 REQUEST_TIMEOUT_S = 2.0  # an unanswered replay request is sent again after this; 0.5..10 is reasonable
 CHUNK_BATCHES = 512  # batches asked for per replay request
-MAX_KEPT = 50_000  # live batches kept while filling a gap; beyond it the newest are dropped (replayed later)
+MAX_KEPT = 10_000  # live batches kept while filling a gap; beyond it the newest are dropped (replayed later),
+# so a consumer catching up on a long day under live load holds a bounded backlog
 
 
 class EventStream:

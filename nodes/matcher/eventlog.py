@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import bisect
 import os
+from array import array
 import struct
 import zlib
 from pathlib import Path
@@ -183,7 +184,9 @@ class EventLogReader:
                     return self.refresh()
                 self._firsts.append(first)
                 self._lasts.append(last)
-                self._where.append((seg, base + start, base + stop))
+                self._segs.append(seg)
+                self._starts.append(base + start)
+                self._ends.append(base + stop)
                 self._pos = base + stop
             if self._seg == len(self._paths) - 1:
                 return
@@ -193,9 +196,13 @@ class EventLogReader:
     def _reset(self) -> None:
         for f in getattr(self, "_files", ()):
             f.close()
-        self._firsts: list[int] = []  # first seq of each indexed record
-        self._lasts: list[int] = []
-        self._where: list[tuple[int, int, int]] = []  # (segment index, batch start, batch end)
+        # One entry per record, in flat arrays (8 bytes a field, not a Python object each):
+        # a day at one command per turn is millions of records.
+        self._firsts = array("q")  # first seq of each indexed record
+        self._lasts = array("q")
+        self._segs = array("q")  # segment index
+        self._starts = array("q")  # batch start and end offsets in that segment
+        self._ends = array("q")
         self._paths: list[Path] = []
         self._files: list = []
         self._seg = 0  # the segment being indexed, and the offset indexed up to in it
@@ -212,7 +219,7 @@ class EventLogReader:
         out: list[tuple[int, int, bytes]] = []
         size = 0
         while i < len(self._lasts) and len(out) < max_batches:
-            seg, start, stop = self._where[i]
+            seg, start, stop = self._segs[i], self._starts[i], self._ends[i]
             if out and size + stop - start > max_bytes:
                 break
             f = self._files[seg]
