@@ -127,6 +127,10 @@ def render(nodes: dict[str, tuple[Scrape, Scrape]]) -> str:
                           f"{b.get('zex_marketdata_subscribers_disconnected_total'):,.0f}")
             m = "zex_marketdata_updates_published_total"
             rate_lines.append(f"  {'md updates/s':<12} {(b.get(m) - a.get(m)) / dt:>10,.1f}")
+        elif kind == "logger":
+            health.append(f"  {name:<22} up     trail at matcher seq {b.get('zex_logger_matcher_seq'):,.0f}  "
+                          f"audit records {b.get('zex_logger_audit_records_total'):,.0f}  events lost "
+                          f"{b.get('zex_logger_events_lost_total'):,.0f}")
     lines += ["", "rates (over the last interval)", *rate_lines]
     lines += ["", "rejects by reason (over the last interval)"]
     shown = {c: v for c, v in rejects.items() if v > 0}
@@ -138,9 +142,9 @@ def render(nodes: dict[str, tuple[Scrape, Scrape]]) -> str:
 def endpoints(args) -> dict[str, str]:
     """Node label -> metrics URL, from the flags or the config's metrics_bind keys."""
     out: dict[str, str] = {}
-    if args.matcher or args.gateway or args.marketdata:
+    if args.matcher or args.gateway or args.marketdata or args.logger:
         for kind, values in (("matcher", args.matcher or []), ("gateway", args.gateway or []),
-                             ("marketdata", args.marketdata or [])):
+                             ("marketdata", args.marketdata or []), ("logger", args.logger or [])):
             for i, hp in enumerate(values):
                 out[kind if len(values) == 1 else f"{kind} {i + 1}"] = f"http://{hp}/metrics"
         return out
@@ -149,11 +153,12 @@ def endpoints(args) -> dict[str, str]:
     except config_mod.ConfigError as exc:
         sys.exit(f"zex top: {exc}")
     for kind, bind in (("matcher", cfg.matcher.metrics_bind), ("gateway", cfg.gateway.metrics_bind),
-                       ("marketdata", cfg.marketdata.metrics_bind)):
+                       ("marketdata", cfg.marketdata.metrics_bind), ("logger", cfg.logger.metrics_bind)):
         if bind:
             out[kind] = f"http://{bind}/metrics"
     if not out:
-        sys.exit("zex top: every metrics_bind in the config is off; pass --matcher/--gateway/--marketdata HOST:PORT")
+        sys.exit("zex top: every metrics_bind in the config is off; "
+                 "pass --matcher/--gateway/--marketdata/--logger HOST:PORT")
     return out
 
 
@@ -181,6 +186,7 @@ def add_parser(sub) -> None:
     p.add_argument("--matcher", action="append", metavar="HOST:PORT", help="a matcher's metrics endpoint")
     p.add_argument("--gateway", action="append", metavar="HOST:PORT", help="a gateway's metrics endpoint (repeat)")
     p.add_argument("--marketdata", action="append", metavar="HOST:PORT", help="a marketdata node's metrics endpoint")
+    p.add_argument("--logger", action="append", metavar="HOST:PORT", help="a logger node's metrics endpoint")
     p.add_argument("--interval", type=float, default=1.0, help="seconds between refreshes (default 1)")
     p.add_argument("--once", action="store_true", help="two scrapes --interval apart, one screen, then exit")
     p.set_defaults(func=cmd_top)

@@ -39,7 +39,7 @@ def test_zex_top_shows_rates_latency_and_a_down_node(tmp_path, nodes):
     ex = MdExchange(tmp_path, nodes)
     stop = threading.Event()
     try:
-        for node in ("matcher", "marketdata", "gateway"):
+        for node in ("matcher", "marketdata", "logger", "gateway"):
             ex.start(node)
 
         def load():
@@ -54,7 +54,8 @@ def test_zex_top_shows_rates_latency_and_a_down_node(tmp_path, nodes):
         dead = free_port()
         out = subprocess.run([sys.executable, "-m", "zex.nodes.cli", "top", "--once", "--interval", "1.5",
                               "--matcher", f"127.0.0.1:{p[7]}", "--gateway", f"127.0.0.1:{p[8]}",
-                              "--gateway", f"127.0.0.1:{dead}", "--marketdata", f"127.0.0.1:{p[6]}"],
+                              "--gateway", f"127.0.0.1:{dead}", "--marketdata", f"127.0.0.1:{p[6]}",
+                              "--logger", f"127.0.0.1:{p[10]}"],
                              capture_output=True, text=True, timeout=30)
         stop.set()
         t.join(30)
@@ -65,6 +66,7 @@ def test_zex_top_shows_rates_latency_and_a_down_node(tmp_path, nodes):
         assert re.search(r"gateway 1 p50\s+[\d,.]+ (us|ms)", text), text
         assert re.search(rf"gateway 2\s+DOWN\s+http://127.0.0.1:{dead}/metrics", text), text
         assert re.search(r"marketdata\s+up\s+live", text), text
+        assert re.search(r"logger\s+up\s+trail at matcher seq [\d,]+ .*events lost 0", text), text
     finally:
         stop.set()
         ex.close()
