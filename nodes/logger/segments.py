@@ -33,11 +33,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..durability import SyncPolicy
+
 MAGIC = b"ZEXAUDT1"
 HEAD = struct.Struct("<II")
 BODY = struct.Struct("<BQ")
 KIND_EVENTS, KIND_AUDIT = 1, 2
-FSYNC_POLICIES = ("always", "batch", "off")
 
 
 def segment_name(index: int) -> str:
@@ -116,17 +117,14 @@ class AuditWriter:
 
     def __init__(self, directory: Path, fsync: str = "batch", fsync_interval_ms: float = 200.0,
                  segment_bytes: int = 64 << 20, rotate_s: float = 3600.0) -> None:
-        if fsync not in FSYNC_POLICIES:
-            raise ValueError(f"logger.fsync must be one of {FSYNC_POLICIES}, was {fsync!r}")
+        self._sync = SyncPolicy(fsync, fsync_interval_ms, "logger.fsync")
         self.dir = Path(directory)
         self.dir.mkdir(parents=True, exist_ok=True)
-        self.fsync, self.interval = fsync, fsync_interval_ms / 1000.0
         self.segment_bytes, self.rotate_s = segment_bytes, rotate_s
         self._file = None
         self._size = 0
         self._index = 0
         self._opened = 0.0
-        self._last_sync = 0.0
         self._dirty = False
         self.records = 0
         paths = segments(self.dir)
@@ -161,19 +159,12 @@ class AuditWriter:
             return
         self._file.flush()
         self._dirty = False
-        if self.fsync == "always":
-            os.fsync(self._file.fileno())
-        elif self.fsync == "batch":
-            now = time.monotonic()
-            if now - self._last_sync >= self.interval:
-                os.fsync(self._file.fileno())
-                self._last_sync = now
+        self._sync.after_write(self._file.fileno())
 
     def _rotate(self) -> None:
         if self._file is not None:
             self._file.flush()
-            if self.fsync != "off":
-                os.fsync(self._file.fileno())
+            self._sync.on_close(self._file.fileno())
             self._file.close()
         self._index += 1
         self._file = open(self.dir / segment_name(self._index), "ab")
@@ -184,7 +175,6 @@ class AuditWriter:
     def close(self) -> None:
         if self._file is not None:
             self._file.flush()
-            if self.fsync != "off":
-                os.fsync(self._file.fileno())
+            self._sync.on_close(self._file.fileno())
             self._file.close()
             self._file = None

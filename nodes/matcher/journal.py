@@ -34,7 +34,6 @@ from __future__ import annotations
 import hashlib
 import os
 import struct
-import time
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -42,13 +41,14 @@ from pathlib import Path
 
 from zex.protocol.errors import ZexError
 
+from ..durability import SyncPolicy
+
 MAGIC = b"ZEXJRNL1"
 HEADER = struct.Struct("<III")
 BODY_HEAD = struct.Struct("<QI16s")
 U32 = struct.Struct("<I")
 SEGMENT_BYTES = 64 * 1024 * 1024  # rotate at this size; 16..1024 MiB is reasonable
 GENESIS = bytes(16)  # the chain value before the first record
-FSYNC_POLICIES = ("always", "batch", "off")
 
 
 class JournalCorrupt(ZexError):
@@ -175,18 +175,14 @@ class Journal:
     def __init__(self, directory: Path, fsync: str = "always", fsync_interval_ms: float = 5.0,
                  segment_bytes: int = SEGMENT_BYTES,
                  on_record: Callable[[Record], None] | None = None) -> None:
-        if fsync not in FSYNC_POLICIES:
-            raise ValueError(f"fsync must be one of {FSYNC_POLICIES}, was {fsync!r}")
+        self._sync = SyncPolicy(fsync, fsync_interval_ms)
         self.dir = Path(directory)
         self.dir.mkdir(parents=True, exist_ok=True)
-        self.fsync = fsync
-        self.fsync_interval = fsync_interval_ms / 1000.0
         self.segment_bytes = segment_bytes
         self.chain = GENESIS
         self.next_seq = 1
         self._file = None
         self._size = 0
-        self._last_sync = 0.0
         self._open_tail(on_record)
 
     def _open_tail(self, on_record: Callable[[Record], None] | None) -> None:
@@ -240,27 +236,17 @@ class Journal:
         self._size += len(record)
         self.chain = chain
         self.next_seq = first_seq + len(commands)
-        if self.fsync == "always":
-            os.fsync(self._file.fileno())
-        elif self.fsync == "batch":
-            now = time.monotonic()
-            if now - self._last_sync >= self.fsync_interval:
-                os.fsync(self._file.fileno())
-                self._last_sync = now
+        self._sync.after_write(self._file.fileno())
 
     def sync_if_due(self) -> None:
         """Under the batch policy, fsync a write that is older than the interval (call when idle)."""
-        if self.fsync == "batch" and self._file is not None:
-            now = time.monotonic()
-            if now - self._last_sync >= self.fsync_interval:
-                os.fsync(self._file.fileno())
-                self._last_sync = now
+        if self._file is not None:
+            self._sync.if_due(self._file.fileno())
 
     def close(self) -> None:
         if self._file is not None:
             self._file.flush()
-            if self.fsync != "off":
-                os.fsync(self._file.fileno())
+            self._sync.on_close(self._file.fileno())
             self._file.close()
             self._file = None
 
