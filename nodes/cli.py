@@ -58,58 +58,50 @@ def _serve(start, stop, wait) -> int:
     return 0
 
 
+def _serve_node(node, banner) -> int:
+    """Start one node, print ``banner()``'s lines (its metrics URL before the last), serve until Ctrl+C."""
+    def start():
+        node.start()
+        lines = banner()
+        if node.exporter.url:
+            lines.insert(-1, f"  metrics (Prometheus) on {node.exporter.url}")
+        lines[-1] += "  (Ctrl+C to quit)"
+        print("\n".join(lines), flush=True)
+
+    return _serve(start, node.stop, node.join)
+
+
 def cmd_matcher(args: argparse.Namespace) -> int:
     from .matcher.node import MatcherNode
 
     cfg = _load(args)
-    node = MatcherNode(cfg)
-
-    def start():
-        node.start()
-        m = cfg.matcher
-        print(f"zex matcher: seq {node.engine.seq}, data in {m.data_dir}", flush=True)
-        print(f"  commands (gateways' DEALER) on {m.bind}", flush=True)
-        print(f"  replay service (DEALER) on {m.replay_bind}", flush=True)
-        if node.exporter.url:
-            print(f"  metrics (Prometheus) on {node.exporter.url}", flush=True)
-        print(f"  events (SUB, topic 'ev') on {m.events_bind}  (Ctrl+C to quit)", flush=True)
-
-    return _serve(start, node.stop, node.join)
+    node, m = MatcherNode(cfg), cfg.matcher
+    return _serve_node(node, lambda: [
+        f"zex matcher: seq {node.engine.seq}, data in {m.data_dir}",
+        f"  commands (gateways' DEALER) on {m.bind}",
+        f"  replay service (DEALER) on {m.replay_bind}",
+        f"  events (SUB, topic 'ev') on {m.events_bind}"])
 
 
 def cmd_gateway(args: argparse.Namespace) -> int:
     from .gateway.node import GatewayNode
 
     cfg = _load(args)
-    node = GatewayNode(cfg)
-
-    def start():
-        node.start()
-        g = cfg.gateway
-        print(f"zex gateway {g.name}: {g.workers} workers, matcher at {node.matcher_endpoint}", flush=True)
-        if node.exporter.url:
-            print(f"  metrics (Prometheus) on {node.exporter.url}", flush=True)
-        print(f"  clients (DEALER, protocol/SPEC.md) on {g.bind}  (Ctrl+C to quit)", flush=True)
-
-    return _serve(start, node.stop, node.join)
+    node, g = GatewayNode(cfg), cfg.gateway
+    return _serve_node(node, lambda: [
+        f"zex gateway {g.name}: {g.workers} workers, matcher at {node.matcher_endpoint}",
+        f"  clients (DEALER, protocol/SPEC.md) on {g.bind}"])
 
 
 def cmd_marketdata(args: argparse.Namespace) -> int:
     from .marketdata.node import MarketDataNode
 
     cfg = _load(args)
-    node = MarketDataNode(cfg)
-
-    def start():
-        node.start()
-        d = cfg.marketdata
-        print(f"zex marketdata: events from {node.events_endpoint}, replay from {node.replay_endpoint}", flush=True)
-        print(f"  feed (SUB, topics md.<SYMBOL>.<channel>) on {d.feed_bind}", flush=True)
-        if node.exporter.url:
-            print(f"  metrics (Prometheus) on {node.exporter.url}", flush=True)
-        print(f"  snapshots (DEALER, protocol/SPEC.md section 12) on {d.snapshot_bind}  (Ctrl+C to quit)", flush=True)
-
-    return _serve(start, node.stop, node.join)
+    node, d = MarketDataNode(cfg), cfg.marketdata
+    return _serve_node(node, lambda: [
+        f"zex marketdata: events from {node.events_endpoint}, replay from {node.replay_endpoint}",
+        f"  feed (SUB, topics md.<SYMBOL>.<channel>) on {d.feed_bind}",
+        f"  snapshots (DEALER, protocol/SPEC.md section 12) on {d.snapshot_bind}"])
 
 
 def cmd_logger(args: argparse.Namespace) -> int:
@@ -118,18 +110,11 @@ def cmd_logger(args: argparse.Namespace) -> int:
     cfg = _load(args)
     if getattr(args, "logger_dir", None):
         cfg.logger.data_dir = args.logger_dir
-    node = LoggerNode(cfg)
-
-    def start():
-        node.start()
-        lg = cfg.logger
-        print(f"zex logger: trail in {lg.data_dir} (matcher seq {node.started_after} on disk), "
-              f"events from {node.events_endpoint}", flush=True)
-        if node.exporter.url:
-            print(f"  metrics (Prometheus) on {node.exporter.url}", flush=True)
-        print(f"  audit records (PUSH) on {lg.bind}  (Ctrl+C to quit)", flush=True)
-
-    return _serve(start, node.stop, node.join)
+    node, lg = LoggerNode(cfg), cfg.logger
+    return _serve_node(node, lambda: [
+        f"zex logger: trail in {lg.data_dir} (matcher seq {node.started_after} on disk), "
+        f"events from {node.events_endpoint}",
+        f"  audit records (PUSH) on {lg.bind}"])
 
 
 def cmd_audit(args: argparse.Namespace) -> int:

@@ -153,16 +153,24 @@ def query(directory: Path, f: Filter) -> Iterator[Row]:
 
 
 def order_life(directory: Path, order_id: int) -> list[Row]:
-    """Everything about one order: its events, and the gateway's refusals under its cl_ord_ids."""
-    rows = list(query(directory, Filter(order_id=order_id)))
-    ids = {c for r in rows if r.kind == "accepted" for c in r.cl_ord_ids if c}
-    if ids:
-        account = next(r.account for r in rows if r.kind == "accepted")
-        seen = {(r.seq, r.kind, r.ts) for r in rows}
-        extra = [r for r in query(directory, Filter(account=account))
-                 if r.source != "matcher" and set(r.cl_ord_ids) & ids and (r.seq, r.kind, r.ts) not in seen]
-        rows = sorted(rows + extra, key=lambda r: (r.ts, r.seq))
-    return rows
+    """Everything about one order: its events, and the gateway's refusals under its cl_ord_ids.
+
+    One pass over the trail: the order's rows, and every node record that names a
+    cl_ord_id (few: refusals and requests), kept until the order's ids are known.
+    """
+    mine: list[Row] = []
+    nodes: list[Row] = []
+    for r in query(directory, Filter()):
+        if order_id in r.order_ids:
+            mine.append(r)
+        elif r.source != "matcher" and r.cl_ord_id:
+            nodes.append(r)
+    accepted = [r for r in mine if r.kind == "accepted"]
+    if not accepted:
+        return mine
+    ids = {c for r in accepted for c in r.cl_ord_ids if c}
+    extra = [r for r in nodes if r.account == accepted[0].account and set(r.cl_ord_ids) & ids]
+    return sorted(mine + extra, key=lambda r: (r.ts, r.seq))
 
 
 # ------------------------------------------------------------- verification

@@ -241,41 +241,46 @@ class MarketDataNode(NodeThread):
         self.seqs[topic] = seq
         return seq
 
+    def _channels(self, u) -> list[str]:
+        """The channels an update goes out on: what _publish sends and _count numbers."""
+        out = []
+        if u.trades:
+            out.append("trades")
+        if u.levels:
+            out.append("l2")
+        if u.bbo is not None:
+            out.append("bbo")
+        if u.orders and self.mc.l3:
+            out.append("l3")
+        return out
+
     def _count(self, u) -> None:
         """Advance the topics' seqs for an update without sending it (see _publish)."""
-        sym, nxt, topic = u.symbol, self._next, self._topic
-        if u.trades:
-            nxt(topic(sym, "trades"))
-        if u.levels:
-            nxt(topic(sym, "l2"))
-        if u.bbo is not None:
-            nxt(topic(sym, "bbo"))
-        if u.orders and self.mc.l3:
-            nxt(topic(sym, "l3"))
+        for ch in self._channels(u):
+            self._next(self._topic(u.symbol, ch))
 
     def _publish(self, pub: zmq.Socket, u) -> None:
-        # Which topics an update touches must stay the same as in _count.
         sym, topic = u.symbol, self._topic
         f = self.fmt[sym]
         px, lots = f.price, f.lots
-        if u.trades:
-            t = topic(sym, "trades")
-            self._send(pub, t, md.Trades(symbol=sym, seq=self._next(t), mseq=u.seq, ts=u.ts, trades=[
-                md.TradeInfo(trade_id=tid, price=px(p), qty=lots(q), aggressor=SIDES[side])
-                for tid, p, q, side in u.trades]))
-        if u.levels:
-            t = topic(sym, "l2")
-            self._send(pub, t, md.L2Update(symbol=sym, seq=self._next(t), mseq=u.seq, ts=u.ts, changes=[
-                md.LevelChange(action=a, side=SIDES[side], price=px(p), qty=lots(q), orders=n)
-                for a, side, p, q, n in u.levels]))
-        if u.bbo is not None:
-            t = topic(sym, "bbo")
-            self._send(pub, t, self._bbo(sym, self._next(t), u.seq, u.ts, u.bbo))
-        if u.orders and self.mc.l3:
-            t = topic(sym, "l3")
-            self._send(pub, t, md.L3Update(symbol=sym, seq=self._next(t), mseq=u.seq, ts=u.ts, changes=[
-                md.OrderChange(action=a, order_id=oid, side=SIDES[side], price=px(p), qty=lots(q))
-                for a, oid, side, p, q in u.orders]))
+        for ch in self._channels(u):
+            t = topic(sym, ch)
+            seq = self._next(t)
+            if ch == "trades":
+                msg = md.Trades(symbol=sym, seq=seq, mseq=u.seq, ts=u.ts, trades=[
+                    md.TradeInfo(trade_id=tid, price=px(p), qty=lots(q), aggressor=SIDES[side])
+                    for tid, p, q, side in u.trades])
+            elif ch == "l2":
+                msg = md.L2Update(symbol=sym, seq=seq, mseq=u.seq, ts=u.ts, changes=[
+                    md.LevelChange(action=a, side=SIDES[side], price=px(p), qty=lots(q), orders=n)
+                    for a, side, p, q, n in u.levels])
+            elif ch == "bbo":
+                msg = self._bbo(sym, seq, u.seq, u.ts, u.bbo)
+            else:
+                msg = md.L3Update(symbol=sym, seq=seq, mseq=u.seq, ts=u.ts, changes=[
+                    md.OrderChange(action=a, order_id=oid, side=SIDES[side], price=px(p), qty=lots(q))
+                    for a, oid, side, p, q in u.orders])
+            self._send(pub, t, msg)
 
     def _bbo(self, sym: str, seq: int, mseq: int, ts: int, bbo: tuple) -> md.Bbo:
         f = self.fmt[sym]
