@@ -89,7 +89,7 @@ def cmd_gateway(args: argparse.Namespace) -> int:
     cfg = _load(args)
     node, g = GatewayNode(cfg), cfg.gateway
     return _serve_node(node, lambda: [
-        f"zex gateway {g.name}: {g.workers} workers, matcher at {node.matcher_endpoint}",
+        f"zex gateway {g.name}: {f'{g.workers} workers' if g.workers else 'no worker threads'}, matcher at {node.matcher_endpoint}",
         f"  clients (DEALER, protocol/SPEC.md) on {g.bind}"])
 
 

@@ -1,13 +1,19 @@
-"""The gateway node: a front thread that owns the client ROUTER, a pool of workers, a price feed.
+"""The gateway node: a front thread that owns the client ROUTER, and a pool of workers.
 
     ROUTER  cfg.bind            clients' DEALERs: one frame per message (protocol/SPEC.md)
     DEALER  matcher             identity "<name>": reports and answers come back here
+    SUB     matcher events      the last trade price per symbol (the workers' collar reference)
     PUSH    inproc, one/worker  [client, frame]; a client always goes to the same worker
     PULL    inproc              replies and session changes from the workers (worker.py)
     PAIR    inproc control      stop() sends b"STOP"
 
-    price thread: SUB to the matcher's event stream, keeps the last trade
-    price per symbol (the workers' collar reference); a dict with one writer.
+``workers = 0`` (the default) runs no worker threads: the front decodes and
+validates each request itself and sends the command out of its own DEALER.
+On CPython that is measured fastest (bench/README.md): the GIL lets one
+thread run Python at a time, so a worker thread adds a hand-off per request
+and no parallel work; a gateway scales by running more gateway processes.
+``workers = N`` keeps N threads, for an interpreter without a GIL or
+validation that waits on I/O.
 
 The front owns the session table (who is logged on as which account, and
 their heartbeats) and routes every report: a report in an account's
@@ -15,6 +21,8 @@ sequence (rseq > 0) goes to every live session of that account here; one
 outside it (rseq 0: a resent answer, an answer to a query) only to the
 session it names. A session silent for ``heartbeat_liveness`` intervals is
 dropped: it gets ``logged_out`` and its worker applies cancel-on-disconnect.
+The price feed is read last in a turn: clients and reports go first, and
+only the newest trade price per symbol matters.
 """
 
 from __future__ import annotations
@@ -56,6 +64,12 @@ log = logging.getLogger("zex.gateway")
 # The matcher's first answers to a request; each carries the ts the worker stamped.
 _ANSWERS_WITH_TS = frozenset({Accepted, Rejected, Cancelled, Replaced, KillSwitchSet})
 
+# Plain ints: pyzmq's flag enums cost a Python-level __or__ and __call__ per send.
+NOBLOCK = int(zmq.NOBLOCK)
+MORE_NOBLOCK = int(zmq.SNDMORE) | NOBLOCK
+POLLIN = int(zmq.POLLIN)
+EVENTS = int(zmq.EVENTS)
+
 TICK_S = 0.05  # how often the front looks at heartbeats; well under the 100 ms minimum interval
 MAX_MSG_BYTES = 1 << 20  # a client frame above this makes ZeroMQ drop the connection (ZMQ_MAXMSGSIZE)
 
@@ -89,7 +103,6 @@ class GatewayNode(NodeThread):
         tag = uuid.uuid4().hex
         self._back_addr = f"inproc://zex-gw-back-{tag}"
         self._work_addr = [f"inproc://zex-gw-work-{tag}-{i}" for i in range(self.gc.workers)]
-        self._price_ctrl = f"inproc://zex-gw-prices-{tag}"
         self.cash = Cash(cfg.instruments)
         self.rules = {a.id: AccountRules.build(a, cfg.instruments, self.cash) for a in cfg.accounts}
         self.refs: dict[str, int] = {}
@@ -97,7 +110,8 @@ class GatewayNode(NodeThread):
         self.by_account: dict[str, set[bytes]] = defaultdict(set)
         self.next_rseq: dict[str, int] = {}
         self.workers: list[Worker] = []
-        self._threads: list[threading.Thread] = []  # workers and the price feed; the front joins them
+        self._inline: Worker | None = None  # workers = 0: the front's own Worker
+        self._threads: list[threading.Thread] = []  # the workers; the front joins them
         self.dropped_reports = 0  # frames a client could not take (gone or not reading)
         self.orphan_reports = 0  # rseq-0 reports whose session had ended
         self.bad_reports = 0
@@ -162,11 +176,11 @@ class GatewayNode(NodeThread):
         ctx, gc = self.ctx, self.gc
         router = ctx.socket(zmq.ROUTER)
         dealer = ctx.socket(zmq.DEALER)
+        sub = ctx.socket(zmq.SUB)
         back = ctx.socket(zmq.PULL)
         ctrl = ctx.socket(zmq.PAIR)
-        price_ctrl = ctx.socket(zmq.PAIR)
         pushes = [ctx.socket(zmq.PUSH) for _ in range(gc.workers)]
-        sockets = [router, dealer, back, ctrl, price_ctrl, *pushes]
+        sockets = [router, dealer, sub, back, ctrl, *pushes]
         try:
             for s in sockets:
                 s.linger = 0
@@ -175,12 +189,21 @@ class GatewayNode(NodeThread):
             router.maxmsgsize = MAX_MSG_BYTES
             router.bind(gc.bind)
             dealer.identity = gc.name.encode()
+            dealer.sndhwm = 100_000
             dealer.connect(self.matcher_endpoint)
+            sub.subscribe(b"ev")
+            sub.connect(self.events_endpoint)
             back.bind(self._back_addr)
-            price_ctrl.bind(self._price_ctrl)
             for push, addr in zip(pushes, self._work_addr):
                 push.bind(addr)
             ctrl.connect(self._ctrl_addr)
+            if not gc.workers:
+                def out(frames: list[bytes]) -> None:
+                    self._from_worker(router, frames, time.monotonic())
+
+                self._inline = Worker.inline(gc.name, ctx, out, dealer, self.cfg.instruments, self.rules,
+                                             self.cash, self.refs, audit=self.audit_endpoint)
+                self.workers.append(self._inline)
             started = threading.Semaphore(0)
             for i in range(gc.workers):
                 w = Worker(i, gc.name, ctx, self._work_addr[i], self._back_addr, self.matcher_endpoint,
@@ -189,40 +212,39 @@ class GatewayNode(NodeThread):
                 t = threading.Thread(target=w.run, args=(started.release,), name=f"zex-gw-worker-{i}", daemon=True)
                 self._threads.append(t)
                 t.start()
-            t = threading.Thread(target=self._prices, name="zex-gw-prices", daemon=True)
-            self._threads.append(t)
-            t.start()
             for _ in range(gc.workers):
                 if not started.acquire(timeout=10):
                     raise TimeoutError("a gateway worker did not start within 10 s")
-            log.info("gateway %s: clients on %s, matcher at %s, %d workers",
-                     gc.name, gc.bind, self.matcher_endpoint, gc.workers)
+            log.info("gateway %s: clients on %s, matcher at %s, %s",
+                     gc.name, gc.bind, self.matcher_endpoint,
+                     f"{gc.workers} worker threads" if gc.workers else "requests handled in the front thread")
             self._ready.set()
-            self._loop(router, dealer, back, ctrl, pushes)
+            self._loop(router, dealer, sub, back, ctrl, pushes)
         finally:
             for push in pushes:
                 try:
                     push.send_multipart([b"", b"STOP"], zmq.NOBLOCK)
                 except zmq.ZMQError:
                     pass
-            try:
-                price_ctrl.send(b"STOP", zmq.NOBLOCK)
-            except zmq.ZMQError:
-                pass
             for t in self._threads:
                 t.join(5)
+            if self._inline is not None:
+                self._inline.close()
             for s in sockets:
                 s.close(0)
 
-    def _loop(self, router, dealer, back, ctrl, pushes) -> None:
+    def _loop(self, router, dealer, sub, back, ctrl, pushes) -> None:
         poller = zmq.Poller()
-        for s in (router, dealer, back, ctrl):
-            poller.register(s, zmq.POLLIN)
+        for s in (router, dealer, back, ctrl, sub):
+            poller.register(s, POLLIN)
         reports = Reports(self.cfg.instruments, self.cash)
         self._back = back
         n = len(pushes)
         sessions = self.sessions
-        NOBLOCK = zmq.NOBLOCK
+        inline = self._inline
+        handle = inline.handle if inline is not None else None
+        recv = router.recv_multipart
+        router_events, dealer_events = router.getsockopt, dealer.getsockopt
         next_tick = time.monotonic() + TICK_S
         while True:
             ready = dict(poller.poll(TICK_S * 1000))
@@ -231,27 +253,39 @@ class GatewayNode(NodeThread):
                 return
             if router in ready:
                 for _ in range(1000):  # bounded so reports and heartbeats keep their turn
+                    # Asking first is cheaper than the zmq.Again that would end every turn.
+                    if not router_events(EVENTS) & POLLIN:
+                        break
                     try:
-                        frames = router.recv_multipart(NOBLOCK)
+                        frames = recv(NOBLOCK)
                     except zmq.Again:
                         break
                     client = frames[0]
                     sess = sessions.get(client)
                     if sess is not None:
                         sess.last_rx = now
-                    pushes[hash(client) % n].send_multipart(frames)
+                    if handle is None:
+                        pushes[hash(client) % n].send_multipart(frames)
+                    elif len(frames) == 2:
+                        handle(client, frames[1])
+                    else:
+                        inline.too_many_frames(client, len(frames) - 1)
             # The workers' pipe first, and whenever the matcher has spoken too: a worker
             # announces a session here before it asks the matcher for the account's rseq,
             # and the answer may come in after this poll but before we read the matcher.
-            if back in ready or dealer in ready:
+            if n and (back in ready or dealer in ready):
                 self._drain_back(router, back, now)
             if dealer in ready:
                 for _ in range(1000):
+                    if not dealer_events(EVENTS) & POLLIN:
+                        break
                     try:
                         frame = dealer.recv(NOBLOCK)
                     except zmq.Again:
                         break
                     self._from_matcher(router, reports, frame, now)
+            if sub in ready:
+                self._prices(sub)
             if now >= next_tick:
                 next_tick = now + TICK_S
                 self._heartbeats(router, pushes, now)
@@ -259,14 +293,15 @@ class GatewayNode(NodeThread):
     def _drain_back(self, router, back, now: float) -> None:
         while True:
             try:
-                frames = back.recv_multipart(zmq.NOBLOCK)
+                frames = back.recv_multipart(NOBLOCK)
             except zmq.Again:
                 return
             self._from_worker(router, frames, now)
 
     def _send(self, router, client: bytes, frame: bytes, now: float) -> None:
         try:
-            router.send_multipart([client, frame], zmq.NOBLOCK)
+            router.send(client, MORE_NOBLOCK)  # a ROUTER refuses a message at its first frame or not at all
+            router.send(frame, NOBLOCK)
         except zmq.ZMQError:  # EHOSTUNREACH (gone) or EAGAIN (not reading): it recovers by rseq
             self.dropped_reports += 1
             return
@@ -363,7 +398,10 @@ class GatewayNode(NodeThread):
                 self._end(client)
                 self._send(router, client, encode(m.LoggedOut(reason="heartbeat", text=(
                     f"nothing received for {liveness} heartbeat intervals of {sess.hb:g} s"))), now)
-                pushes[hash(client) % len(pushes)].send_multipart([b"", b"DROP", client])
+                if self._inline is not None:
+                    self._inline.drop(client, "heartbeat")
+                else:
+                    pushes[hash(client) % len(pushes)].send_multipart([b"", b"DROP", client])
                 self.heartbeat_drops += 1
                 log.info("dropped session %s of %s: heartbeat lost", sess.session_id, sess.account)
             elif now - sess.last_tx >= sess.hb and not sess.pending:
@@ -372,32 +410,18 @@ class GatewayNode(NodeThread):
 
     # --------------------------------------------------------- price feed
 
-    def _prices(self) -> None:
-        """Keep ``refs`` (symbol -> last trade ticks) from the matcher's event stream."""
-        sub = self.ctx.socket(zmq.SUB)
-        ctrl = self.ctx.socket(zmq.PAIR)
-        try:
-            sub.linger = ctrl.linger = 0
-            sub.subscribe(b"ev")
-            sub.connect(self.events_endpoint)
-            ctrl.connect(self._price_ctrl)
-            poller = zmq.Poller()
-            poller.register(sub, zmq.POLLIN)
-            poller.register(ctrl, zmq.POLLIN)
-            refs = self.refs
-            while True:
-                ready = dict(poller.poll())
-                if ctrl in ready:
-                    return
-                try:
-                    batch = batch_decoder.decode(sub.recv_multipart()[1])
-                except (msgspec.DecodeError, msgspec.ValidationError, IndexError):
-                    continue
-                for ev in batch.events:
-                    if type(ev) is Trade:
-                        refs[ev.symbol] = ev.price
-        except zmq.ContextTerminated:
-            return
-        finally:
-            sub.close(0)
-            ctrl.close(0)
+    def _prices(self, sub: zmq.Socket) -> None:
+        """Keep ``refs`` (symbol -> last trade ticks) from what the event stream has waiting."""
+        refs = self.refs
+        for _ in range(1000):
+            try:
+                frames = sub.recv_multipart(NOBLOCK)
+            except zmq.Again:
+                return
+            try:
+                batch = batch_decoder.decode(frames[1])
+            except (msgspec.DecodeError, msgspec.ValidationError, IndexError):
+                continue  # a heartbeat ([hb, seq] decodes as no batch) or a foreign frame
+            for ev in batch.events:
+                if type(ev) is Trade:
+                    refs[ev.symbol] = ev.price

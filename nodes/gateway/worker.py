@@ -9,6 +9,12 @@ to it (so one client's requests are handled in order, by one thread):
                                     [b"X", client]          the client logged out
     DEALER  to the matcher          identity "<gateway>/<n>"; internal commands (protocol/internal.py)
 
+With ``gateway.workers = 0`` there is no thread: the front owns one Worker
+and calls ``handle`` itself (``Worker.inline``), its replies go straight to
+the front's routing and its commands out of the front's DEALER. On CPython
+that is the fastest arrangement (one GIL: a worker thread adds a hand-off
+per request and no parallel work; bench/README.md).
+
 A refused request gets a ``reject`` with seq 0 from here and never reaches
 the matcher: it changed nothing and did not use up its cl_ord_id.
 """
@@ -66,6 +72,7 @@ STPS = {"none": STP_NONE, "cancel_newest": STP_CANCEL_NEWEST, "cancel_oldest": S
         "cancel_both": STP_CANCEL_BOTH}
 KILLS = {"off": KILL_OFF, "block": KILL_BLOCK, "reduce_only": KILL_REDUCE_ONLY}
 QUERIES = {"orders": Q_ORDERS, "positions": Q_POSITIONS, "book": Q_BOOK}
+PARSE_CACHE_MAX = 20_000  # parsed price or qty strings kept per symbol before starting over
 
 
 class Session:
@@ -98,6 +105,26 @@ class Worker:
         self.reject_counts: dict[int, int] = {}  # reason code -> rejects here (metrics)
         self.audit_endpoint = audit
         self.audit: AuditPush | None = None  # made in run(): the socket belongs to this thread
+        self.out = None  # replies to the front: frames -> None (the PUSH, or the front itself)
+        self.dealer: zmq.Socket | None = None
+        # Parsed prices and quantities per symbol: a busy book repeats the same few hundred
+        # strings, and Decimal parsing is a third of a new order's cost here. Only valid
+        # strings are kept; a bad one is parsed (and refused) every time.
+        self._ticks: dict[str, dict[str, int]] = {i.symbol: {} for i in instruments}
+        self._lots: dict[str, dict[str, int]] = {i.symbol: {} for i in instruments}
+
+    @classmethod
+    def inline(cls, name: str, ctx: zmq.Context, out, dealer: zmq.Socket, instruments: tuple[Instrument, ...],
+               rules: dict[str, AccountRules], cash: Cash, refs: dict[str, int], audit: str = "") -> Worker:
+        """A worker with no thread of its own: the calling thread owns it and ``dealer``."""
+        w = cls(0, name, ctx, "", "", "", instruments, rules, cash, refs, audit)
+        w.out, w.dealer = out, dealer
+        w.audit = AuditPush(ctx, audit, name)
+        return w
+
+    def close(self) -> None:
+        if self.audit is not None:
+            self.audit.close()
 
     def run(self, ready) -> None:
         ctx = self.ctx
@@ -112,7 +139,7 @@ class Worker:
             dealer.identity = f"{self.name}/{self.index}".encode()
             dealer.sndhwm = 100_000
             dealer.connect(self.matcher)
-            self.push, self.dealer = push, dealer
+            self.out, self.dealer = push.send_multipart, dealer
             self.audit = AuditPush(ctx, self.audit_endpoint, self.name)
             ready()
             recv = pull.recv_multipart
@@ -122,9 +149,8 @@ class Worker:
                 if frames[0]:
                     if len(frames) == 2:
                         handle(frames[0], frames[1])
-                    else:  # several frames from one client: the spec allows exactly one
-                        self.reject(frames[0], "", "", Reason.MALFORMED,
-                                    f"a message is exactly one frame; got {len(frames) - 1}")
+                    else:
+                        self.too_many_frames(frames[0], len(frames) - 1)
                 elif frames[1] == b"STOP":
                     return
                 elif frames[1] == b"DROP":
@@ -134,8 +160,7 @@ class Worker:
         finally:
             for s in (pull, push, dealer):
                 s.close(0)
-            if self.audit is not None:
-                self.audit.close()
+            self.close()
 
     # ------------------------------------------------------------ replies
 
@@ -148,7 +173,11 @@ class Worker:
                           sess.rules.id if sess is not None else "", client, cl_ord_id, code, text)
         msg = m.Reject(cl_ord_id=cl_ord_id, ref_type=ref_type, reason=int(reason), reason_name=reason.name,
                        text=text)
-        self.push.send_multipart([b"R", client, encode(msg)])
+        self.out([b"R", client, encode(msg)])
+
+    def too_many_frames(self, client: bytes, n: int) -> None:
+        """Several frames from one client: the spec allows exactly one."""
+        self.reject(client, "", "", Reason.MALFORMED, f"a message is exactly one frame; got {n}")
 
     def send(self, cmd) -> None:
         self.forwarded += 1
@@ -197,7 +226,7 @@ class Worker:
             return self.kill_switch(client, msg, sess.rules)
         if t is m.Logout:
             self.drop(client, "logout")
-            self.push.send_multipart([b"X", client])
+            self.out([b"X", client])
         return None
 
     def logon(self, client: bytes, msg: m.Logon, sess: Session | None) -> None:
@@ -210,7 +239,7 @@ class Worker:
         if sess is None:
             self.sessions[client] = Session(rules)
         self.audit.record("logon", rules.id, client)
-        self.push.send_multipart([b"S", client, msg.account.encode(), str(msg.heartbeat_ms).encode(),
+        self.out([b"S", client, msg.account.encode(), str(msg.heartbeat_ms).encode(),
                                   uuid.uuid4().hex[:16].encode()])
         # The answer (the account's last rseq) completes the logon at the front.
         self.send(QueryCmd(self.name, client, rules.id, Q_REPORTS, "", "", 1, 0))
@@ -229,6 +258,26 @@ class Worker:
             self.reject(client, kind, msg.cl_ord_id, Reason.UNKNOWN_SYMBOL,
                         f"symbol {msg.symbol!r} is not listed; listed: {', '.join(self.inst)}")
         return inst
+
+    def _ticks_of(self, inst: Instrument, text: str) -> int:
+        cache = self._ticks[inst.symbol]
+        ticks = cache.get(text)
+        if ticks is None:
+            ticks = inst.price_to_ticks(text)  # raises for a bad price: nothing is cached
+            if len(cache) >= PARSE_CACHE_MAX:
+                cache.clear()
+            cache[text] = ticks
+        return ticks
+
+    def _lots_of(self, inst: Instrument, text: str) -> int:
+        cache = self._lots[inst.symbol]
+        lots = cache.get(text)
+        if lots is None:
+            lots = inst.qty_to_lots(text)
+            if len(cache) >= PARSE_CACHE_MAX:
+                cache.clear()
+            cache[text] = lots
+        return lots
 
     def new_order(self, client: bytes, msg: m.NewOrder, rules: AccountRules) -> None:
         inst = self._instrument(client, "new_order", msg)
@@ -250,8 +299,8 @@ class Worker:
         if problem is not None:
             return self.reject(client, "new_order", msg.cl_ord_id, *problem)
         try:
-            lots = inst.qty_to_lots(msg.qty)
-            ticks = 0 if market else inst.price_to_ticks(msg.price)
+            lots = self._lots_of(inst, msg.qty)
+            ticks = 0 if market else self._ticks_of(inst, msg.price)
         except ProtocolError as exc:
             return self.reject(client, "new_order", msg.cl_ord_id, exc.reason, exc.text)
         side = BUY if msg.side == "buy" else SELL
@@ -284,8 +333,8 @@ class Worker:
             return self.reject(client, "replace", msg.cl_ord_id, Reason.MISSING_FIELD,
                                "name the order: order_id or orig_cl_ord_id is required")
         try:
-            lots = inst.qty_to_lots(msg.qty)
-            ticks = inst.price_to_ticks(msg.price)
+            lots = self._lots_of(inst, msg.qty)
+            ticks = self._ticks_of(inst, msg.price)
         except ProtocolError as exc:
             return self.reject(client, "replace", msg.cl_ord_id, exc.reason, exc.text)
         ref = self.refs.get(inst.symbol) or inst.ref_ticks

@@ -74,6 +74,7 @@ class Exchange:
     matcher: NodeProcess | None = None
     gateways: dict[str, NodeProcess] = field(default_factory=dict)
     endpoints: dict[str, str] = field(default_factory=dict)
+    workers: int = 0  # gateway.workers for start_gateway: 0 (front thread) or worker threads
 
     def config(self) -> Path:
         path = self.tmp / "zex.toml"
@@ -90,18 +91,22 @@ class Exchange:
                                        self.tmp / "matcher.log")
         return self.matcher
 
-    def start_gateway(self, name: str = "gw1", workers: int = 2) -> str:
+    def start_gateway(self, name: str = "gw1") -> str:
         """Start (or restart) gateway ``name``; return the endpoint clients connect to."""
         ep = self.endpoints.setdefault(name, f"tcp://127.0.0.1:{free_port()}")
         self.gateways[name] = self.start_node(
-            ["gateway", "--config", str(self.config()), "--name", name, "--bind", ep, "--workers", str(workers)],
+            ["gateway", "--config", str(self.config()), "--name", name, "--bind", ep, "--workers",
+             str(self.workers)],
             "Ctrl+C to quit", self.tmp / f"{name}.log")
         return ep
 
 
-@pytest.fixture
-def exchange(tmp_path, nodes, ipc_dir) -> Exchange:
-    ex = Exchange(tmp_path, nodes, f"ipc://{ipc_dir}/m", f"ipc://{ipc_dir}/ev", tmp_path / "data")
+@pytest.fixture(params=[0, 2], ids=["front", "2workers"])
+def exchange(request, tmp_path, nodes, ipc_dir) -> Exchange:
+    """Every order-entry test runs against both gateway arrangements: requests handled in the
+    front thread (workers = 0, the default) and handed to two worker threads."""
+    ex = Exchange(tmp_path, nodes, f"ipc://{ipc_dir}/m", f"ipc://{ipc_dir}/ev", tmp_path / "data",
+                  workers=request.param)
     ex.start_matcher()
     ex.start_gateway()
     return ex
