@@ -59,6 +59,11 @@ log = logging.getLogger("zex.matcher")
 POLL_MS = 100  # idle wake-up for the fsync timer; 10..1000 is reasonable
 HOLD_S = 2.0  # how long report frames wait for an unreachable gateway; 0.5..10 is reasonable
 HOLD_MAX = 10_000  # frames held per gateway before the oldest are dropped
+# Plain ints: pyzmq's flag enums cost a Python-level __or__ and __call__ per send.
+NOBLOCK = int(zmq.NOBLOCK)
+MORE_NOBLOCK = int(zmq.SNDMORE) | NOBLOCK
+POLLIN = int(zmq.POLLIN)
+EVENTS = int(zmq.EVENTS)
 IDLE_ENCODE = 20_000  # state entries encoded per idle poll (about 20 ms); 1k..100k is reasonable
 
 
@@ -227,21 +232,22 @@ class MatcherNode(NodeThread):
         # consumer that sees a gap can always fill it. PUB never blocks.
         batch = encoder.encode(EventBatch(first_seq, last_seq, events))
         eventlog.append(first_seq, last_seq, batch)
-        pub.send_multipart([b"ev", batch], zmq.NOBLOCK)
+        pub.send(b"ev", MORE_NOBLOCK)
+        pub.send(batch, NOBLOCK)
 
     def _loop(self, engine, journal, eventlog: EventLog, router, pub, ctrl) -> None:
         mc = self.mc
         poller = zmq.Poller()
-        poller.register(router, zmq.POLLIN)
-        poller.register(ctrl, zmq.POLLIN)
+        poller.register(router, POLLIN)
+        poller.register(ctrl, POLLIN)
         recv = router.recv_multipart
+        router_events = router.getsockopt
         decode = command_decoder.decode
         process = engine.process
         events, reports = engine.events, engine.reports
         max_batch = mc.max_batch
         snapshot_every = mc.snapshot_every
         next_snapshot = (engine.seq // snapshot_every + 1) * snapshot_every if snapshot_every else 0
-        NOBLOCK = zmq.NOBLOCK
         publish = self._publish
         perf = time.perf_counter
         h_command, h_journal, h_batch = self.h_command, self.h_journal, self.h_batch
@@ -266,6 +272,9 @@ class MatcherNode(NodeThread):
             queries: list[QueryCmd] = []
             first_seq = engine.seq + 1
             for _ in range(max_batch):
+                # Asking first is cheaper than the zmq.Again that would end every turn.
+                if not router_events(EVENTS) & POLLIN:
+                    break
                 try:
                     frames = recv(NOBLOCK)
                 except zmq.Again:
@@ -330,7 +339,8 @@ class MatcherNode(NodeThread):
                 self._hold(held, frame)
                 continue
             try:
-                router.send_multipart([gw.encode(), frame], zmq.NOBLOCK)
+                router.send(gw.encode(), MORE_NOBLOCK)  # refused at the first frame or not at all
+                router.send(frame, NOBLOCK)
             except zmq.ZMQError as exc:
                 if exc.errno == errno.EHOSTUNREACH:
                     self._held[gw] = held = deque()
@@ -356,7 +366,8 @@ class MatcherNode(NodeThread):
                     held.clear()
                     break
                 try:
-                    router.send_multipart([name, frame], zmq.NOBLOCK)
+                    router.send(name, MORE_NOBLOCK)
+                    router.send(frame, NOBLOCK)
                 except zmq.ZMQError:
                     break
                 held.popleft()
