@@ -686,6 +686,19 @@ def main() -> None:
         help="matcher.snapshot_every (0: no snapshots); default: the config default",
     )
     ap.add_argument(
+        "--gateways", default="1,2", help="gateway process counts to measure, e.g. 1 or 1,2"
+    )
+    ap.add_argument(
+        "--sweep",
+        default="0,1,2,4",
+        help="gateway.workers values for the worker sweep on one gateway ('' to skip)",
+    )
+    ap.add_argument(
+        "--rates",
+        default="0.25,0.5,0.9",
+        help="open-loop rates as fractions of the measured maximum ('' to skip)",
+    )
+    ap.add_argument(
         "--quick",
         action="store_true",
         help="a smoke run of a few seconds: tiny counts, one gateway",
@@ -703,9 +716,12 @@ def main() -> None:
         return metrics_compare(args)
     if args.quick:
         args.orders, args.pipelined, args.window, args.rounds, args.seconds = 200, 1000, 64, 1, 0.5
-    gateways = [1] if args.quick else [1, 2]
-    sweep = [] if args.quick else [1, 2, 4]
-    rates = [0.5] if args.quick else [0.25, 0.5, 0.9]
+    def ints(text: str, conv=int) -> list:
+        return [conv(x) for x in text.split(",") if x.strip()]
+
+    gateways = [1] if args.quick else ints(args.gateways)
+    sweep = [] if args.quick else ints(args.sweep)
+    rates = [0.5] if args.quick else ints(args.rates, float)
     warm = max(100, args.orders // 10)
     pwarm = max(500, args.pipelined // 10)
     hist = (

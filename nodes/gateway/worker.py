@@ -63,6 +63,7 @@ from zex.protocol.numbers import Cash, Instrument
 from zex.protocol.reasons import Reason
 
 from ..audit import AuditPush
+from ..hotpath import send
 from .risk import AccountRules, TokenBucket
 
 log = logging.getLogger("zex.gateway")
@@ -181,7 +182,7 @@ class Worker:
 
     def send(self, cmd) -> None:
         self.forwarded += 1
-        self.dealer.send(internal_encoder.encode(cmd))
+        send(self.dealer, internal_encoder.encode(cmd), 0)
 
     # ----------------------------------------------------------- requests
 

@@ -39,6 +39,7 @@ from zex.protocol.internal import BUY
 from zex.protocol.reasons import Reason
 
 from ..config import Config
+from ..hotpath import MORE_NOBLOCK as _MORE, NOBLOCK as _NOBLOCK, send
 from ..metrics import LATENCY_BUCKETS, histogram
 from ..service import NodeThread
 from ..stream import EventStream
@@ -47,8 +48,6 @@ from .view import MarketView
 log = logging.getLogger("zex.marketdata")
 
 POLL_MS = 100  # idle wake-up for heartbeats and replay timeouts
-_MORE = int(zmq.SNDMORE | zmq.NOBLOCK)
-_NOBLOCK = int(zmq.NOBLOCK)
 MAX_REQUEST = 4096  # bytes; a SnapshotRequest is well under 100 (SPEC.md §12.4)
 MAX_WAITING = 10_000  # snapshot requests held while catching up at start
 SIDES = {1: "buy", 2: "sell"}
@@ -225,8 +224,8 @@ class MarketDataNode(NodeThread):
     def _send(self, pub: zmq.Socket, topic: bytes, msg: msgspec.Struct) -> None:
         # Two sends with int flags: pyzmq's send_multipart checks types and builds its flags
         # from enums per call, measured at twice the cost (bench/README.md, market data).
-        pub.send(topic, _MORE)
-        pub.send(md.encoder.encode(msg), _NOBLOCK)
+        send(pub, topic, _MORE)
+        send(pub, md.encoder.encode(msg), _NOBLOCK)
         self.published += 1
         self._sent_at[topic] = time.monotonic()
 
