@@ -200,7 +200,14 @@ class Proc:
 class Exchange:
     """One matcher, gateways gw1..gwN and echo servers, on loopback ports, in a temp dir."""
 
-    def __init__(self, tmp: Path, clients: int, matcher: dict | None = None, metrics: bool = False) -> None:
+    def __init__(
+        self,
+        tmp: Path,
+        clients: int,
+        matcher: dict | None = None,
+        metrics: bool = False,
+        link: str = "tcp",
+    ) -> None:
         self.tmp = tmp
         self.metrics = metrics  # exporters on free ports (scraped by the bench), else off
         self.metrics_urls: list[str] = []
@@ -213,9 +220,13 @@ class Exchange:
         accounts = "".join(
             f'\n[[accounts]]\nid = "{a}"\ncredential = "x"\n' for acs in self.accounts for a in acs
         )
+        # gateways -> matcher: tcp loopback, or ipc (a Unix socket: same host, fewer kernel layers)
+        matcher_ep = (
+            f"ipc://{tmp / 'matcher.sock'}" if link == "ipc" else f"tcp://127.0.0.1:{free_port()}"
+        )
         self.config = tmp / "zex.toml"
         self.config.write_text(
-            f'[matcher]\nbind = "tcp://127.0.0.1:{free_port()}"\n'
+            f'[matcher]\nbind = "{matcher_ep}"\n'
             f'events_bind = "tcp://127.0.0.1:{free_port()}"\n'
             f'replay_bind = "tcp://127.0.0.1:{free_port()}"\n'
             + (f'metrics_bind = "127.0.0.1:{mport}"\n' if metrics else 'metrics_bind = ""\n')
@@ -686,6 +697,12 @@ def main() -> None:
         help="matcher.snapshot_every (0: no snapshots); default: the config default",
     )
     ap.add_argument(
+        "--link",
+        default="tcp",
+        choices=["tcp", "ipc"],
+        help="the gateway -> matcher transport (clients always use tcp)",
+    )
+    ap.add_argument(
         "--gateways", default="1,2", help="gateway process counts to measure, e.g. 1 or 1,2"
     )
     ap.add_argument(
@@ -740,6 +757,7 @@ def main() -> None:
             "digest_every": args.digest_every,
             "snapshot_every": args.snapshot_every,
         },
+        link=args.link,
     )
     run = Runner(ex.accounts)
     t_start = time.monotonic()
@@ -892,7 +910,7 @@ def report(args, gateways, samples, opens, sweeps, elapsed: float, hist: str) ->
         f"{args.rounds} round(s) interleaved with {args.rounds + 1} baseline runs; "
         f"latency n={args.orders:,}/client, pipelined {args.pipelined:,} orders/client, "
         f"window {args.window}; "
-        f"gateway workers {args.workers}; matcher fsync={args.fsync} "
+        f"gateway workers {args.workers}, link {args.link}; matcher fsync={args.fsync} "
         f"digest_every={args.digest_every} "
         f"snapshot_every={args.snapshot_every}; histogram {hist}"
     )

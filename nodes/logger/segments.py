@@ -178,3 +178,4 @@ class AuditWriter:
             self._sync.on_close(self._file.fileno())
             self._file.close()
             self._file = None
+        self._sync.close()

@@ -23,8 +23,9 @@ a record is never skipped silently.
 
 fsync policy (config ``fsync``):
   always  fsync after every group commit, before any ack: survives power loss.
-  batch   fsync at most every ``fsync_interval_ms``: a power loss may lose the
-          last interval of acked commands; a process crash loses nothing.
+  batch   fsync every ``fsync_interval_ms`` while there are new records, in a
+          syncer thread (durability.py), never on the matcher's: a power loss
+          may lose the last interval of acked commands; a process crash loses nothing.
   off     never fsync: the OS writes back when it likes; a process crash
           loses nothing, a power loss may lose seconds.
 """
@@ -210,7 +211,7 @@ class Journal:
     def _rotate(self, first_seq: int) -> None:
         if self._file is not None:
             self._file.flush()
-            os.fsync(self._file.fileno())
+            self._sync.on_close(self._file.fileno())
             self._file.close()
         path = self.dir / segment_name(first_seq)
         self._file = open(path, "ab")
@@ -238,17 +239,13 @@ class Journal:
         self.next_seq = first_seq + len(commands)
         self._sync.after_write(self._file.fileno())
 
-    def sync_if_due(self) -> None:
-        """Under the batch policy, fsync a write that is older than the interval (call when idle)."""
-        if self._file is not None:
-            self._sync.if_due(self._file.fileno())
-
     def close(self) -> None:
         if self._file is not None:
             self._file.flush()
             self._sync.on_close(self._file.fileno())
             self._file.close()
             self._file = None
+        self._sync.close()
 
 
 def _fsync_dir(directory: Path) -> None:

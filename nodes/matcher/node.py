@@ -57,7 +57,7 @@ from .snapshot import write_snapshot
 
 log = logging.getLogger("zex.matcher")
 
-POLL_MS = 100  # idle wake-up for the fsync timer; 10..1000 is reasonable
+POLL_MS = 100  # idle wake-up for heartbeats and idle encoding; 10..1000 is reasonable
 HOLD_S = 2.0  # how long report frames wait for an unreachable gateway; 0.5..10 is reasonable
 HOLD_MAX = 10_000  # frames held per gateway before the oldest are dropped
 IDLE_ENCODE = 20_000  # state entries encoded per idle poll (about 20 ms); 1k..100k is reasonable
@@ -256,7 +256,6 @@ class MatcherNode(NodeThread):
             if self._held:
                 self._flush_held(router)
             if router not in ready:
-                journal.sync_if_due()
                 engine.catch_up(IDLE_ENCODE)  # idle: get ahead of the next digest and snapshot
                 now = time.monotonic()
                 if now >= quiet_until:  # lets a consumer tell a quiet matcher from a lost batch
