@@ -413,16 +413,23 @@ class GatewayNode(NodeThread):
 
     def _prices(self, sub: zmq.Socket) -> None:
         """Keep ``refs`` (symbol -> last trade ticks) from what the event stream has waiting."""
-        refs = self.refs
-        for _ in range(1000):
+        refs, recv, events = self.refs, sub.recv, sub.getsockopt
+        for i in range(1000):
+            if i == 1 and not events(EVENTS) & POLLIN:
+                return
             try:
-                frames = sub.recv_multipart(NOBLOCK)
+                topic = recv(NOBLOCK)
+                if topic != b"ev":  # not the matcher's [ev, batch]: skip all its frames
+                    while events(RCVMORE):
+                        recv(NOBLOCK)
+                    continue
+                body = recv(NOBLOCK)
             except zmq.Again:
                 return
             try:
-                batch = batch_decoder.decode(frames[1])
-            except (msgspec.DecodeError, msgspec.ValidationError, IndexError):
-                continue  # a heartbeat ([hb, seq] decodes as no batch) or a foreign frame
+                batch = batch_decoder.decode(body)
+            except (msgspec.DecodeError, msgspec.ValidationError):
+                continue
             for ev in batch.events:
                 if type(ev) is Trade:
                     refs[ev.symbol] = ev.price

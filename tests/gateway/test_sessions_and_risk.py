@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from zex.protocol import messages as m
 from zex.protocol.reasons import Reason
 
@@ -162,3 +164,29 @@ def test_many_clients_logging_on_at_once_each_get_their_logon_ack(exchange):
         assert all(isinstance(a, m.LogonAck) for a in acks), [type(a).__name__ for a in acks]
     finally:
         ctx.destroy(linger=0)
+
+
+def test_the_price_collar_follows_the_last_trade_from_the_event_stream(exchange, ctx):
+    ep = exchange.endpoints["gw1"]
+    risky = connect(ctx, ep, "risky", "risky-pw")
+    alice = connect(ctx, ep, "alice", "alice-pw")
+    bob = connect(ctx, ep, "bob", "bob-pw")
+    # Reference 10, collar 10 %: 11.50 is outside [9, 11] until a trade moves the reference.
+    r = risky.order("c-0", "buy", "1", "11.50")
+    assert r.reason == Reason.PRICE_COLLAR and "[9, 11]" in r.text
+    alice.order("a-c", "sell", "1", "10.80")
+    assert isinstance(bob.order("b-c", "buy", "1", "10.80"), m.Ack)
+    bob.expect(lambda x: isinstance(x, m.Fill))
+    # The gateway learns the trade price from the matcher's event stream, a moment after the
+    # fill: ask again until the collar is [9.72, 11.88].
+    deadline, i = time.monotonic() + 10, 0
+    while True:
+        i += 1
+        r = risky.order(f"c-{i}", "buy", "1", "11.50")
+        if isinstance(r, m.Ack) or time.monotonic() > deadline:
+            break
+        assert r.reason == Reason.PRICE_COLLAR, r
+        time.sleep(0.005)  # paces the retries; the deadline, not this, bounds the wait
+    assert isinstance(r, m.Ack), r
+    r = risky.order("c-high", "buy", "1", "11.90")
+    assert r.reason == Reason.PRICE_COLLAR and "11.88" in r.text, r
