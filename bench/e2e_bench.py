@@ -281,6 +281,11 @@ class Exchange:
         self._start(name, [os.path.abspath(__file__), "--echo-server", ep])
         return ep
 
+    def start_relay(self, name: str, target: str) -> str:
+        ep = self.endpoints.setdefault(name, f"tcp://127.0.0.1:{free_port()}")
+        self._start(name, [os.path.abspath(__file__), "--relay-server", ep, target])
+        return ep
+
     def stop(self) -> None:
         for name in [n for n in self.procs if n != "matcher"] + ["matcher"]:
             p = self.procs.pop(name, None)
@@ -300,7 +305,7 @@ def echo_server(endpoint: str) -> None:
     n = 0
     try:
         while True:
-            client, frame = router.recv_multipart()
+            *route, frame = router.recv_multipart()  # [client, frame], or via a relay [relay, client, frame]
             msg = decode_request(frame)
             n += 1
             t = type(msg)
@@ -326,12 +331,33 @@ def echo_server(endpoint: str) -> None:
                 reply = m.LoggedOut(reason="logout")
             else:
                 continue
-            router.send_multipart([client, encode(reply)])
+            router.send_multipart([*route, encode(reply)])
     except KeyboardInterrupt:
         pass
     finally:
         router.close(0)
         ctx.term()
+
+
+def relay_server(front: str, back: str) -> None:
+    """The transport floor: zex's hops with no work in them. A ROUTER for clients forwards
+    to a DEALER connected to an echo server, in libzmq's zmq_proxy (C, no Python per message):
+    client -> relay -> echo -> relay -> client, the hops of client -> gateway -> matcher."""
+    ctx = zmq.Context()
+    f, b = ctx.socket(zmq.ROUTER), ctx.socket(zmq.DEALER)
+    for sock in (f, b):
+        sock.linger = 0
+        sock.sndhwm = sock.rcvhwm = 100_000
+    f.bind(front)
+    b.connect(back)
+    print(f"relay on {front} -> {back}  ({READY})", flush=True)
+    try:
+        zmq.proxy(f, b)
+    except (KeyboardInterrupt, zmq.ContextTerminated):
+        pass
+    finally:
+        f.close(0)
+        b.close(0)
 
 
 # ----------------------------------------------------------------- client
@@ -726,9 +752,12 @@ def main() -> None:
         help="only compare metrics on (scraped every second) vs off: two exchanges, interleaved",
     )
     ap.add_argument("--echo-server", metavar="ENDPOINT", help=argparse.SUPPRESS)
+    ap.add_argument("--relay-server", nargs=2, metavar=("FRONT", "BACK"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.echo_server:
         return echo_server(args.echo_server)
+    if args.relay_server:
+        return relay_server(*args.relay_server)
     if args.metrics_compare:
         return metrics_compare(args)
     if args.quick:
@@ -765,7 +794,9 @@ def main() -> None:
         ex.start_matcher()
         echos = [ex.start_echo(f"echo{k + 1}") for k in range(max(gateways))]
         gws = [ex.start_gateway(f"gw{k + 1}", args.workers) for k in range(max(gateways))]
+        relays = [ex.start_relay(f"relay{k + 1}", echos[k]) for k in range(max(gateways))]
         base_eps = {g: echos[:g] for g in gateways}
+        relay_eps = {g: relays[:g] for g in gateways}
         zex_eps = {g: gws[:g] for g in gateways}
         say(
             f"matcher, {max(gateways)} gateway(s) ({args.workers} workers each), "
@@ -793,6 +824,7 @@ def main() -> None:
             for g in gateways:
                 for kind in ("lat", "pipe"):
                     both(kind, g, "baseline", base_eps[g])
+                    both(kind, g, "relay", relay_eps[g])
                     both(kind, g, "zex", zex_eps[g])
         say("closing baseline")
         for g in gateways:
@@ -943,6 +975,21 @@ def report(args, gateways, samples, opens, sweeps, elapsed: float, hist: str) ->
             f"{g} gw pipelined (orders/s){'':9} {z:12,.0f} {b:12,.0f} {z / b:6.2f}x  >= 0.5x "
             f"{'PASS' if z / b >= 0.5 else 'MISS'}"
         )
+    print(
+        "\ntransport floor: the same hops as zex with no work in them (client -> C relay ->"
+        " echo -> relay -> client)"
+    )
+    print(f"{'figure':34} {'relay':>12} {'vs baseline':>12} {'zex vs relay':>13}")
+    for g in gateways:
+        for key in ("p50", "p99"):
+            r = pooled(samples[("lat", g, "relay")], key)
+            b = pooled(samples[("lat", g, "baseline")], key)
+            z = pooled(samples[("lat", g, "zex")], key)
+            print(f"{g} gw latency {key + ' (us)':21} {r:12,.0f} {r / b:11.2f}x {z / r:12.2f}x")
+        r = pooled(samples[("pipe", g, "relay")], "rate")
+        b = pooled(samples[("pipe", g, "baseline")], "rate")
+        z = pooled(samples[("pipe", g, "zex")], "rate")
+        print(f"{g} gw pipelined (orders/s){'':9} {r:12,.0f} {r / b:11.2f}x {z / r:12.2f}x")
     if opens:
         print(
             f"\n{'open loop (from intended send)':34} "
