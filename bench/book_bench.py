@@ -84,16 +84,29 @@ class BaselineBook:
             entry[1] = 0  # lazy: skipped when it reaches the front
 
 
-def run_baseline(cmds) -> float:
+# Every variant, the baseline too, runs under the matcher node's GC policy unless
+# --gc default: what survives a turn of `batch` commands is frozen out of the
+# collector's reach (nodes/matcher/node.py), so the growing book is not walked again.
+FREEZE = True
+
+
+def end_turn() -> None:
+    if FREEZE:
+        gc.freeze()
+
+
+def run_baseline(cmds, batch: int) -> float:
     b = BaselineBook()
     t0 = time.perf_counter()
-    for c in cmds:
-        if type(c) is CancelCmd:
-            b.cancel(c.order_id)
-        else:
-            b.limit(c.side, c.price, c.qty, c.tif == GTC)
+    for i in range(0, len(cmds), batch):
+        for c in cmds[i:i + batch]:
+            if type(c) is CancelCmd:
+                b.cancel(c.order_id)
+            else:
+                b.limit(c.side, c.price, c.qty, c.tif == GTC)
         if len(b.fills) > 10_000:
             b.fills.clear()
+        end_turn()
     return time.perf_counter() - t0
 
 
@@ -107,6 +120,7 @@ def run_book(cmds, batch: int) -> float:
             process(c)
         events.clear()
         reports.clear()
+        end_turn()
     return time.perf_counter() - t0
 
 
@@ -125,12 +139,14 @@ def run_engine(raws, batch: int, journal: Journal | None) -> float:
         encode(EventBatch(first, eng.seq, events))
         events.clear()
         reports.clear()
+        end_turn()
     return time.perf_counter() - t0
 
 
 def best_of(fn, repeat: int) -> float:
     times = []
     for _ in range(repeat):
+        gc.unfreeze()  # the last run's state is garbage now
         gc.collect()
         times.append(fn())
     return min(times)
@@ -142,7 +158,12 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=256, help="commands per loop turn / journal record")
     ap.add_argument("--fsync", default="batch", choices=["always", "batch", "off"])
     ap.add_argument("--repeat", type=int, default=3, help="runs per variant; the best is kept")
+    ap.add_argument("--gc", default="freeze", choices=["freeze", "default"],
+                    help="freeze: the matcher's policy, gc.freeze() after each batch (all variants); "
+                         "default: Python's collector as it comes")
     args = ap.parse_args()
+    global FREEZE
+    FREEZE = args.gc == "freeze"
 
     print(f"generating {args.n:,} commands (seed 1) ...", file=sys.stderr, flush=True)
     cmds = list(mixed_stream(args.n, seed=1))
@@ -155,7 +176,7 @@ def main() -> None:
 
     results = {}
     for name, fn in [
-        ("baseline SortedDict book", lambda: run_baseline(cmds)),
+        ("baseline SortedDict book", lambda: run_baseline(cmds, args.batch)),
         ("(a) zex book (Engine.process)", lambda: run_book(cmds, args.batch)),
         ("(b) + decode + event encoding", lambda: run_engine(raws, args.batch, None)),
     ]:
@@ -175,7 +196,8 @@ def main() -> None:
     results[name] = best_of(with_journal, args.repeat)
 
     base = args.n / results["baseline SortedDict book"]
-    print(f"\n{args.n:,} commands, batch {args.batch}, best of {args.repeat}, Python {sys.version.split()[0]}")
+    print(f"\n{args.n:,} commands, batch {args.batch}, best of {args.repeat}, gc {args.gc}, "
+          f"Python {sys.version.split()[0]}")
     print(f"{'variant':40} {'commands/s':>12} {'vs baseline':>12}")
     for name, secs in results.items():
         rate = args.n / secs

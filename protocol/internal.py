@@ -68,8 +68,11 @@ Q_ORDERS, Q_POSITIONS, Q_REPORTS, Q_BOOK = 1, 2, 3, 4
 EXP_NAMES = {EXP_IOC: "ioc", EXP_FOK: "fok", EXP_MARKET: "market"}
 
 
-class _Internal(Struct, array_like=True, frozen=True, tag_field="t"):
-    pass
+class _Internal(Struct, array_like=True, frozen=True, tag_field="t", gc=False):
+    """gc=False: the garbage collector does not track these. They hold only ints, strings,
+    bytes and lists or dicts of those, so they can never be part of a reference cycle, and
+    the matcher keeps every event of the day (answers, report logs): tracked, they made each
+    full collection walk millions of objects (bench/README.md)."""
 
 
 # ---------------------------------------------------------------- commands

@@ -20,6 +20,7 @@ sequence number (0 for a ``RESENT`` repeat, which is not in the sequence).
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from typing import Any
 
 from zex.protocol.internal import (
     BUY,
@@ -111,8 +112,12 @@ class Engine:
 
     # ---------------------------------------------------------- commands
 
-    def process(self, cmd: Command) -> None:
-        """Sequence one command and apply it; events land in ``events`` and ``reports``."""
+    def process(self, cmd: Any) -> None:
+        """Sequence one command and apply it; events land in ``events`` and ``reports``.
+
+        ``cmd`` is a Command; typed Any because the dispatch is by ``type(cmd) is``,
+        which a type checker does not narrow (and mypyc would check the union on each call).
+        """
         seq = self.seq = self.seq + 1
         t = type(cmd)
         if t is NewOrderCmd:
@@ -130,7 +135,7 @@ class Engine:
         if self.digest_every and seq % self.digest_every == 0:
             self.events.append(Digest(seq, self.digest()))
 
-    def _reject(self, cmd: Command, seq: int, ref: int, reason: Reason, text: str) -> None:
+    def _reject(self, cmd: Any, seq: int, ref: int, reason: Reason, text: str) -> None:
         code = int(reason)
         self.reject_counts[code] = self.reject_counts.get(code, 0) + 1
         ev = Rejected(seq, cmd.ts, cmd.account, cmd.cl_ord_id, getattr(cmd, "symbol", ""), ref,
@@ -139,7 +144,7 @@ class Engine:
         self.account(cmd.account).report((cmd.gw, cmd.client), DIRECT, ev)
         self.answers[(cmd.account, cmd.cl_ord_id)] = ev
 
-    def _resent(self, cmd: Command) -> bool:
+    def _resent(self, cmd: Any) -> bool:
         first = self.answers.get((cmd.account, cmd.cl_ord_id))
         if first is None:
             return False
@@ -407,7 +412,7 @@ class Engine:
         last = len(acct.log)
         start = max(q.from_rseq, 1)
         end = min(last, start + max(q.limit, 0) - 1)
-        reports = [(r, role, ev) for r, (role, ev) in enumerate(acct.log[start - 1:end], start)]
+        reports: list = [(r, role, ev) for r, (role, ev) in enumerate(acct.log[start - 1:end], start)]
         return ReportsAnswer(start, end if end >= start else start - 1, last, reports)
 
     # ------------------------------------------------------------- state
