@@ -430,6 +430,11 @@ class Engine:
         digest or snapshot, so those pause the matcher less (state.Digester)."""
         return self._digester.catch_up(self, budget)
 
+    def keep_up(self, accounts: Iterable[str]) -> None:
+        """After a loop turn, with the accounts it reported to: encode its new state entries
+        for the next digest and snapshot (state.Digester.keep_up)."""
+        self._digester.keep_up(self, accounts)
+
     def digest(self) -> bytes:
         """16 bytes of BLAKE2b over the canonical state: equal digests, equal state (state.Digester)."""
         return self._digester.digest(self)

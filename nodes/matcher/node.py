@@ -54,7 +54,7 @@ from ..service import NodeThread
 from .eventlog import EventLog
 from .recovery import recover
 from .replay import ReplayService
-from .snapshot import write_snapshot
+from .snapshot import SnapshotWriter
 
 log = logging.getLogger("zex.matcher")
 
@@ -82,6 +82,7 @@ class MatcherNode(NodeThread):
         self.bad_commands = 0
         self._held: dict[str, deque[tuple[float, bytes]]] = {}  # gateway -> (deadline, frame)
         self.replay: ReplayService | None = None
+        self.snapshots: SnapshotWriter | None = None  # the snapshot writer thread, once running
         # metrics: written by the matcher thread only, read at scrape time
         self.commands = 0  # sequenced by this process (replay at start excluded)
         on = bool(self.mc.metrics_bind)
@@ -137,6 +138,8 @@ class MatcherNode(NodeThread):
              lambda: self.dropped_reports),
             ("counter", "bad_commands", "Frames from gateways that did not decode or named another gateway",
              lambda: self.bad_commands),
+            ("counter", "snapshots_written", "Snapshots written by the snapshot thread",
+             lambda: getattr(self.snapshots, "written", 0)),
             ("gauge", "gc_frozen_objects", "Objects frozen out of the garbage collector's reach (the state, "
              "frozen each turn); it should follow open orders and the day's events", gc.get_freeze_count),
             ("gauge", "held_report_frames", "Report frames held for gateways that are reconnecting",
@@ -195,9 +198,12 @@ class MatcherNode(NodeThread):
             self._apply_limits(engine, journal, eventlog, pub, cash)
             log.info("matcher at seq %d: commands on %s, events on %s", engine.seq, mc.bind, mc.events_bind)
             gc.freeze()  # the recovered state: see _loop
+            self.snapshots = SnapshotWriter(journal.dir)
             self._ready.set()
             self._loop(engine, journal, eventlog, router, pub, ctrl)
         finally:
+            if self.snapshots is not None:
+                self.snapshots.close()  # a pending snapshot is written before the node stops
             journal.close()
             eventlog.close()
             for s in (router, pub, ctrl):
@@ -249,6 +255,8 @@ class MatcherNode(NodeThread):
         snapshot_every = mc.snapshot_every
         next_snapshot = (engine.seq // snapshot_every + 1) * snapshot_every if snapshot_every else 0
         publish = self._publish
+        keep_up = engine.keep_up
+        snapshots = self.snapshots
         perf = time.perf_counter
         h_command, h_journal, h_batch = self.h_command, self.h_journal, self.h_batch
         heartbeat_s = mc.heartbeat_ms / 1000.0
@@ -311,10 +319,11 @@ class MatcherNode(NodeThread):
             journal.write(first_seq, raws)  # the group commit: nothing is sent before it
             h_journal.observe(perf() - t1)
             if next_snapshot and engine.seq >= next_snapshot:
-                write_snapshot(journal.dir, engine.seq, journal.chain, engine.state_bytes())
+                snapshots.submit(engine.seq, journal.chain, engine.state_bytes())
                 next_snapshot = (engine.seq // snapshot_every + 1) * snapshot_every
             self._send_reports(router, reports)
             publish(eventlog, pub, first_seq, engine.seq, events)
+            keep_up({r[1] for r in reports if r[3]})  # the accounts whose logs grew this turn
             quiet_until = t0 + heartbeat_s  # the heartbeat is for quiet streams only
             n = len(raws)
             self.commands += n

@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import os
 import struct
+import threading
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,12 +48,13 @@ def snapshot_name(seq: int) -> str:
 def write_snapshot(directory: Path, seq: int, chain: bytes, state: bytes) -> Path:
     """Write a snapshot atomically and prune old ones; return its path."""
     directory = Path(directory)
-    rest = HEAD.pack(seq, chain) + state
-    data = MAGIC + struct.pack("<I", zlib.crc32(rest)) + rest
+    head = HEAD.pack(seq, chain)
+    crc = zlib.crc32(state, zlib.crc32(head))  # in pieces: no 50 MB concatenation
     final = directory / snapshot_name(seq)
     tmp = final.with_suffix(".tmp")
     with open(tmp, "wb") as f:
-        f.write(data)
+        f.write(MAGIC + struct.pack("<I", crc) + head)
+        f.write(state)
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, final)
@@ -64,6 +66,63 @@ def write_snapshot(directory: Path, seq: int, chain: bytes, state: bytes) -> Pat
     for old in sorted(directory.glob("snapshot-*.zs"))[:-KEEP]:
         old.unlink()
     return final
+
+
+class SnapshotWriter:
+    """Writes snapshots in a thread of its own, so the matcher never waits for the disk.
+
+        writer = SnapshotWriter(data_dir)
+        writer.submit(seq, chain, engine.state_bytes())   # returns at once
+        writer.close()                                     # writes what is pending, then stops
+
+    A 50 MB snapshot's write and fsync took 0.1-0.5 s here; on the matcher's thread
+    that was a stall of every order behind it. If a snapshot is still being written
+    when the next is submitted, only the newest pending one is kept: recovery needs
+    one good snapshot and the journal after it, and the journal has everything.
+    """
+
+    def __init__(self, directory: Path) -> None:
+        self.dir = Path(directory)
+        self.written = 0
+        self.skipped = 0  # submitted but replaced by a newer one before it was written
+        self.last_seq = 0
+        self.error: OSError | None = None
+        self._cv = threading.Condition()
+        self._next: tuple[int, bytes, bytes] | None = None
+        self._closing = False
+        self._thread = threading.Thread(target=self._run, name="zex-snapshots", daemon=True)
+        self._thread.start()
+
+    def submit(self, seq: int, chain: bytes, state: bytes) -> None:
+        with self._cv:
+            if self._next is not None:
+                self.skipped += 1
+            self._next = (seq, chain, state)
+            self._cv.notify()
+
+    def close(self, timeout: float = 60.0) -> None:
+        with self._cv:
+            self._closing = True
+            self._cv.notify()
+        self._thread.join(timeout)
+
+    def _run(self) -> None:
+        while True:
+            with self._cv:
+                while self._next is None and not self._closing:
+                    self._cv.wait()
+                if self._next is None:
+                    return
+                job, self._next = self._next, None
+            try:
+                write_snapshot(self.dir, *job)
+            except OSError as exc:  # the journal still has everything: log it, keep matching
+                self.error = exc
+                log.error("snapshot at seq %d not written: %s; check the disk under %s (recovery "
+                          "replays more of the journal until one is written)", job[0], exc, self.dir)
+                continue
+            self.written += 1
+            self.last_seq = job[0]
 
 
 def read_snapshot(path: Path) -> Snapshot:

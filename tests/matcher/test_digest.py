@@ -54,3 +54,24 @@ def test_any_change_of_state_changes_the_digest():
                                  c.ord_type, c.tif, c.price, c.qty, c.post_only, c.stp)
         assert run(changed).digest() != base, i
     assert run(cmds[:-1]).digest() != base
+
+
+def test_keeping_up_each_turn_leaves_the_digest_and_snapshot_bytes_unchanged():
+    """The node's way: after each turn, encode what that turn added (its reported accounts and
+    its answers), mixed with partial idle catch-ups; the results equal a cold encoding."""
+    cmds = list(mixed_stream(5000, seed=8))
+    warm = Engine(["XYZ"], 0)
+    i, turn = 0, 1
+    while i < len(cmds):
+        for c in cmds[i:i + turn]:
+            warm.process(c)
+        i += turn
+        warm.keep_up({r[1] for r in warm.reports if r[3]})
+        warm.events.clear()
+        warm.reports.clear()
+        if turn % 5 == 0:
+            warm.catch_up(17)
+        turn = turn % 37 + 1  # turns of 1..37 commands
+    cold = run(cmds)
+    assert warm.state_bytes() == encode(cold.state()) == encode(warm.state())
+    assert warm.digest() == cold.digest()
