@@ -136,6 +136,7 @@ class GatewayConfig:
     workers: int = 0  # decode/validate threads; 0 = in the front thread, measured fastest (GIL), bench/README.md
     heartbeat_liveness: int = 3  # intervals of silence before a session is dropped
     router_hwm: int = 100_000
+    matcher_hwm: int = 100_000  # commands queued towards the matcher; past it (workers = 0) requests get UNAVAILABLE
     metrics_bind: str = "127.0.0.1:7112"  # Prometheus /metrics (host:port); "" = off; unique per gateway
     audit: str = ""  # the logger to PUSH audit records to; "" = logger.bind, "off" = none
 

@@ -58,8 +58,14 @@ class SyncPolicy:
             self._fd = fd
             self._dirty = True
             if self._thread is None:
+                self._wake.clear()  # a policy used again after close() gets a working syncer
                 self._thread = threading.Thread(target=self._run, name=f"zex-sync-{self.what}", daemon=True)
                 self._thread.start()
+
+    def sync_now(self, fd: int) -> None:
+        """fsync ``fd`` now, on the caller's thread, whatever the policy."""
+        with self._lock:
+            os.fsync(fd)
 
     def on_close(self, fd: int) -> None:
         """Make ``fd`` durable now (unless the policy is off) and stop syncing it."""

@@ -48,6 +48,7 @@ class Reason(IntEnum):
     POST_ONLY_WOULD_CROSS = 501
     INVALID_REPLACE = 502
     INTERNAL = 900
+    UNAVAILABLE = 901
 
     @property
     def sentence(self) -> str:
@@ -86,4 +87,5 @@ _SENTENCES: dict[Reason, str] = {
     Reason.POST_ONLY_WOULD_CROSS: "a post-only order would have traded on arrival",
     Reason.INVALID_REPLACE: "the replace would leave the order at or below its filled quantity",
     Reason.INTERNAL: "internal error; the command was not applied",
+    Reason.UNAVAILABLE: "the matcher is not taking commands; the command was not applied",
 }

@@ -187,7 +187,7 @@ class GatewayNode(NodeThread):
             router.maxmsgsize = MAX_MSG_BYTES
             router.bind(gc.bind)
             dealer.identity = gc.name.encode()
-            dealer.sndhwm = 100_000
+            dealer.sndhwm = gc.matcher_hwm
             dealer.connect(self.matcher_endpoint)
             sub.rcvhwm = PRICE_HWM
             sub.subscribe(b"ev")
@@ -201,12 +201,14 @@ class GatewayNode(NodeThread):
                     self._from_worker(router, frames, time.monotonic())
 
                 self._inline = Worker.inline(gc.name, ctx, out, dealer, self.cfg.instruments, self.rules,
-                                             self.cash, self.refs, audit=self.audit_endpoint)
+                                             self.cash, self.refs, audit=self.audit_endpoint,
+                                             matcher_hwm=gc.matcher_hwm)
                 self.workers.append(self._inline)
             started = threading.Semaphore(0)
             for i in range(gc.workers):
                 w = Worker(i, gc.name, ctx, self._work_addr[i], self._back_addr, self.matcher_endpoint,
-                           self.cfg.instruments, self.rules, self.cash, self.refs, audit=self.audit_endpoint)
+                           self.cfg.instruments, self.rules, self.cash, self.refs, audit=self.audit_endpoint,
+                           matcher_hwm=gc.matcher_hwm)
                 self.workers.append(w)
                 t = threading.Thread(target=w.run, args=(started.release,), name=f"zex-gw-worker-{i}", daemon=True)
                 self._threads.append(t)
@@ -293,9 +295,11 @@ class GatewayNode(NodeThread):
             if now >= next_tick:
                 next_tick = now + TICK_S
                 self._heartbeats(router, pushes, now)
-                self._prices(sub)
+                if inline is not None and inline.unsent:
+                    inline.retry_unsent()
+                self._prices(sub, PRICE_HWM)  # everything waiting: the reference is at most a tick old
             elif dealer in ready:
-                self._prices(sub)
+                self._prices(sub, 1000)
 
     def _drain_back(self, router, back, now: float) -> None:
         while True:
@@ -417,21 +421,22 @@ class GatewayNode(NodeThread):
 
     # --------------------------------------------------------- price feed
 
-    def _prices(self, sub: zmq.Socket) -> None:
-        """Keep ``refs`` (symbol -> last trade ticks) from what the event stream has waiting."""
+    def _prices(self, sub: zmq.Socket, limit: int) -> None:
+        """Keep ``refs`` (symbol -> last trade ticks) from up to ``limit`` waiting event batches."""
         refs, recv, events = self.refs, sub.recv, sub.getsockopt
-        for _ in range(1000):  # bounded: clients and reports keep their turn
+        for _ in range(limit):
             if not events(EVENTS) & POLLIN:
                 return
             try:
                 topic = recv(NOBLOCK)
-                if topic != b"ev":  # not the matcher's [ev, batch]: skip all its frames
-                    while events(RCVMORE):
-                        recv(NOBLOCK)
-                    continue
-                body = recv(NOBLOCK)
+                body = recv(NOBLOCK) if topic == b"ev" and events(RCVMORE) else None
+                while events(RCVMORE):  # not the matcher's [ev, batch]: skip the rest of it
+                    recv(NOBLOCK)
+                    body = None
             except zmq.Again:
                 return
+            if body is None:
+                continue
             try:
                 batch = batch_decoder.decode(body)
             except (msgspec.DecodeError, msgspec.ValidationError):

@@ -25,6 +25,7 @@ import hmac
 import logging
 import time
 import uuid
+from collections import deque
 
 import zmq
 
@@ -63,7 +64,7 @@ from zex.protocol.numbers import Cash, Instrument
 from zex.protocol.reasons import Reason
 
 from ..audit import AuditPush
-from ..hotpath import send
+from ..hotpath import NOBLOCK, send
 from .risk import AccountRules, TokenBucket
 
 log = logging.getLogger("zex.gateway")
@@ -89,7 +90,7 @@ class Worker:
 
     def __init__(self, index: int, name: str, ctx: zmq.Context, in_addr: str, out_addr: str,
                  matcher: str, instruments: tuple[Instrument, ...], rules: dict[str, AccountRules],
-                 cash: Cash, refs: dict[str, int], audit: str = "") -> None:
+                 cash: Cash, refs: dict[str, int], audit: str = "", matcher_hwm: int = 100_000) -> None:
         self.index = index
         self.name = name
         self.ctx = ctx
@@ -99,15 +100,18 @@ class Worker:
         self.inst = {i.symbol: i for i in instruments}
         self.rules = rules
         self.cash = cash
-        self.refs = refs  # symbol -> last trade ticks; written by the front's price thread only
+        self.refs = refs  # symbol -> last trade ticks; written by the front only (from the event stream)
         self.sessions: dict[bytes, Session] = {}
         self.rejected = 0
         self.forwarded = 0
         self.reject_counts: dict[int, int] = {}  # reason code -> rejects here (metrics)
         self.audit_endpoint = audit
+        self.matcher_hwm = matcher_hwm
         self.audit: AuditPush | None = None  # made in run(): the socket belongs to this thread
         self.out = None  # replies to the front: frames -> None (the PUSH, or the front itself)
+        self.out_is_front = False  # inline: this worker runs in the front thread and must never block
         self.dealer: zmq.Socket | None = None
+        self.unsent: deque[bytes] = deque()  # inline: commands held back by a full queue (see send)
         # Parsed prices and quantities per symbol: a busy book repeats the same few hundred
         # strings, and Decimal parsing is a third of a new order's cost here. Only valid
         # strings are kept; a bad one is parsed (and refused) every time.
@@ -116,10 +120,11 @@ class Worker:
 
     @classmethod
     def inline(cls, name: str, ctx: zmq.Context, out, dealer: zmq.Socket, instruments: tuple[Instrument, ...],
-               rules: dict[str, AccountRules], cash: Cash, refs: dict[str, int], audit: str = "") -> Worker:
+               rules: dict[str, AccountRules], cash: Cash, refs: dict[str, int], audit: str = "",
+               matcher_hwm: int = 100_000) -> Worker:
         """A worker with no thread of its own: the calling thread owns it and ``dealer``."""
-        w = cls(0, name, ctx, "", "", "", instruments, rules, cash, refs, audit)
-        w.out, w.dealer = out, dealer
+        w = cls(0, name, ctx, "", "", "", instruments, rules, cash, refs, audit, matcher_hwm)
+        w.out, w.dealer, w.out_is_front = out, dealer, True
         w.audit = AuditPush(ctx, audit, name)
         return w
 
@@ -138,7 +143,7 @@ class Worker:
             pull.connect(self.in_addr)
             push.connect(self.out_addr)
             dealer.identity = f"{self.name}/{self.index}".encode()
-            dealer.sndhwm = 100_000
+            dealer.sndhwm = self.matcher_hwm
             dealer.connect(self.matcher)
             self.out, self.dealer = push.send_multipart, dealer
             self.audit = AuditPush(ctx, self.audit_endpoint, self.name)
@@ -180,9 +185,41 @@ class Worker:
         """Several frames from one client: the spec allows exactly one."""
         self.reject(client, "", "", Reason.MALFORMED, f"a message is exactly one frame; got {n}")
 
-    def send(self, cmd) -> None:
+    def send(self, cmd, kind: str = "") -> bool:
+        """Forward a command to the matcher; False if it was refused for a full queue.
+
+        A worker thread may wait for room in its queue; the front (``inline``) must not,
+        or a matcher that is down would freeze heartbeats, reports and stop() with it. A
+        request (``kind`` names it) that finds the queue full is refused with UNAVAILABLE;
+        a cancel-on-disconnect (no ``kind``) is kept and retried on the front's tick.
+        """
+        raw = internal_encoder.encode(cmd)
+        if self.out_is_front:
+            try:
+                send(self.dealer, raw, NOBLOCK)
+            except zmq.Again:
+                if not kind:
+                    self.unsent.append(raw)
+                    return True
+                what = "req_id" if kind == "query" else "cl_ord_id"
+                self.reject(cmd.client, kind, getattr(cmd, what, ""), Reason.UNAVAILABLE,
+                            f"the queue to the matcher is full ({self.matcher_hwm} commands): the matcher is "
+                            f"down or far behind; resend later with the same {what}")
+                return False
+        else:
+            send(self.dealer, raw, 0)
         self.forwarded += 1
-        send(self.dealer, internal_encoder.encode(cmd), 0)
+        return True
+
+    def retry_unsent(self) -> None:
+        """Send what an earlier full queue held back (cancel-on-disconnect), oldest first."""
+        while self.unsent:
+            try:
+                send(self.dealer, self.unsent[0], NOBLOCK)
+            except zmq.Again:
+                return
+            self.unsent.popleft()
+            self.forwarded += 1
 
     # ----------------------------------------------------------- requests
 
@@ -219,10 +256,12 @@ class Worker:
                                    f"symbol {msg.symbol!r} is not listed")
             if msg.what == "book" and not msg.symbol:
                 return self.reject(client, "query", msg.req_id, Reason.MISSING_FIELD, "symbol is required for a book query")
-            return self.send(QueryCmd(self.name, client, sess.rules.id, QUERIES[msg.what], msg.req_id, msg.symbol,
-                                      0, msg.depth))
+            self.send(QueryCmd(self.name, client, sess.rules.id, QUERIES[msg.what], msg.req_id, msg.symbol,
+                               0, msg.depth), "query")
+            return None
         if t is m.Recover:
-            return self.send(QueryCmd(self.name, client, sess.rules.id, Q_REPORTS, "", "", msg.from_rseq, msg.limit))
+            self.send(QueryCmd(self.name, client, sess.rules.id, Q_REPORTS, "", "", msg.from_rseq, msg.limit), "recover")
+            return None
         if t is m.KillSwitch:
             return self.kill_switch(client, msg, sess.rules)
         if t is m.Logout:
@@ -243,7 +282,9 @@ class Worker:
         self.out([b"S", client, msg.account.encode(), str(msg.heartbeat_ms).encode(),
                                   uuid.uuid4().hex[:16].encode()])
         # The answer (the account's last rseq) completes the logon at the front.
-        self.send(QueryCmd(self.name, client, rules.id, Q_REPORTS, "", "", 1, 0))
+        if not self.send(QueryCmd(self.name, client, rules.id, Q_REPORTS, "", "", 1, 0), "logon"):
+            self.sessions.pop(client, None)  # refused: the session it announced ends with it
+            self.out([b"X", client])
 
     def drop(self, client: bytes, why: str) -> None:
         sess = self.sessions.pop(client, None)
@@ -313,7 +354,7 @@ class Worker:
             return self.reject(client, "new_order", msg.cl_ord_id, *refusal)
         self.send(NewOrderCmd(time.time_ns(), self.name, client, rules.id, msg.cl_ord_id, inst.symbol, side,
                               MARKET if market else LIMIT, TIFS[msg.tif], ticks, lots, msg.post_only,
-                              STPS[msg.stp]))
+                              STPS[msg.stp]), "new_order")
         return None
 
     def cancel(self, client: bytes, msg: m.Cancel, rules: AccountRules) -> None:
@@ -323,7 +364,7 @@ class Worker:
             return self.reject(client, "cancel", msg.cl_ord_id, Reason.MISSING_FIELD,
                                "name the order: order_id or orig_cl_ord_id is required")
         self.send(CancelCmd(time.time_ns(), self.name, client, rules.id, msg.cl_ord_id, msg.symbol,
-                            msg.order_id, msg.orig_cl_ord_id))
+                            msg.order_id, msg.orig_cl_ord_id), "cancel")
         return None
 
     def replace(self, client: bytes, msg: m.Replace, rules: AccountRules) -> None:
@@ -344,7 +385,7 @@ class Worker:
         if refusal is not None:
             return self.reject(client, "replace", msg.cl_ord_id, *refusal)
         self.send(ReplaceCmd(time.time_ns(), self.name, client, rules.id, msg.cl_ord_id, inst.symbol, ticks, lots,
-                             msg.order_id, msg.orig_cl_ord_id))
+                             msg.order_id, msg.orig_cl_ord_id), "replace")
         return None
 
     def kill_switch(self, client: bytes, msg: m.KillSwitch, rules: AccountRules) -> None:
@@ -356,7 +397,7 @@ class Worker:
                                f"account: {msg.account!r} is not a configured account")
         self.audit.record("kill_switch", rules.id, client, msg.cl_ord_id, text=f"{msg.account} -> {msg.mode}")
         self.send(KillSwitchCmd(time.time_ns(), self.name, client, rules.id, msg.cl_ord_id, msg.account,
-                                KILLS[msg.mode]))
+                                KILLS[msg.mode]), "kill_switch")
         return None
 
 

@@ -239,6 +239,11 @@ class Journal:
         self.next_seq = first_seq + len(commands)
         self._sync.after_write(self._file.fileno())
 
+    def sync(self) -> None:
+        """fsync what is written now, whatever the policy (before a snapshot is taken)."""
+        if self._file is not None:
+            self._sync.sync_now(self._file.fileno())
+
     def close(self) -> None:
         if self._file is not None:
             self._file.flush()

@@ -86,7 +86,7 @@ class SnapshotWriter:
         self.written = 0
         self.skipped = 0  # submitted but replaced by a newer one before it was written
         self.last_seq = 0
-        self.error: OSError | None = None
+        self.error: Exception | None = None
         self._cv = threading.Condition()
         self._next: tuple[int, bytes, bytes] | None = None
         self._closing = False
@@ -116,7 +116,7 @@ class SnapshotWriter:
                 job, self._next = self._next, None
             try:
                 write_snapshot(self.dir, *job)
-            except OSError as exc:  # the journal still has everything: log it, keep matching
+            except Exception as exc:  # the journal still has everything: log it, keep matching
                 self.error = exc
                 log.error("snapshot at seq %d not written: %s; check the disk under %s (recovery "
                           "replays more of the journal until one is written)", job[0], exc, self.dir)

@@ -194,11 +194,16 @@ class Digester:
         new = len(eng.answers) - g.n
         if new <= 0:
             return 0
-        # The answers are a dict in arrival order that only grows: its newest entries are
-        # read from the end, so this costs what is new, not everything before it.
-        tail = list(islice(reversed(eng.answers.items()), new))
-        tail.reverse()
-        take = tail[:budget] if budget < new else tail
+        # The answers are a dict in arrival order that only grows. Its entries g.n.. are
+        # read from the end when that is shorter (a turn's few), else by skipping g.n
+        # from the start (a budgeted slice of a large backlog after a restart).
+        take_n = min(new, budget)
+        if new <= g.n + take_n:
+            take = list(islice(reversed(eng.answers.items()), new))
+            take.reverse()
+            del take[take_n:]
+        else:
+            take = list(islice(eng.answers.items(), g.n, g.n + take_n))
         g.add([(a, c, ev) for (a, c), ev in take])
         return len(take)
 

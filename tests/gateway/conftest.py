@@ -46,6 +46,8 @@ credential = "ops-pw"
 operator = true
 """
 
+MATCHER_HWM = 300  # commands a gateway queues towards a matcher that is down (small, so a test can fill it)
+
 INSTRUMENTS = """
 [[instruments]]
 symbol = "XYZ"
@@ -82,7 +84,7 @@ class Exchange:
             path.write_text(
                 f'[matcher]\nbind = "{self.matcher_ep}"\nevents_bind = "{self.events_ep}"\n'
                 f'replay_bind = "{self.events_ep}-replay"\nmetrics_bind = ""\n'
-                f'data_dir = "{self.data}"\nfsync = "off"\n[gateway]\nmetrics_bind = ""\n'
+                f'data_dir = "{self.data}"\nfsync = "off"\n[gateway]\nmetrics_bind = ""\nmatcher_hwm = {MATCHER_HWM}\n'
                 + INSTRUMENTS + ACCOUNTS)
         return path
 

@@ -7,6 +7,7 @@ import time
 from zex.protocol import messages as m
 from zex.protocol.reasons import Reason
 
+from .conftest import MATCHER_HWM
 from .test_order_entry import connect
 
 
@@ -190,3 +191,38 @@ def test_the_price_collar_follows_the_last_trade_from_the_event_stream(exchange,
     assert isinstance(r, m.Ack), r
     r = risky.order("c-high", "buy", "1", "11.90")
     assert r.reason == Reason.PRICE_COLLAR and "11.88" in r.text, r
+
+
+def test_a_matcher_that_is_down_never_freezes_the_gateway_and_every_order_is_answered_once(exchange, ctx):
+    """Orders sent while the matcher is down: up to gateway.matcher_hwm wait in the queue and are
+    acked once it is back; past it, the front (workers = 0) refuses them at once with UNAVAILABLE
+    (a worker thread instead waits for room). Nothing is answered twice, nothing is lost."""
+    ep = exchange.endpoints["gw1"]
+    bob = connect(ctx, ep, "bob", "bob-pw")
+    alice = connect(ctx, ep, "alice", "alice-pw")  # cancel_on_disconnect: her logout needs the matcher
+    exchange.matcher.kill()
+    n = MATCHER_HWM + 200
+    for i in range(n):
+        bob.send(m.NewOrder(cl_ord_id=f"d-{i}", symbol="XYZ", side="buy", qty="1", price="9.00"))
+    if not exchange.workers:
+        refused = [bob.expect(lambda r: isinstance(r, m.Reject), what=f"refusal {k}") for k in range(150)]
+        assert {r.reason for r in refused} == {Reason.UNAVAILABLE} and {r.seq for r in refused} == {0}
+        assert "matcher_hwm" not in refused[0].text and "resend later" in refused[0].text
+        alice.send(m.Logout())  # the front is not stuck: answered now, its cancel held for later
+        alice.expect(lambda r: isinstance(r, m.LoggedOut), timeout=5, what="logged_out during the outage")
+    exchange.start_matcher()
+    deadline = time.monotonic() + 30
+    answers: dict[str, list] = {}
+    while sum(len(v) for v in answers.values()) < n and time.monotonic() < deadline:
+        try:
+            r = bob.expect(lambda r: isinstance(r, (m.Ack, m.Reject)) and r.cl_ord_id.startswith("d-"),
+                           timeout=1.0)
+        except TimeoutError:
+            continue
+        answers.setdefault(r.cl_ord_id, []).append(r)
+    for r in refused if not exchange.workers else []:
+        answers.setdefault(r.cl_ord_id, []).append(r)
+    assert sorted(answers) == sorted(f"d-{i}" for i in range(n))
+    assert all(len(v) == 1 for v in answers.values()), [k for k, v in answers.items() if len(v) > 1][:5]
+    acked = sum(isinstance(v[0], m.Ack) for v in answers.values())
+    assert acked >= MATCHER_HWM - 50 if not exchange.workers else acked == n
