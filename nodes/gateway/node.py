@@ -241,8 +241,8 @@ class GatewayNode(NodeThread):
         for s in ((router, dealer, ctrl) if self._inline is not None else (router, dealer, back, ctrl)):
             poller.register(s, POLLIN)
         reports = Reports(self.cfg.instruments, self.cash)
-        self._back = back
         n = len(pushes)
+        self._back = back if n else None  # workers = 0: sessions are announced synchronously
         sessions = self.sessions
         inline = self._inline
         handle = inline.handle if inline is not None else None

@@ -301,25 +301,17 @@ class Worker:
                         f"symbol {msg.symbol!r} is not listed; listed: {', '.join(self.inst)}")
         return inst
 
-    def _ticks_of(self, inst: Instrument, text: str) -> int:
-        cache = self._ticks[inst.symbol]
-        ticks = cache.get(text)
-        if ticks is None:
-            ticks = inst.price_to_ticks(text)  # raises for a bad price: nothing is cached
+    @staticmethod
+    def _parsed(caches: dict[str, dict[str, int]], inst: Instrument, text: str, parse) -> int:
+        """``parse(inst, text)`` (ticks or lots), remembered per symbol for valid strings."""
+        cache = caches[inst.symbol]
+        value = cache.get(text)
+        if value is None:
+            value = parse(inst, text)  # raises for a bad string: nothing is cached
             if len(cache) >= PARSE_CACHE_MAX:
                 cache.clear()
-            cache[text] = ticks
-        return ticks
-
-    def _lots_of(self, inst: Instrument, text: str) -> int:
-        cache = self._lots[inst.symbol]
-        lots = cache.get(text)
-        if lots is None:
-            lots = inst.qty_to_lots(text)
-            if len(cache) >= PARSE_CACHE_MAX:
-                cache.clear()
-            cache[text] = lots
-        return lots
+            cache[text] = value
+        return value
 
     def new_order(self, client: bytes, msg: m.NewOrder, rules: AccountRules) -> None:
         inst = self._instrument(client, "new_order", msg)
@@ -341,8 +333,8 @@ class Worker:
         if problem is not None:
             return self.reject(client, "new_order", msg.cl_ord_id, *problem)
         try:
-            lots = self._lots_of(inst, msg.qty)
-            ticks = 0 if market else self._ticks_of(inst, msg.price)
+            lots = self._parsed(self._lots, inst, msg.qty, Instrument.qty_to_lots)
+            ticks = 0 if market else self._parsed(self._ticks, inst, msg.price, Instrument.price_to_ticks)
         except ProtocolError as exc:
             return self.reject(client, "new_order", msg.cl_ord_id, exc.reason, exc.text)
         side = BUY if msg.side == "buy" else SELL
@@ -375,8 +367,8 @@ class Worker:
             return self.reject(client, "replace", msg.cl_ord_id, Reason.MISSING_FIELD,
                                "name the order: order_id or orig_cl_ord_id is required")
         try:
-            lots = self._lots_of(inst, msg.qty)
-            ticks = self._ticks_of(inst, msg.price)
+            lots = self._parsed(self._lots, inst, msg.qty, Instrument.qty_to_lots)
+            ticks = self._parsed(self._ticks, inst, msg.price, Instrument.price_to_ticks)
         except ProtocolError as exc:
             return self.reject(client, "replace", msg.cl_ord_id, exc.reason, exc.text)
         ref = self.refs.get(inst.symbol) or inst.ref_ticks

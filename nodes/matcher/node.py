@@ -83,6 +83,8 @@ class MatcherNode(NodeThread):
         self._held: dict[str, deque[tuple[float, bytes]]] = {}  # gateway -> (deadline, frame)
         self.replay: ReplayService | None = None
         self.snapshots: SnapshotWriter | None = None  # the snapshot writer thread, once running
+        # Encoding the state's growing parts ahead serves only digests and snapshots.
+        self._encode_ahead = bool(self.mc.digest_every or self.mc.snapshot_every)
         # metrics: written by the matcher thread only, read at scrape time
         self.commands = 0  # sequenced by this process (replay at start excluded)
         on = bool(self.mc.metrics_bind)
@@ -195,7 +197,8 @@ class MatcherNode(NodeThread):
             ctrl.connect(self._ctrl_addr)
             self._apply_limits(engine, journal, eventlog, pub, cash)
             log.info("matcher at seq %d: commands on %s, events on %s", engine.seq, mc.bind, mc.events_bind)
-            engine.catch_up(1 << 62)  # encode the recovered state's logs now, not in the first busy turn
+            if self._encode_ahead:
+                engine.catch_up(1 << 62)  # encode the recovered state's logs now, not in the first busy turn
             gc.collect()
             gc.freeze()  # the recovered state: see _loop
             self.snapshots = SnapshotWriter(journal.dir)
@@ -257,6 +260,7 @@ class MatcherNode(NodeThread):
         next_snapshot = (engine.seq // snapshot_every + 1) * snapshot_every if snapshot_every else 0
         publish = self._publish
         keep_up = engine.keep_up
+        encode_ahead = self._encode_ahead
         snapshots = self.snapshots
         perf = time.perf_counter
         h_command, h_journal, h_batch = self.h_command, self.h_journal, self.h_batch
@@ -269,7 +273,8 @@ class MatcherNode(NodeThread):
             if self._held:
                 self._flush_held(router)
             if router not in ready:
-                engine.catch_up(IDLE_ENCODE)  # idle: get ahead of the next digest and snapshot
+                if encode_ahead:
+                    engine.catch_up(IDLE_ENCODE)  # idle: get ahead of the next digest and snapshot
                 now = time.monotonic()
                 if now >= quiet_until:  # lets a consumer tell a quiet matcher from a lost batch
                     pub.send_multipart([b"hb", encoder.encode(engine.seq)], NOBLOCK)
@@ -327,7 +332,8 @@ class MatcherNode(NodeThread):
                 next_snapshot = (engine.seq // snapshot_every + 1) * snapshot_every
             self._send_reports(router, reports)
             publish(eventlog, pub, first_seq, engine.seq, events)
-            keep_up({r[1] for r in reports if r[3]})  # the accounts whose logs grew this turn
+            if encode_ahead:
+                keep_up({r[1] for r in reports if r[3]})  # the accounts whose logs grew this turn
             quiet_until = t0 + heartbeat_s  # the heartbeat is for quiet streams only
             n = len(raws)
             self.commands += n

@@ -171,9 +171,7 @@ class Digester:
         """Encode up to ``budget`` new entries (all by default); return how many it encoded."""
         done = 0
         for a in eng.accounts.values():
-            g = self._logs.get(a.name)
-            if g is None:
-                g = self._logs[a.name] = _Growing()
+            g = self._log(a.name)
             n = len(a.log)
             if n > g.n and done < budget:
                 take = min(n, g.n + budget - done)
@@ -188,15 +186,17 @@ class Digester:
         its new answers. The cost is the turn's own output (about 1.5 us a command), paid after
         its acks are out, so a digest or snapshot finds almost nothing left to encode even
         when the matcher is never idle (it was 150 ms per 100k commands at once)."""
-        logs = self._logs
         for name in accounts:
-            a = eng.accounts[name]
-            g = logs.get(name)
-            if g is None:
-                g = logs[name] = _Growing()
-            if len(a.log) > g.n:
-                g.add(a.log[g.n:])
+            log, g = eng.accounts[name].log, self._log(name)
+            if len(log) > g.n:
+                g.add(log[g.n:])
         self._add_answers(eng, 1 << 62)
+
+    def _log(self, account: str) -> _Growing:
+        g = self._logs.get(account)
+        if g is None:
+            g = self._logs[account] = _Growing()
+        return g
 
     def _add_answers(self, eng: Engine, budget: int) -> int:
         g = self._answers
