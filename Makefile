@@ -7,22 +7,31 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 CONFIG ?=
 
-.PHONY: run test bench bench-e2e bench-md chaos clean help
+.PHONY: run test build bench bench-e2e bench-md chaos clean help
 
 help:
 	@echo "make run    start the exchange on this host with a demo market (Ctrl+C to stop)"
 	@echo "make test   run the whole test suite"
+	@echo "make build  rebuild the compiled matcher now (ZEX_PURE=1 make build: plain Python)"
 	@echo "make bench  run the benchmarks in bench/ (prints figures; see bench/README.md)"
 	@echo "make bench-e2e  the end-to-end order entry benchmark (real processes, a few minutes)"
 	@echo "make load   locust against the exchange of \`make run\` (USERS=10 DURATION=60s PROFILE=steady|burst|many|open)"
 
-$(STAMP): pyproject.toml
+# The compiled matcher modules are rebuilt when their sources change (setup.py).
+HOT := $(foreach m,accounts book engine,nodes/matcher/$(m).py nodes/matcher/$(m).pxd)
+
+$(STAMP): pyproject.toml setup.py $(HOT)
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "zex needs Python 3.11 or newer (tomllib); set PYTHON=python3.11")'
 	@test -x $(BIN)/python || { echo "creating $(VENV)"; $(PYTHON) -m venv $(VENV); }
-	@echo "installing zex and its test dependencies into $(VENV)"
+	@echo "installing zex and its test dependencies into $(VENV) (the matcher is compiled with Cython: about a minute)"
 	@$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
 	@$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
 	@touch $(STAMP)
+
+# Rebuild and reinstall now (ZEX_PURE=1 make build: the matcher as plain Python).
+build:
+	@rm -f $(STAMP)
+	@$(MAKE) --no-print-directory $(STAMP)
 
 run: $(STAMP)
 	$(BIN)/zex run $(if $(CONFIG),--config $(CONFIG))

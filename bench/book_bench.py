@@ -7,14 +7,21 @@ limits, ~20 % cancels of open orders, ~10 % marketable IOC) is replayed through:
 
   baseline  a minimal SortedDict price-level book written below (~60 lines):
             price-time matching, lazy O(1) cancel, nothing else
-  (a) book  zex's Engine.process on decoded commands: books, STP, FOK/IOC
-            semantics, typed events, idempotency map
-  (b) engine  (a) plus what the node does per command and per batch: decode
+  (a) book  zex's bare Book driven directly, as the baseline is: price-time
+            matching, resting, cancel, typed Trade events, each fill settled
+            in both accounts and logged as their execution report
+  engine    zex's Engine.process on decoded commands: (a) plus sequencing,
+            validation, STP, FOK/IOC/post-only, risk, the idempotency map
+            and an Accepted or Cancelled event answering every command
+  (b) engine  that plus what the node does per command and per batch: decode
             the command bytes, encode one EventBatch per batch
   (c) +journal  (b) plus one journal record per batch on local disk
 
 Each figure is also printed as a ratio to the baseline measured in the same
 run, because these machines are noisy. Targets: (a) >= 1.0x, (c) >= 0.5x.
+The zex variants run for the installed matcher build and, when that is the
+compiled one (setup.py), again for the same sources as plain Python
+(--build installed|pure|both).
 """
 
 from __future__ import annotations
@@ -29,10 +36,14 @@ from pathlib import Path
 
 from sortedcontainers import SortedDict
 
-from zex.nodes.matcher.engine import Engine
+import zex.nodes.matcher as installed
+from zex.nodes.matcher import build_kind
+from zex.nodes.matcher.builds import pure
 from zex.nodes.matcher.journal import Journal
 from zex.nodes.matcher.workload import mixed_stream
-from zex.protocol.internal import BUY, GTC, CancelCmd, EventBatch, command_decoder, encoder
+from zex.protocol.internal import (
+    BUY, GTC, LIMIT, STP_NONE, CancelCmd, EventBatch, command_decoder, encoder,
+)
 
 
 # --------------------------------------------------------------- baseline
@@ -111,8 +122,42 @@ def run_baseline(cmds, batch: int) -> float:
 
 
 # -------------------------------------------------------------------- zex
-def run_book(cmds, batch: int) -> float:
-    eng = Engine(["XYZ"])
+def run_bare_book(m, cmds, batch: int) -> float:
+    Account, Book, Order = m.accounts.Account, m.book.Book, m.book.Order
+    events: list = []
+    reports: list = []
+    book = Book("XYZ", events)
+    accounts: dict = {}
+    origin = ("gw1", b"c1")
+    next_id = 1
+    t0 = time.perf_counter()
+    for i in range(0, len(cmds), batch):
+        for c in cmds[i:i + batch]:
+            if type(c) is CancelCmd:
+                o = book.open_orders.get(c.order_id)
+                if o is not None:
+                    book.unrest(o)
+                continue
+            acct = accounts.get(c.account)
+            if acct is None:
+                acct = accounts[c.account] = Account(c.account, reports)
+            o = Order(next_id, acct, c.cl_ord_id, "XYZ", c.side, c.price, c.qty, STP_NONE, False, origin)
+            next_id += 1
+            if book.would_cross(c.side, c.price):
+                book.match(o, True, i, c.ts)
+            if o.leaves:
+                if c.tif == GTC:
+                    book.rest(o)
+                else:
+                    book.expire(o, c.tif, LIMIT, i, c.ts)
+        events.clear()
+        reports.clear()
+        end_turn()
+    return time.perf_counter() - t0
+
+
+def run_engine_only(m, cmds, batch: int) -> float:
+    eng = m.engine.Engine(["XYZ"])
     process, events, reports = eng.process, eng.events, eng.reports
     t0 = time.perf_counter()
     for i in range(0, len(cmds), batch):
@@ -124,8 +169,8 @@ def run_book(cmds, batch: int) -> float:
     return time.perf_counter() - t0
 
 
-def run_engine(raws, batch: int, journal: Journal | None) -> float:
-    eng = Engine(["XYZ"])
+def run_engine(m, raws, batch: int, journal: Journal | None) -> float:
+    eng = m.engine.Engine(["XYZ"])
     process, events, reports = eng.process, eng.events, eng.reports
     decode, encode = command_decoder.decode, encoder.encode
     t0 = time.perf_counter()
@@ -161,6 +206,8 @@ def main() -> None:
     ap.add_argument("--gc", default="freeze", choices=["freeze", "default"],
                     help="freeze: the matcher's policy, gc.freeze() after each batch (all variants); "
                          "default: Python's collector as it comes")
+    ap.add_argument("--build", default="both", choices=["both", "installed", "pure"],
+                    help="both: the installed build and, if it is compiled, plain Python beside it")
     args = ap.parse_args()
     global FREEZE
     FREEZE = args.gc == "freeze"
@@ -174,35 +221,42 @@ def main() -> None:
     mix = ", ".join(f"{k} {100 * v / len(cmds):.1f} %" for k, v in kinds.items())
     print(f"stream: {mix}", file=sys.stderr)
 
-    results = {}
-    for name, fn in [
-        ("baseline SortedDict book", lambda: run_baseline(cmds, args.batch)),
-        ("(a) zex book (Engine.process)", lambda: run_book(cmds, args.batch)),
-        ("(b) + decode + event encoding", lambda: run_engine(raws, args.batch, None)),
-    ]:
-        print(f"running {name} ...", file=sys.stderr, flush=True)
-        results[name] = best_of(fn, args.repeat)
+    # The installed build, and plain Python beside it when the installed one is compiled.
+    builds = {"installed": installed}
+    if build_kind() == "compiled" and args.build == "both":
+        builds["pure"] = pure()
+    elif args.build == "pure":
+        builds = {"pure": pure()}
 
-    def with_journal():
+    def with_journal(m):
         with tempfile.TemporaryDirectory(dir=Path.cwd()) as d:
             j = Journal(Path(d), fsync=args.fsync)
             try:
-                return run_engine(raws, args.batch, j)
+                return run_engine(m, raws, args.batch, j)
             finally:
                 j.close()
 
-    name = f"(c) + journal (fsync={args.fsync})"
-    print(f"running {name} ...", file=sys.stderr, flush=True)
-    results[name] = best_of(with_journal, args.repeat)
+    variants = [("baseline SortedDict book", None, lambda _: run_baseline(cmds, args.batch))]
+    for label, m in builds.items():
+        tag = f" [{build_kind() if label == 'installed' else 'pure'}]"
+        variants += [
+            ("(a) zex book (bare Book)" + tag, m, lambda m: run_bare_book(m, cmds, args.batch)),
+            ("    engine (Engine.process)" + tag, m, lambda m: run_engine_only(m, cmds, args.batch)),
+            ("(b) + decode + event encoding" + tag, m, lambda m: run_engine(m, raws, args.batch, None)),
+            (f"(c) + journal (fsync={args.fsync})" + tag, m, with_journal),
+        ]
+    results = {}
+    for i, (name, m, fn) in enumerate(variants, 1):
+        print(f"[{i}/{len(variants)}] running {name.strip()} ...", file=sys.stderr, flush=True)
+        results[name] = best_of(lambda: fn(m), args.repeat)
 
     base = args.n / results["baseline SortedDict book"]
     print(f"\n{args.n:,} commands, batch {args.batch}, best of {args.repeat}, gc {args.gc}, "
-          f"Python {sys.version.split()[0]}")
-    print(f"{'variant':40} {'commands/s':>12} {'vs baseline':>12}")
+          f"Python {sys.version.split()[0]}, installed matcher build: {build_kind()}")
+    print(f"{'variant':44} {'commands/s':>12} {'vs baseline':>12}")
     for name, secs in results.items():
         rate = args.n / secs
-        print(f"{name:40} {rate:12,.0f} {rate / base:11.2f}x")
-
+        print(f"{name:44} {rate:12,.0f} {rate / base:11.2f}x")
 
 if __name__ == "__main__":
     main()

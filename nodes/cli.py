@@ -72,12 +72,13 @@ def _serve_node(node, banner) -> int:
 
 
 def cmd_matcher(args: argparse.Namespace) -> int:
+    from .matcher import build_kind
     from .matcher.node import MatcherNode
 
     cfg = _load(args)
     node, m = MatcherNode(cfg), cfg.matcher
     return _serve_node(node, lambda: [
-        f"zex matcher: seq {node.engine.seq}, data in {m.data_dir}",
+        f"zex matcher ({build_kind()} build): seq {node.engine.seq}, data in {m.data_dir}",
         f"  commands (gateways' DEALER) on {m.bind}",
         f"  replay service (DEALER) on {m.replay_bind}",
         f"  events (SUB, topic 'ev') on {m.events_bind}"])
@@ -177,6 +178,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .gateway.node import GatewayNode
     from .logger.node import LoggerNode
     from .marketdata.node import MarketDataNode
+    from .matcher import build_kind
     from .matcher.node import MatcherNode
 
     cfg = _load(args)
@@ -198,7 +200,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         gateway.start()
         demo.start()
         m, g, d = cfg.matcher, cfg.gateway, cfg.marketdata
-        print(f"zex is running (matcher at seq {matcher.engine.seq}, data in {m.data_dir})")
+        print(f"zex is running (matcher at seq {matcher.engine.seq}, {build_kind()} build, "
+              f"data in {m.data_dir})")
         print(f"  clients connect a DEALER to the gateway: {g.bind}   (protocol/SPEC.md)")
         print(f"  market data (SUB, topics md.<SYMBOL>.):  {d.feed_bind}   snapshots (DEALER): {d.snapshot_bind}")
         print(f"  event stream (SUB, topic 'ev'):           {m.events_bind}   replay: {m.replay_bind}")

@@ -1,1 +1,50 @@
-"""The matcher: books, engine, journal and the node that owns them."""
+"""The matcher: books, engine, journal and the node that owns them.
+
+The hot modules (accounts, book, engine) are compiled with Cython at install
+when a C compiler is there (setup.py); the compiled modules are built from the
+same .py files, typed by the .pxd files beside them. Before any of them is
+imported, this checks that a compiled module was built from the source beside
+it: an edited book.py with an old book.*.so would silently run the old code.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import json
+from importlib.machinery import EXTENSION_SUFFIXES
+from pathlib import Path
+
+HOT = ("accounts", "book", "engine")
+_HERE = Path(__file__).parent
+
+
+def _check_compiled() -> None:
+    built = [m for m in HOT if any((_HERE / (m + s)).exists() for s in EXTENSION_SUFFIXES)]
+    if not built:
+        return
+    try:
+        hashes = json.loads((_HERE / "compiled.json").read_text())
+    except (OSError, ValueError):
+        hashes = {}
+    for m in built:
+        h = hashlib.sha256()
+        for ext in (".py", ".pxd"):
+            try:
+                h.update((_HERE / (m + ext)).read_bytes())
+            except OSError:  # an installed wheel may leave out the sources: nothing to compare
+                return
+        if hashes.get(m) != h.hexdigest():
+            raise ImportError(
+                f"the compiled {m} module in {_HERE} was built from another version of {m}.py; "
+                f"rebuild it with `make build` (or `pip install -e .`), or run pure Python with "
+                f"`ZEX_PURE=1 make build`")
+
+
+_check_compiled()
+
+
+def build_kind() -> str:
+    """'compiled' if the hot modules run as C extensions (Cython), else 'pure'."""
+    mods = [importlib.import_module(f"{__name__}.{m}") for m in HOT]
+    return "compiled" if all(not str(m.__file__).endswith(".py") for m in mods) else "pure"

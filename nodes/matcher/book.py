@@ -177,7 +177,7 @@ class Book:
         if level.count == 0:
             self._drop_level(o.side, o.price)
         elif len(level.orders) > 2 * level.count + 16:
-            level.orders = deque(x for x in level.orders if x.live)
+            level.orders = deque([x for x in level.orders if x.live])
 
     def _drop_level(self, side: int, price: int) -> None:
         """Remove an empty level and refresh the cached best price."""
@@ -276,7 +276,7 @@ class Book:
                            m.leaves)
                 events.append(ev)
                 m_acct = m.acct
-                cash = best * q * mult
+                cash = mult * best * q  # mult first: in the compiled build best and q are C ints
                 if buy:
                     t_acct.buy(symbol, q, cash)
                     m_acct.sell(symbol, q, cash)

@@ -63,7 +63,13 @@ from zex.protocol.reasons import Reason
 
 from . import state as state_mod
 from .accounts import Account
-from .book import DIRECT, OWNER, RESENT, Book, Order
+from .book import DIRECT, NO_ASK, OWNER, RESENT, Book, Order
+
+# The largest price (ticks) and quantity (lots) the engine takes. A price at the no-ask
+# sentinel would corrupt the book, and the compiled build keeps an order's numbers in
+# C int64s; the gateway's bands and max_order_qty stay far below.
+MAX_TICKS = NO_ASK - 1
+MAX_LOTS = NO_ASK - 1
 
 # Ref tags of the command a Rejected answers (its internal tag).
 REF_NEW, REF_CANCEL, REF_REPLACE, REF_KILL = 1, 2, 3, 5
@@ -167,12 +173,13 @@ class Engine:
         ord_type, tif, side, price, qty = cmd.ord_type, cmd.tif, cmd.side, cmd.price, cmd.qty
         # The gateway checked all of this; the engine re-checks what would
         # corrupt a book if a gateway were wrong, because it is cheap.
-        if qty <= 0:
-            return self._reject(cmd, seq, REF_NEW, Reason.BAD_QTY, f"qty must be positive, was {qty}")
+        if qty <= 0 or qty > MAX_LOTS:
+            return self._reject(cmd, seq, REF_NEW, Reason.BAD_QTY, f"qty must be 1..{MAX_LOTS}, was {qty}")
         limit = ord_type == LIMIT
         if limit:
-            if price <= 0:
-                return self._reject(cmd, seq, REF_NEW, Reason.BAD_PRICE, f"price must be positive, was {price}")
+            if price <= 0 or price > MAX_TICKS:
+                return self._reject(cmd, seq, REF_NEW, Reason.BAD_PRICE,
+                                    f"price must be 1..{MAX_TICKS}, was {price}")
             crosses = price >= book.best_ask_px if side == BUY else price <= book.best_bid_px
             if cmd.post_only:
                 if tif != GTC:
@@ -188,6 +195,9 @@ class Engine:
             # it trades up to that price and no further (0: no protection).
             if price < 0:
                 price = 0
+            elif price > MAX_TICKS:
+                return self._reject(cmd, seq, REF_NEW, Reason.BAD_PRICE,
+                                    f"a market order's protection price must be 0..{MAX_TICKS}, was {price}")
             crosses = True
         if acct.checks:
             refusal = self._risk(acct, book, side, price, qty, 0, 0, limit and tif == GTC)
@@ -315,8 +325,11 @@ class Engine:
             return
         book, o = found
         price, qty = cmd.price, cmd.qty
-        if price <= 0:
-            return self._reject(cmd, seq, REF_REPLACE, Reason.BAD_PRICE, f"price must be positive, was {price}")
+        if price <= 0 or price > MAX_TICKS:
+            return self._reject(cmd, seq, REF_REPLACE, Reason.BAD_PRICE,
+                                f"price must be 1..{MAX_TICKS}, was {price}")
+        if qty > MAX_LOTS:
+            return self._reject(cmd, seq, REF_REPLACE, Reason.BAD_QTY, f"qty must be at most {MAX_LOTS}, was {qty}")
         if qty <= o.filled:
             return self._reject(cmd, seq, REF_REPLACE, Reason.INVALID_REPLACE,
                                 f"qty must be above the filled {o.filled}, was {qty}")

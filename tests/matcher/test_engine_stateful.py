@@ -4,7 +4,9 @@ Hypothesis interleaves commands with exact resends of earlier commands and
 with restarts (the engine is replaced by ``Engine.from_state`` of its own
 snapshot). After every step the Driver checks the engine against the model
 and the invariants (see harness.py), and a twin engine that never restarts
-must have produced the same bytes: restarts are invisible.
+must have produced the same bytes: restarts are invisible. The twin is the
+other build (builds.py): plain Python when the installed matcher is compiled,
+so every step also checks that the two builds agree.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from zex.nodes.matcher.engine import Engine
 from zex.nodes.matcher.state import state_decoder
 from zex.protocol.internal import encoder
 
+from zex.nodes.matcher.builds import other_engine
 from .harness import SYMBOLS, Driver, commands
 
 
@@ -26,7 +29,7 @@ class EngineMachine(RuleBasedStateMachine):
     @initialize()
     def start(self) -> None:
         self.d = Driver()
-        self.twin = Engine(SYMBOLS)
+        self.twin = other_engine()(SYMBOLS)
         self.restarts = 0
 
     def _twin_agrees(self) -> None:

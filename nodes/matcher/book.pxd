@@ -1,0 +1,45 @@
+# Cython declarations for book.py (pure-Python mode; see nodes/matcher/COMPILED.md).
+# Quantities and prices of one order are C integers: the engine refuses any above
+# MAX_INT before an Order is made. Sums (a level's qty, cash) stay Python ints.
+
+cimport cython
+from .accounts cimport Account
+
+cdef class Order:
+    cdef public long long order_id, price, qty, leaves, filled, cancelled
+    cdef public Account acct
+    cdef public str account, cl_ord_id, symbol
+    cdef public int side, stp
+    cdef public bint post_only, live
+    cdef public tuple origin
+
+cdef class Level:
+    cdef public long long price
+    cdef public object orders
+    cdef public object qty
+    cdef public long long count
+
+cdef class Book:
+    cdef public str symbol
+    cdef public object cash_mult
+    cdef public dict bids, asks, open_orders
+    cdef public object bid_prices, ask_prices
+    cdef public long long best_bid_px, best_ask_px, next_trade_id
+    cdef public list events
+
+    cpdef bint would_cross(self, int side, long long price)
+    @cython.locals(level=Level)
+    cpdef rest(self, Order o)
+    cpdef _expose(self, Order o, object lots)
+    @cython.locals(level=Level)
+    cpdef unrest(self, Order o)
+    cpdef _drop_level(self, int side, long long price)
+    cpdef reduce(self, Order o, object by)
+    @cython.locals(m=Order, need=object)
+    cpdef bint fillable(self, Order taker, bint limit)
+    @cython.locals(level=Level, m=Order, m_acct=Account, t_acct=Account, best="long long",
+                   q="long long", buy=bint, t_price="long long", tid="long long")
+    cpdef bint match(self, Order taker, bint limit, long long seq, object ts) except -1
+    cpdef _cancel_resting(self, Order m, Level level, int reason, long long seq, object ts)
+    cpdef _cancel_taker(self, Order t, long long seq, object ts)
+    cpdef expire(self, Order t, int tif, int ord_type, long long seq, object ts)

@@ -1,0 +1,40 @@
+# Cython declarations for engine.py (pure-Python mode; see nodes/matcher/COMPILED.md).
+
+cimport cython
+from .accounts cimport Account
+from .book cimport Book, Order
+
+cdef class Engine:
+    cdef public long long seq, next_order_id
+    cdef public object digest_every
+    cdef public dict cash_mult, answers, books, accounts, reject_counts
+    cdef public list events, reports
+    cdef public object _digester
+
+    cpdef Book add_symbol(self, str symbol)
+    cpdef Account account(self, str name)
+    @cython.locals(seq="long long")
+    cpdef process(self, object cmd)
+    cpdef _reject(self, object cmd, long long seq, int ref, object reason, str text)
+    cpdef bint _resent(self, object cmd)
+    @cython.locals(acct=Account, book=Book, o=Order, oid="long long", side=int, tif=int,
+                   ord_type=int, limit=bint, crosses=bint, bounded=bint)
+    cpdef _new_order(self, object cmd, long long seq)
+    cpdef _risk(self, Account acct, Book book, int side, object price, object qty,
+                object old_qty, object old_cash, bint rests)
+    @cython.locals(book=Book, o=Order)
+    cpdef _lookup(self, object cmd, long long seq, int ref)
+    @cython.locals(book=Book, o=Order)
+    cpdef _cancel(self, object cmd, long long seq)
+    cpdef _take_out(self, Book book, Order o, int reason, long long seq, object ts, str req=*)
+    @cython.locals(acct=Account)
+    cpdef _answer(self, object cmd, Order o, object ev)
+    @cython.locals(book=Book, o=Order, n=Order, acct=Account)
+    cpdef _replace(self, object cmd, long long seq)
+    @cython.locals(o=Order)
+    cpdef int _cancel_all(self, Account acct, int reason, long long seq, object ts,
+                          object origin=*) except -1
+    cpdef _mass_cancel(self, object cmd, long long seq)
+    @cython.locals(operator=Account, target=Account)
+    cpdef _kill_switch(self, object cmd, long long seq)
+    cpdef _limits(self, object cmd, long long seq)
