@@ -36,7 +36,10 @@ from pathlib import Path
 
 from sortedcontainers import SortedDict
 
-import zex.nodes.matcher as installed
+import zex.nodes.matcher.accounts
+import zex.nodes.matcher.book
+import zex.nodes.matcher.engine  # noqa: F401  (with the two above: the installed build)
+from zex.nodes import matcher as installed
 from zex.nodes.matcher import build_kind
 from zex.nodes.matcher.builds import pure
 from zex.nodes.matcher.journal import Journal
@@ -134,7 +137,8 @@ def run_bare_book(m, cmds, batch: int) -> float:
     for i in range(0, len(cmds), batch):
         for c in cmds[i:i + batch]:
             if type(c) is CancelCmd:
-                o = book.open_orders.get(c.order_id)
+                acct = accounts.get(c.account)
+                o = None if acct is None else acct.orders.get(c.order_id)
                 if o is not None:
                     book.unrest(o)
                 continue

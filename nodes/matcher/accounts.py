@@ -7,7 +7,8 @@ int in the exchange's cash unit (see ``numbers.cash_units``): a trade of
 is the symbol's cash multiplier.
 
 Exposure (what open orders could add) is kept up to date by the book as
-orders rest, fill and leave, so each stateful risk check is O(1):
+orders rest, fill and leave, in each order's Holding (the account's numbers
+in that symbol), so each stateful risk check is O(1):
 
     worst long  = position + open buy lots        <= max_position
     worst short = position - open sell lots       >= -max_position
@@ -24,21 +25,38 @@ if TYPE_CHECKING:
     from .book import Order
 
 
+class Holding:
+    """One account's numbers in one symbol: its position and its open orders' lots.
+
+    Each Order holds its account's Holding in its symbol, so resting, cancelling and
+    settling a fill update plain fields instead of looking the symbol up in dicts.
+    """
+
+    __slots__ = ("symbol", "pos", "bought", "sold", "bid_lots", "ask_lots")
+
+    def __init__(self, symbol: str) -> None:
+        self.symbol = symbol
+        self.pos = 0  # net lots (negative: short)
+        self.bought = 0  # lots bought today
+        self.sold = 0
+        self.bid_lots = 0  # lots of open buys
+        self.ask_lots = 0  # lots of open sells
+
+    def traded(self) -> bool:
+        return bool(self.bought or self.sold)
+
+
 class Account:
     __slots__ = (
-        "name", "cash", "pos", "bought", "sold", "orders", "bid_lots", "ask_lots", "bid_cash",
+        "name", "cash", "holdings", "orders", "bid_cash",
         "kill", "max_open_orders", "credit", "max_position", "checks", "origin", "log", "reports",
     )
 
     def __init__(self, name: str, reports: list) -> None:
         self.name = name
         self.cash = 0
-        self.pos: dict[str, int] = {}  # symbol -> net lots (negative: short)
-        self.bought: dict[str, int] = {}
-        self.sold: dict[str, int] = {}
+        self.holdings: dict[str, Holding] = {}  # symbol -> Holding, made by the first order
         self.orders: dict[int, Order] = {}  # order_id -> resting Order
-        self.bid_lots: dict[str, int] = {}  # symbol -> lots of open buys
-        self.ask_lots: dict[str, int] = {}
         self.bid_cash = 0  # cash the open buys would spend, at their limit prices
         self.kill = KILL_OFF
         self.max_open_orders: int | None = None
@@ -49,6 +67,16 @@ class Account:
         # Every execution report of the account, in order; rseq is the index + 1.
         self.log: list[tuple[int, object]] = []
         self.reports = reports  # the engine's outgoing list (origin, account, role, rseq, event)
+
+    def holding(self, symbol: str) -> Holding:
+        h = self.holdings.get(symbol)
+        if h is None:
+            h = self.holdings[symbol] = Holding(symbol)
+        return h
+
+    def traded(self) -> list[Holding]:
+        """The holdings in symbols the account has traded, by symbol."""
+        return [self.holdings[s] for s in sorted(self.holdings) if self.holdings[s].traded()]
 
     def report(self, origin: tuple[str, bytes], role: int, ev: object) -> None:
         """Give ``ev`` the account's next rseq and queue it for ``origin``."""
@@ -70,24 +98,3 @@ class Account:
     def _refresh(self) -> None:
         self.checks = bool(self.kill != KILL_OFF or self.max_open_orders is not None
                            or self.credit is not None or self.max_position)
-
-    # Exposure, called by the book only.
-
-    def expose_bid(self, symbol: str, lots: int, cash: int) -> None:
-        self.bid_lots[symbol] = self.bid_lots.get(symbol, 0) + lots
-        self.bid_cash += cash
-
-    def expose_ask(self, symbol: str, lots: int) -> None:
-        self.ask_lots[symbol] = self.ask_lots.get(symbol, 0) + lots
-
-    # Settlement (T+0), called by the book for each trade.
-
-    def buy(self, symbol: str, lots: int, cash: int) -> None:
-        self.pos[symbol] = self.pos.get(symbol, 0) + lots
-        self.bought[symbol] = self.bought.get(symbol, 0) + lots
-        self.cash -= cash
-
-    def sell(self, symbol: str, lots: int, cash: int) -> None:
-        self.pos[symbol] = self.pos.get(symbol, 0) - lots
-        self.sold[symbol] = self.sold.get(symbol, 0) + lots
-        self.cash += cash

@@ -3,11 +3,12 @@
 # MAX_INT before an Order is made. Sums (a level's qty, cash) stay Python ints.
 
 cimport cython
-from .accounts cimport Account
+from .accounts cimport Account, Holding
 
 cdef class Order:
     cdef public long long order_id, price, qty, leaves, filled, cancelled
     cdef public Account acct
+    cdef public Holding hold
     cdef public str account, cl_ord_id, symbol
     cdef public int side, stp
     cdef public bint post_only, live
@@ -22,9 +23,9 @@ cdef class Level:
 cdef class Book:
     cdef public str symbol
     cdef public object cash_mult
-    cdef public dict bids, asks, open_orders
+    cdef public dict bids, asks
     cdef public object bid_prices, ask_prices
-    cdef public long long best_bid_px, best_ask_px, next_trade_id
+    cdef public long long best_bid_px, best_ask_px, next_trade_id, resting
     cdef public list events
 
     cpdef bint would_cross(self, int side, long long price)
@@ -37,7 +38,8 @@ cdef class Book:
     cpdef reduce(self, Order o, object by)
     @cython.locals(m=Order, need=object)
     cpdef bint fillable(self, Order taker, bint limit)
-    @cython.locals(level=Level, m=Order, m_acct=Account, t_acct=Account, best="long long",
+    @cython.locals(level=Level, m=Order, m_acct=Account, t_acct=Account, th=Holding, mh=Holding,
+                   best="long long",
                    q="long long", buy=bint, t_price="long long", tid="long long")
     cpdef bint match(self, Order taker, bint limit, long long seq, object ts) except -1
     cpdef _cancel_resting(self, Order m, Level level, int reason, long long seq, object ts)

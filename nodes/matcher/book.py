@@ -56,7 +56,7 @@ class Order:
 
     __slots__ = (
         "order_id", "acct", "account", "cl_ord_id", "symbol", "side", "price", "qty",
-        "leaves", "filled", "cancelled", "stp", "post_only", "origin", "live",
+        "leaves", "filled", "cancelled", "stp", "post_only", "origin", "live", "hold",
     )
 
     def __init__(self, order_id: int, acct: Account, cl_ord_id: str, symbol: str, side: int,
@@ -76,6 +76,7 @@ class Order:
         self.post_only = post_only
         self.origin = origin
         self.live = False  # True only while resting in a level
+        self.hold = acct.holding(symbol)  # the account's numbers in this symbol
 
 
 class Level:
@@ -102,7 +103,9 @@ class Book:
         # every order, and only a level appearing or emptying changes them.
         self.best_bid_px = NO_BID
         self.best_ask_px = NO_ASK
-        self.open_orders: dict[int, Order] = {}  # order_id -> resting Order
+        # Live orders resting here. An order is found by its id in its account's orders
+        # (Account.orders): one map per order, not two.
+        self.resting = 0
         self.events = events
         self.next_trade_id = 1
 
@@ -154,21 +157,22 @@ class Book:
         level.qty += o.leaves
         level.count += 1
         o.live = True
-        self.open_orders[o.order_id] = o
+        self.resting += 1
         o.acct.orders[o.order_id] = o
         self._expose(o, o.leaves)
 
     def _expose(self, o: Order, lots: int) -> None:
         """Add ``lots`` (negative: remove) to the exposure of a resting order's account."""
         if o.side == BUY:
-            o.acct.expose_bid(self.symbol, lots, lots * o.price * self.cash_mult)
+            o.hold.bid_lots += lots
+            o.acct.bid_cash += lots * self.cash_mult * o.price
         else:
-            o.acct.expose_ask(self.symbol, lots)
+            o.hold.ask_lots += lots
 
     def unrest(self, o: Order) -> None:
         """Take a live order out of its level (lazily: it stays in the deque, dead)."""
         o.live = False
-        del self.open_orders[o.order_id]
+        self.resting -= 1
         del o.acct.orders[o.order_id]
         self._expose(o, -o.leaves)
         level = (self.bids if o.side == BUY else self.asks)[o.price]
@@ -234,7 +238,7 @@ class Book:
             levels, maker_side = self.asks, 2
         else:
             levels, maker_side = self.bids, BUY
-        events, open_orders = self.events, self.open_orders
+        events = self.events
         symbol, t_account, stp = self.symbol, taker.account, taker.stp
         t_price, t_acct, mult = taker.price, taker.acct, self.cash_mult
         while True:
@@ -275,23 +279,33 @@ class Book:
                            taker.cl_ord_id, taker.leaves, m.order_id, m.account, m.cl_ord_id,
                            m.leaves)
                 events.append(ev)
-                m_acct = m.acct
+                # settle at once (T+0); the maker's fill also leaves its open lots
+                m_acct, th, mh = m.acct, taker.hold, m.hold
                 cash = mult * best * q  # mult first: in the compiled build best and q are C ints
                 if buy:
-                    t_acct.buy(symbol, q, cash)
-                    m_acct.sell(symbol, q, cash)
-                    m_acct.expose_ask(symbol, -q)
+                    th.pos += q
+                    th.bought += q
+                    t_acct.cash -= cash
+                    mh.pos -= q
+                    mh.sold += q
+                    m_acct.cash += cash
+                    mh.ask_lots -= q
                 else:
-                    t_acct.sell(symbol, q, cash)
-                    m_acct.buy(symbol, q, cash)
-                    m_acct.expose_bid(symbol, -q, -cash)
+                    th.pos -= q
+                    th.sold += q
+                    t_acct.cash += cash
+                    mh.pos += q
+                    mh.bought += q
+                    m_acct.cash -= cash
+                    mh.bid_lots -= q
+                    m_acct.bid_cash -= cash
                 t_acct.report(taker.origin, TAKER, ev)
                 m_acct.report(m.origin, MAKER, ev)
                 if m.leaves == 0:
                     m.live = False
                     orders.popleft()
                     level.count -= 1
-                    del open_orders[m.order_id]
+                    self.resting -= 1
                     del m_acct.orders[m.order_id]
                 if taker.leaves == 0:
                     break
@@ -308,7 +322,7 @@ class Book:
         m.live = False
         level.qty -= q
         level.count -= 1
-        del self.open_orders[m.order_id]
+        self.resting -= 1
         del m.acct.orders[m.order_id]
         self._expose(m, -q)
         ev = Cancelled(seq, ts, m.order_id, m.account, m.cl_ord_id, self.symbol, m.side, m.price,

@@ -1,7 +1,7 @@
 # Cython declarations for engine.py (pure-Python mode; see nodes/matcher/COMPILED.md).
 
 cimport cython
-from .accounts cimport Account
+from .accounts cimport Account, Holding
 from .book cimport Book, Order
 
 cdef class Engine:
@@ -20,9 +20,10 @@ cdef class Engine:
     @cython.locals(acct=Account, book=Book, o=Order, oid="long long", side=int, tif=int,
                    ord_type=int, limit=bint, crosses=bint, bounded=bint)
     cpdef _new_order(self, object cmd, long long seq)
+    @cython.locals(h=Holding)
     cpdef _risk(self, Account acct, Book book, int side, object price, object qty,
                 object old_qty, object old_cash, bint rests)
-    @cython.locals(book=Book, o=Order)
+    @cython.locals(book=Book, o=Order, acct=Account)
     cpdef _lookup(self, object cmd, long long seq, int ref)
     @cython.locals(book=Book, o=Order)
     cpdef _cancel(self, object cmd, long long seq)

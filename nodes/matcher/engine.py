@@ -158,18 +158,20 @@ class Engine:
         return True
 
     def _new_order(self, cmd: NewOrderCmd, seq: int) -> None:
-        # The hot path: a new order. Plain and flat on purpose (measured in bench/).
-        key = (cmd.account, cmd.cl_ord_id)
+        # The hot path: a new order. Plain and flat on purpose (measured in bench/); each
+        # field is read once, since the compiled build reads a Struct's fields by name.
+        account, cl_ord_id, symbol = cmd.account, cmd.cl_ord_id, cmd.symbol
+        key = (account, cl_ord_id)
         first = self.answers.get(key)
         origin = (cmd.gw, cmd.client)
         if first is not None:
-            self.reports.append((origin, cmd.account, RESENT, 0, first))
+            self.reports.append((origin, account, RESENT, 0, first))
             return
-        acct = self.accounts.get(cmd.account) or self.account(cmd.account)
+        acct = self.accounts.get(account) or self.account(account)
         acct.origin = origin
-        book = self.books.get(cmd.symbol)
+        book = self.books.get(symbol)
         if book is None:
-            return self._reject(cmd, seq, REF_NEW, Reason.UNKNOWN_SYMBOL, f"symbol {cmd.symbol!r} is not listed")
+            return self._reject(cmd, seq, REF_NEW, Reason.UNKNOWN_SYMBOL, f"symbol {symbol!r} is not listed")
         ord_type, tif, side, price, qty = cmd.ord_type, cmd.tif, cmd.side, cmd.price, cmd.qty
         # The gateway checked all of this; the engine re-checks what would
         # corrupt a book if a gateway were wrong, because it is cheap.
@@ -206,8 +208,8 @@ class Engine:
         oid = self.next_order_id
         self.next_order_id = oid + 1
         ts = cmd.ts
-        o = Order(oid, acct, cmd.cl_ord_id, cmd.symbol, side, price, qty, cmd.stp, cmd.post_only, origin)
-        ack = Accepted(seq, ts, oid, acct.name, cmd.cl_ord_id, cmd.symbol, side, ord_type, tif, price, qty)
+        o = Order(oid, acct, cl_ord_id, symbol, side, price, qty, cmd.stp, cmd.post_only, origin)
+        ack = Accepted(seq, ts, oid, account, cl_ord_id, symbol, side, ord_type, tif, price, qty)
         self.events.append(ack)
         acct.report(origin, DIRECT, ack)
         self.answers[key] = ack
@@ -230,14 +232,15 @@ class Engine:
         Quantities in the texts are lots and cash units, as the engine sees them.
         """
         sym = book.symbol
-        pos = acct.pos.get(sym, 0)
+        h = acct.holding(sym)
+        pos = h.pos
         if acct.kill == KILL_BLOCK:
             return Reason.KILL_SWITCH, f"account {acct.name} is blocked by its kill switch"
         if side == BUY:
-            open_lots = acct.bid_lots.get(sym, 0) - old_qty
+            open_lots = h.bid_lots - old_qty
             worst = pos + open_lots + qty
         else:
-            open_lots = acct.ask_lots.get(sym, 0) - old_qty
+            open_lots = h.ask_lots - old_qty
             worst = pos - open_lots - qty
         # Reduce-only: even if every open order on this side filled, the
         # position must shrink towards zero and not flip.
@@ -280,8 +283,9 @@ class Engine:
             first = self.answers.get((cmd.account, cmd.orig_cl_ord_id))
             if isinstance(first, Accepted):
                 oid = first.order_id
-        o = book.open_orders.get(oid)
-        if o is None or o.account != cmd.account:
+        acct = self.accounts.get(cmd.account)
+        o = None if acct is None else acct.orders.get(oid)
+        if o is None or o.symbol != cmd.symbol:
             name = cmd.order_id or repr(cmd.orig_cl_ord_id)
             self._reject(cmd, seq, ref, Reason.UNKNOWN_ORDER,
                          f"no open order {name} of account {cmd.account} in {cmd.symbol}")
@@ -419,8 +423,7 @@ class Engine:
                 return BookAnswer(self.seq, q.req_id, q.symbol, [], [])
             return BookAnswer(self.seq, q.req_id, q.symbol, book.depth(BUY)[:q.limit], book.depth(2)[:q.limit])
         if q.what == Q_POSITIONS:
-            positions = [Position(s, acct.pos.get(s, 0), acct.bought.get(s, 0), acct.sold.get(s, 0))
-                         for s in sorted(set(acct.bought) | set(acct.sold))]
+            positions = [Position(h.symbol, h.pos, h.bought, h.sold) for h in acct.traded()]
             return PositionsAnswer(self.seq, q.req_id, acct.cash, positions, len(acct.orders), acct.kill)
         last = len(acct.log)
         start = max(q.from_rseq, 1)

@@ -133,7 +133,7 @@ class MatcherNode(NodeThread):
             ("counter", "rejects", "Commands the matcher rejected since this process started, by reason code",
              eng(lambda e: e.reject_counts), "reason"),
             ("gauge", "open_orders", "Orders resting in the books, by symbol",
-             eng(lambda e: {s: len(b.open_orders) for s, b in e.books.items()}), "symbol"),
+             eng(lambda e: {s: b.resting for s, b in e.books.items()}), "symbol"),
             ("gauge", "book_levels", "Price levels in the book (both sides), by symbol",
              eng(lambda e: {s: len(b.bids) + len(b.asks) for s, b in e.books.items()}), "symbol"),
             ("counter", "dropped_reports", "Report frames given up on (gateway gone, full, or away > 2 s)",

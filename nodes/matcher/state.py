@@ -245,8 +245,7 @@ def capture(eng: Engine, growing: bool = True) -> EngineState:
                                [_order_state(o) for o in b.orders_in_priority(SELL)]))
     accounts = []
     for a in eng.accounts.values():
-        positions = [(s, a.pos.get(s, 0), a.bought.get(s, 0), a.sold.get(s, 0))
-                     for s in sorted(set(a.bought) | set(a.sold))]
+        positions = [(h.symbol, h.pos, h.bought, h.sold) for h in a.traded()]
         accounts.append(AccountState(a.name, a.cash, positions, a.kill, a.max_open_orders, a.credit,
                                      dict(sorted(a.max_position.items())), a.origin[0], a.origin[1],
                                      list(a.log) if growing else []))
@@ -262,7 +261,8 @@ def restore(eng: Engine, st: EngineState) -> None:
         a = eng.account(ast.name)
         a.cash = ast.cash
         for symbol, lots, bought, sold in ast.positions:
-            a.pos[symbol], a.bought[symbol], a.sold[symbol] = lots, bought, sold
+            h = a.holding(symbol)
+            h.pos, h.bought, h.sold = lots, bought, sold
         a.set_limits(ast.max_open_orders, ast.credit, ast.max_position)
         a.set_kill(ast.kill)
         a.origin = (ast.origin_gw, ast.origin_client)

@@ -158,8 +158,7 @@ class Builder:
         kind, i = t
         if kind == "unknown" or not self.known:
             return UNKNOWN_ID, None
-        open_orders = {oid: o for b in self.engine.books.values()
-                       for oid, o in b.open_orders.items()}
+        open_orders = {oid: o for a in self.engine.accounts.values() for oid, o in a.orders.items()}
         if kind == "live" and open_orders:
             live = sorted(open_orders)
             oid = live[i % len(live)]

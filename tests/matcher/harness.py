@@ -244,8 +244,10 @@ class Audit:
                     assert all(type(v) is int for v in lv), lv
             bid, ask = book.best_bid(), book.best_ask()
             assert bid is None or ask is None or bid < ask, f"{symbol} crossed: {bid} >= {ask}"
-            assert set(book.open_orders) == {
-                o.order_id for s in (BUY, SELL) for o in book.orders_in_priority(s)}
+            in_book = {o.order_id for s in (BUY, SELL) for o in book.orders_in_priority(s)}
+            assert book.resting == len(in_book)  # the count the open_orders metric reads
+            assert {oid for a in eng.accounts.values() for oid, o in a.orders.items()
+                    if o.symbol == symbol} == in_book
         # an order not in a book is finished: everything filled or closed
         for oid, tr in self.orders.items():
             if oid not in live:
@@ -258,23 +260,27 @@ class Audit:
         for tr in self.orders.values():
             k = (tr.account, tr.symbol)
             expected_pos[k] = expected_pos.get(k, 0) + (tr.filled if tr.side == BUY else -tr.filled)
+        def held(a, symbol: str, field: str) -> int:
+            h = a.holdings.get(symbol)
+            return 0 if h is None else getattr(h, field)
+
         for symbol in eng.books:
             # every lot bought was sold by someone, and cash only changed hands
-            assert sum(a.pos.get(symbol, 0) for a in eng.accounts.values()) == 0
-            assert sum(a.bought.get(symbol, 0) for a in eng.accounts.values()) == \
-                sum(a.sold.get(symbol, 0) for a in eng.accounts.values())
+            assert sum(held(a, symbol, "pos") for a in eng.accounts.values()) == 0
+            assert sum(held(a, symbol, "bought") for a in eng.accounts.values()) == \
+                sum(held(a, symbol, "sold") for a in eng.accounts.values())
         assert sum(a.cash for a in eng.accounts.values()) == 0
         for name, a in eng.accounts.items():
             for symbol in eng.books:
-                assert a.pos.get(symbol, 0) == expected_pos.get((name, symbol), 0), (name, symbol)
+                assert held(a, symbol, "pos") == expected_pos.get((name, symbol), 0), (name, symbol)
             mine = {o.order_id: o for b in eng.books.values() for s in (BUY, SELL)
                     for o in b.orders_in_priority(s) if o.account == name}
             assert a.orders == mine, name
             for symbol, book in eng.books.items():
                 buys = [o for o in mine.values() if o.side == BUY and o.symbol == symbol]
                 sells = [o for o in mine.values() if o.side == SELL and o.symbol == symbol]
-                assert a.bid_lots.get(symbol, 0) == sum(o.leaves for o in buys), (name, symbol)
-                assert a.ask_lots.get(symbol, 0) == sum(o.leaves for o in sells), (name, symbol)
+                assert held(a, symbol, "bid_lots") == sum(o.leaves for o in buys), (name, symbol)
+                assert held(a, symbol, "ask_lots") == sum(o.leaves for o in sells), (name, symbol)
             assert a.bid_cash == sum(o.leaves * o.price * eng.books[o.symbol].cash_mult
                                      for o in mine.values() if o.side == BUY), name
             for role, ev in a.log:
