@@ -192,13 +192,10 @@ def run_engine(m, raws, batch: int, journal: Journal | None) -> float:
     return time.perf_counter() - t0
 
 
-def best_of(fn, repeat: int) -> float:
-    times = []
-    for _ in range(repeat):
-        gc.unfreeze()  # the last run's state is garbage now
-        gc.collect()
-        times.append(fn())
-    return min(times)
+def timed(fn) -> float:
+    gc.unfreeze()  # the last run's state is garbage now
+    gc.collect()
+    return fn()
 
 
 def main() -> None:
@@ -249,10 +246,15 @@ def main() -> None:
             ("(b) + decode + event encoding" + tag, m, lambda m: run_engine(m, raws, args.batch, None)),
             (f"(c) + journal (fsync={args.fsync})" + tag, m, with_journal),
         ]
-    results = {}
-    for i, (name, m, fn) in enumerate(variants, 1):
-        print(f"[{i}/{len(variants)}] running {name.strip()} ...", file=sys.stderr, flush=True)
-        results[name] = best_of(lambda: fn(m), args.repeat)
+    # Round robin, best of each: a slow spell of the machine then hits every variant
+    # alike instead of whichever ran during it.
+    results: dict[str, float] = {}
+    for r in range(1, args.repeat + 1):
+        for i, (name, m, fn) in enumerate(variants, 1):
+            print(f"round {r}/{args.repeat}, [{i}/{len(variants)}] {name.strip()} ...",
+                  file=sys.stderr, flush=True)
+            secs = timed(lambda: fn(m))
+            results[name] = min(secs, results.get(name, secs))
 
     base = args.n / results["baseline SortedDict book"]
     print(f"\n{args.n:,} commands, batch {args.batch}, best of {args.repeat}, gc {args.gc}, "

@@ -5,6 +5,12 @@
 cimport cython
 from .accounts cimport Account, Holding
 
+# The module's int constants as C ints: the matching loop compares against them per order.
+# (cdef names are not importable from Python; the report roles, which are, stay objects.)
+cdef int BUY, FOK, MARKET, STP_NONE, STP_CANCEL_NEWEST, STP_CANCEL_OLDEST
+cdef int CXL_STP, EXP_FOK, EXP_MARKET, EXP_IOC
+cdef long long NO_BID, NO_ASK
+
 cdef class Order:
     cdef public long long order_id, price, qty, leaves, filled, cancelled
     cdef public Account acct
@@ -36,11 +42,12 @@ cdef class Book:
     cpdef unrest(self, Order o)
     cpdef _drop_level(self, int side, long long price)
     cpdef reduce(self, Order o, object by)
-    @cython.locals(m=Order, need=object)
+    @cython.locals(m=Order, need=object, buy=bint, stp=int, account=str)
     cpdef bint fillable(self, Order taker, bint limit)
     @cython.locals(level=Level, m=Order, m_acct=Account, t_acct=Account, th=Holding, mh=Holding,
                    best="long long",
-                   q="long long", buy=bint, t_price="long long", tid="long long")
+                   q="long long", buy=bint, t_price="long long", tid="long long", stp=int,
+                   maker_side=int, t_account=str, symbol=str)
     cpdef bint match(self, Order taker, bint limit, long long seq, object ts) except -1
     cpdef _cancel_resting(self, Order m, Level level, int reason, long long seq, object ts)
     cpdef _cancel_taker(self, Order t, long long seq, object ts)

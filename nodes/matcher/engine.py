@@ -63,13 +63,13 @@ from zex.protocol.reasons import Reason
 
 from . import state as state_mod
 from .accounts import Account
-from .book import DIRECT, NO_ASK, OWNER, RESENT, Book, Order
+from .book import DIRECT, OWNER, RESENT, Book, Order
 
-# The largest price (ticks) and quantity (lots) the engine takes. A price at the no-ask
-# sentinel would corrupt the book, and the compiled build keeps an order's numbers in
-# C int64s; the gateway's bands and max_order_qty stay far below.
-MAX_TICKS = NO_ASK - 1
-MAX_LOTS = NO_ASK - 1
+# The largest price (ticks) and quantity (lots) the engine takes: below the book's no-ask
+# sentinel (book.NO_ASK, 2^62), which such a price would corrupt, and within the C int64s
+# the compiled build keeps an order's numbers in. The gateway's bands stay far below.
+MAX_TICKS = (1 << 62) - 1
+MAX_LOTS = (1 << 62) - 1
 
 # Ref tags of the command a Rejected answers (its internal tag).
 REF_NEW, REF_CANCEL, REF_REPLACE, REF_KILL = 1, 2, 3, 5
