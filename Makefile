@@ -26,6 +26,8 @@ $(STAMP): pyproject.toml setup.py $(HOT)
 	@echo "installing zex and its test dependencies into $(VENV) (the matcher is compiled with Cython: about a minute)"
 	@$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
 	@$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	@$(BIN)/python -c 'from zex.nodes.matcher import build_kind; print("matcher build:", build_kind())'
+	@[ "$$ZEX_PURE" = 1 ] || $(BIN)/python -c 'from zex.nodes.matcher import build_kind; build_kind() == "compiled" or print("the matcher did not compile; to see why: $(BIN)/python -m pip install -v -e .")'
 	@touch $(STAMP)
 
 # Rebuild and reinstall now (ZEX_PURE=1 make build: the matcher as plain Python).

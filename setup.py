@@ -5,8 +5,16 @@ are the very same .py sources, typed by the .pxd files beside them (Cython's
 pure Python mode), so the compiled matcher and the pure-Python one run the
 same code and must give the same bytes (tests/matcher/test_compiled.py).
 
-ZEX_PURE=1 skips the build and installs plain Python. Without a C compiler the
-build falls back to plain Python too, and says so.
+All or nothing: if any module fails to compile, none is installed compiled
+(book and engine use accounts' C types, so a half-compiled set cannot
+import), and the install goes on as plain Python, saying so. Beside the
+compiled modules goes compiled.json, the hashes of the sources they were
+built from; nodes/matcher/__init__.py refuses a compiled module whose source
+has changed since.
+
+ZEX_PURE=1 installs plain Python, and removes compiled modules an earlier
+in-place build left beside the sources. Cython is a build requirement
+(pyproject.toml) either way: pip fetches it into the build environment.
 """
 
 import hashlib
@@ -16,31 +24,64 @@ import shutil
 from pathlib import Path
 
 from setuptools import setup
+from setuptools.command.build_ext import build_ext
 
 HOT = ["accounts", "book", "engine"]  # zex.nodes.matcher.<name>, in nodes/matcher/
 SRC = Path("nodes", "matcher")
+MANIFEST = "compiled.json"
 
 
-def source_hash(name: str) -> str:
-    """What nodes/matcher/__init__.py compares to refuse a build older than its source."""
+def source_hash(directory: Path, name: str) -> str:
+    """What nodes/matcher/__init__.py compares, over the same two files."""
     h = hashlib.sha256()
     for ext in (".py", ".pxd"):
-        h.update((SRC / (name + ext)).read_bytes())
+        h.update((directory / (name + ext)).read_bytes())
     return h.hexdigest()
 
 
-def extensions():
-    # an in-place (editable) build leaves the last build's modules beside the sources
-    for old in [*SRC.glob("*.so"), *SRC.glob("*.pyd"), SRC / "compiled.json"]:
+def remove_built(directory: Path) -> None:
+    for old in [*directory.glob("*.so"), *directory.glob("*.pyd"), directory / MANIFEST]:
         old.unlink(missing_ok=True)
-    manifest = SRC / "compiled.json"
+
+
+class BuildHot(build_ext):
+    """build_ext, all or nothing, writing the manifest beside what it built."""
+
+    def run(self) -> None:
+        in_source = self.inplace or getattr(self, "editable_mode", False)
+        if in_source:  # the last build's modules, beside the sources
+            remove_built(SRC)
+        try:
+            super().run()
+        except Exception as e:  # a compiler error, a missing header, a link error
+            print(f"\nzex: could not compile the matcher ({e}); installing it as plain Python.\n"
+                  f"zex: for the compiled build install a C compiler and the Python headers, "
+                  f"then run `make build`.\n")
+            for ext in self.extensions:
+                Path(self.get_ext_fullpath(ext.name)).unlink(missing_ok=True)
+            if in_source:
+                remove_built(SRC)
+            return
+        manifest = json.dumps(HASHES, indent=1) + "\n"
+        built = Path(self.get_ext_fullpath(self.extensions[0].name)).parent
+        built.mkdir(parents=True, exist_ok=True)
+        (built / MANIFEST).write_text(manifest)
+        if in_source:
+            (SRC / MANIFEST).write_text(manifest)
+
+
+HASHES: dict[str, str] = {}
+
+
+def extensions():
     if os.environ.get("ZEX_PURE") == "1":
-        print("ZEX_PURE=1: the matcher is installed as plain Python")
+        remove_built(SRC)
+        print("zex: ZEX_PURE=1: the matcher is installed as plain Python")
         return []
     try:
         from Cython.Build import cythonize
     except ImportError:
-        print("Cython is not installed: the matcher is installed as plain Python")
+        print("zex: Cython is not installed: the matcher is installed as plain Python")
         return []
     from setuptools import Extension
 
@@ -54,12 +95,15 @@ def extensions():
     for m in HOT:
         for ext in (".py", ".pxd"):
             shutil.copyfile(SRC / (m + ext), pkg / (m + ext))
-    # optional: a failed C compile leaves that module pure Python instead of failing the install
-    exts = [Extension(f"zex.nodes.matcher.{m}", [str(pkg / f"{m}.py")], optional=True) for m in HOT]
-    manifest.write_text(json.dumps({m: source_hash(m) for m in HOT}, indent=1) + "\n")
-    return cythonize(exts, language_level=3, quiet=True, include_path=[str(tree)],
-                     # the .py annotations are for readers and mypy; the .pxd files type the build
-                     compiler_directives={"annotation_typing": False})
+        HASHES[m] = source_hash(pkg, m)  # of exactly what is compiled
+    exts = [Extension(f"zex.nodes.matcher.{m}", [str(pkg / f"{m}.py")]) for m in HOT]
+    try:
+        return cythonize(exts, language_level=3, quiet=True, include_path=[str(tree)],
+                         # the .py annotations are for readers and mypy; the .pxd files type the build
+                         compiler_directives={"annotation_typing": False})
+    except Exception as e:  # Cython refused the sources: the pure build still works
+        print(f"zex: Cython could not translate the matcher ({e}); installing it as plain Python")
+        return []
 
 
-setup(ext_modules=extensions())
+setup(ext_modules=extensions(), cmdclass={"build_ext": BuildHot})

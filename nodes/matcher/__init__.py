@@ -45,6 +45,8 @@ _check_compiled()
 
 
 def build_kind() -> str:
-    """'compiled' if the hot modules run as C extensions (Cython), else 'pure'."""
+    """'compiled' if the hot modules run as C extensions (Cython), 'pure' if none does,
+    'mixed' if only some do (setup.py builds all or none, so that is a broken install)."""
     mods = [importlib.import_module(f"{__name__}.{m}") for m in HOT]
-    return "compiled" if all(not str(m.__file__).endswith(".py") for m in mods) else "pure"
+    compiled = sum(not str(m.__file__).endswith(".py") for m in mods)
+    return "compiled" if compiled == len(mods) else "pure" if compiled == 0 else "mixed"

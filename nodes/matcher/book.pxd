@@ -1,6 +1,6 @@
-# Cython declarations for book.py (pure-Python mode; see nodes/matcher/COMPILED.md).
+# Cython declarations for book.py (Cython pure Python mode; see setup.py).
 # Quantities and prices of one order are C integers: the engine refuses any above
-# MAX_INT before an Order is made. Sums (a level's qty, cash) stay Python ints.
+# engine.MAX_LOTS / MAX_TICKS (2^62 - 1) before an Order is made. Sums (a level's qty, cash) stay Python ints.
 
 cimport cython
 from .accounts cimport Account, Holding

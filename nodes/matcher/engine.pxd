@@ -1,4 +1,4 @@
-# Cython declarations for engine.py (pure-Python mode; see nodes/matcher/COMPILED.md).
+# Cython declarations for engine.py (Cython pure Python mode; see setup.py).
 
 cimport cython
 from .accounts cimport Account, Holding

@@ -65,11 +65,14 @@ from . import state as state_mod
 from .accounts import Account
 from .book import DIRECT, OWNER, RESENT, Book, Order
 
-# The largest price (ticks) and quantity (lots) the engine takes: below the book's no-ask
-# sentinel (book.NO_ASK, 2^62), which such a price would corrupt, and within the C int64s
-# the compiled build keeps an order's numbers in. The gateway's bands stay far below.
+# The largest price (ticks), quantity (lots) and notional (cash units: price * qty * the
+# symbol's cash multiplier) the engine takes (SPEC 3.4). A price at the book's no-ask
+# sentinel (book.NO_ASK, 2^62) would corrupt the book; the compiled build keeps an order's
+# numbers in C int64s; and a trade's cash must fit the state's msgpack ints. So every
+# fill's cash is within 2^62: a maker's fill is bounded by its own order's notional.
 MAX_TICKS = (1 << 62) - 1
 MAX_LOTS = (1 << 62) - 1
+MAX_CASH = (1 << 62) - 1
 
 # Ref tags of the command a Rejected answers (its internal tag).
 REF_NEW, REF_CANCEL, REF_REPLACE, REF_KILL = 1, 2, 3, 5
@@ -175,13 +178,18 @@ class Engine:
         ord_type, tif, side, price, qty = cmd.ord_type, cmd.tif, cmd.side, cmd.price, cmd.qty
         # The gateway checked all of this; the engine re-checks what would
         # corrupt a book if a gateway were wrong, because it is cheap.
-        if qty <= 0 or qty > MAX_LOTS:
-            return self._reject(cmd, seq, REF_NEW, Reason.BAD_QTY, f"qty must be 1..{MAX_LOTS}, was {qty}")
+        if qty <= 0:
+            return self._reject(cmd, seq, REF_NEW, Reason.BAD_QTY, f"qty must be positive, was {qty}")
+        if qty > MAX_LOTS:
+            return self._reject(cmd, seq, REF_NEW, Reason.QTY_TOO_LARGE,
+                                f"qty must be at most {MAX_LOTS} lots, was {qty}")
         limit = ord_type == LIMIT
         if limit:
-            if price <= 0 or price > MAX_TICKS:
-                return self._reject(cmd, seq, REF_NEW, Reason.BAD_PRICE,
-                                    f"price must be 1..{MAX_TICKS}, was {price}")
+            if price <= 0:
+                return self._reject(cmd, seq, REF_NEW, Reason.BAD_PRICE, f"price must be positive, was {price}")
+            if price > MAX_TICKS:
+                return self._reject(cmd, seq, REF_NEW, Reason.PRICE_OUT_OF_BAND,
+                                    f"price must be at most {MAX_TICKS} ticks, was {price}")
             crosses = price >= book.best_ask_px if side == BUY else price <= book.best_bid_px
             if cmd.post_only:
                 if tif != GTC:
@@ -198,9 +206,14 @@ class Engine:
             if price < 0:
                 price = 0
             elif price > MAX_TICKS:
-                return self._reject(cmd, seq, REF_NEW, Reason.BAD_PRICE,
-                                    f"a market order's protection price must be 0..{MAX_TICKS}, was {price}")
+                return self._reject(cmd, seq, REF_NEW, Reason.PRICE_OUT_OF_BAND,
+                                    f"a market order's protection price must be at most {MAX_TICKS} ticks, "
+                                    f"was {price}")
             crosses = True
+        if price and qty * price * book.cash_mult > MAX_CASH:
+            return self._reject(cmd, seq, REF_NEW, Reason.QTY_TOO_LARGE,
+                                f"notional {qty * price * book.cash_mult} cash units is above the "
+                                f"matcher's limit {MAX_CASH}")
         if acct.checks:
             refusal = self._risk(acct, book, side, price, qty, 0, 0, limit and tif == GTC)
             if refusal is not None:
@@ -329,18 +342,26 @@ class Engine:
             return
         book, o = found
         price, qty = cmd.price, cmd.qty
-        if price <= 0 or price > MAX_TICKS:
-            return self._reject(cmd, seq, REF_REPLACE, Reason.BAD_PRICE,
-                                f"price must be 1..{MAX_TICKS}, was {price}")
+        if price <= 0:
+            return self._reject(cmd, seq, REF_REPLACE, Reason.BAD_PRICE, f"price must be positive, was {price}")
+        if price > MAX_TICKS:
+            return self._reject(cmd, seq, REF_REPLACE, Reason.PRICE_OUT_OF_BAND,
+                                f"price must be at most {MAX_TICKS} ticks, was {price}")
         if qty > MAX_LOTS:
-            return self._reject(cmd, seq, REF_REPLACE, Reason.BAD_QTY, f"qty must be at most {MAX_LOTS}, was {qty}")
+            return self._reject(cmd, seq, REF_REPLACE, Reason.QTY_TOO_LARGE,
+                                f"qty must be at most {MAX_LOTS} lots, was {qty}")
+        if qty * price * book.cash_mult > MAX_CASH:
+            return self._reject(cmd, seq, REF_REPLACE, Reason.QTY_TOO_LARGE,
+                                f"notional {qty * price * book.cash_mult} cash units is above the "
+                                f"matcher's limit {MAX_CASH}")
         if qty <= o.filled:
             return self._reject(cmd, seq, REF_REPLACE, Reason.INVALID_REPLACE,
                                 f"qty must be above the filled {o.filled}, was {qty}")
         leaves = qty - o.filled
         acct = o.acct
         if acct.checks and (leaves > o.leaves or price != o.price or acct.kill == KILL_BLOCK):
-            old_cash = o.leaves * o.price * book.cash_mult if o.side == BUY else 0
+            # cash_mult first: in the compiled build o.leaves and o.price are C ints
+            old_cash = book.cash_mult * o.leaves * o.price if o.side == BUY else 0
             refusal = self._risk(acct, book, o.side, price, leaves, o.leaves, old_cash, True)
             if refusal is not None:
                 return self._reject(cmd, seq, REF_REPLACE, refusal[0], refusal[1])

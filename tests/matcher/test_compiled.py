@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import random
+from collections import Counter
 from importlib.machinery import EXTENSION_SUFFIXES
 
 import pytest
@@ -22,11 +23,19 @@ from zex.nodes.matcher.state import state_decoder
 from zex.nodes.matcher.workload import mixed_stream
 from zex.protocol.internal import (
     BUY,
+    CXL_DISCONNECT,
+    CXL_KILL,
+    CXL_STP,
+    CXL_USER,
+    EXP_FOK,
+    EXP_IOC,
+    EXP_MARKET,
     FOK,
     GTC,
     IOC,
     KILL_BLOCK,
     KILL_OFF,
+    KILL_REDUCE_ONLY,
     LIMIT,
     MARKET,
     SELL,
@@ -52,50 +61,94 @@ def test_the_install_is_the_compiled_build_unless_asked_for_pure():
         f"`make build`, or set ZEX_PURE=1 to test plain Python on purpose")
 
 
-def every_kind_of_command(n: int, seed: int):
-    """Random commands of every type, with prices that cross, resends and unknown ids."""
+def every_kind_of_command(n: int, seed: int, big: bool = False):
+    """Random commands of every type, with prices that cross, resends and unknown ids.
+
+    Cancels and replaces mostly name an open order of their account: a scout engine (the
+    pure build) runs the stream as it is made, so the stream is fixed before either build
+    under test sees it.
+
+    ``big``: prices near 2^27 ticks and quantities near 2^15 lots, so that prices, lots,
+    notionals and the accounts' sums pass every 32-bit C int on the way, while a day of
+    trades stays within the 2^62 the matcher allows (SPEC 3.4).
+    """
+    px, lots = (20, 12) if big else (0, 0)
     rng = random.Random(seed)
+    scout = pure().engine.Engine(SYMBOLS, cash_mult=CASH_MULT)
     accounts = ["a", "b", "c"]
     sent: list = []
+
+    def price() -> int:
+        return rng.randint(95, 105) << px
+
+    def target(acct: str, i: int) -> int:  # mostly one of the account's open orders
+        mine = scout.accounts[acct].orders if acct in scout.accounts else {}
+        if mine and rng.random() < 0.8:
+            return rng.choice(list(mine))
+        return rng.randint(1, i + 1)
+
     for i in range(n):
         ts = 1_000 + i
         acct = rng.choice(accounts)
         r = rng.random()
         if r < 0.05 and sent:
-            yield rng.choice(sent)  # a resend: the first answer again
+            again = rng.choice(sent)  # a resend: the first answer again
+            scout.process(again)
+            scout.events.clear()
+            scout.reports.clear()
+            yield again
             continue
         if r < 0.50:
             tif = rng.choice([GTC, GTC, GTC, IOC, FOK])
             market = tif != GTC and rng.random() < 0.2
             cmd = NewOrderCmd(ts, "gw1", acct.encode(), acct, f"n{i}", rng.choice(SYMBOLS),
                               rng.choice([BUY, SELL]), MARKET if market else LIMIT, tif,
-                              0 if market and rng.random() < 0.5 else rng.randint(95, 105),
-                              rng.randint(1, 9), tif == GTC and rng.random() < 0.1,
+                              0 if market and rng.random() < 0.5 else price(),
+                              rng.randint(1, 9) << lots, tif == GTC and rng.random() < 0.1,
                               rng.choice([0, 1, 2, 3]))
         elif r < 0.70:
-            cmd = CancelCmd(ts, "gw1", acct.encode(), acct, f"x{i}", rng.choice(SYMBOLS),
-                            rng.randint(1, i + 1))
+            oid = target(acct, i)
+            o = scout.accounts[acct].orders.get(oid) if acct in scout.accounts else None
+            cmd = CancelCmd(ts, "gw1", acct.encode(), acct, f"x{i}",
+                            o.symbol if o and rng.random() < 0.9 else rng.choice(SYMBOLS), oid)
         elif r < 0.88:
-            cmd = ReplaceCmd(ts, "gw1", acct.encode(), acct, f"r{i}", rng.choice(SYMBOLS),
-                             rng.randint(95, 105), rng.randint(1, 12), rng.randint(1, i + 1))
-        elif r < 0.93:
-            cmd = MassCancelCmd(ts, "gw1", acct.encode(), acct, 4)
-        elif r < 0.97:
+            oid = target(acct, i)
+            o = scout.accounts[acct].orders.get(oid) if acct in scout.accounts else None
+            if o is not None and rng.random() < 0.4:  # keep the price: a smaller qty keeps priority
+                cmd = ReplaceCmd(ts, "gw1", acct.encode(), acct, f"r{i}", o.symbol, o.price,
+                                 rng.randint(1, 12) << lots, oid)
+            else:
+                cmd = ReplaceCmd(ts, "gw1", acct.encode(), acct, f"r{i}",
+                                 o.symbol if o and rng.random() < 0.9 else rng.choice(SYMBOLS),
+                                 price(), rng.randint(1, 12) << lots, oid)
+        elif r < 0.91:
+            cmd = MassCancelCmd(ts, "gw1", acct.encode(), acct, CXL_DISCONNECT)
+        elif r < 0.94:
             cmd = KillSwitchCmd(ts, "gw1", b"ops", "ops", f"k{i}", acct,
-                                rng.choice([KILL_OFF, KILL_OFF, KILL_BLOCK, 2]))
+                                rng.choice([KILL_OFF, KILL_OFF, KILL_OFF, KILL_BLOCK, KILL_REDUCE_ONLY]))
         else:
-            cmd = LimitsCmd(ts, acct, rng.choice([None, 5]), rng.choice([None, 10_000]),
-                            rng.choice([{}, {"XYZ": 20}]))
+            cmd = LimitsCmd(ts, acct, rng.choice([None, 5]), rng.choice([None, 2_000 << (px + lots)]),
+                            rng.choice([{}, {"XYZ": 20 << lots}]))
         sent.append(cmd)
+        scout.process(cmd)
+        scout.events.clear()
+        scout.reports.clear()
         yield cmd
 
 
+CASH_MULT = {"XYZ": 1, "ABC": 100}
+
+
 def run(engine_cls, cmds, every: int = 500):
-    """Events and reports as bytes, with state bytes and a digest every ``every`` commands."""
-    eng = engine_cls(SYMBOLS)
+    """Events and reports as bytes, with state bytes and a digest every ``every`` commands;
+    and what happened, as (event type, its reason or kind) -> count."""
+    eng = engine_cls(SYMBOLS, cash_mult=CASH_MULT)
     out = []
+    seen: Counter = Counter()
     for i, c in enumerate(cmds, 1):
         eng.process(c)
+        for ev in eng.events:
+            seen[type(ev).__name__, getattr(ev, "reason", getattr(ev, "kept_priority", None))] += 1
         out.append(encoder.encode(eng.events))
         out.append(encoder.encode([r[1:] for r in eng.reports]))
         eng.events.clear()
@@ -103,54 +156,66 @@ def run(engine_cls, cmds, every: int = 500):
         if i % every == 0:
             out.append(eng.state_bytes())
             out.append(eng.digest())
-    return eng, out
+    return eng, out, seen
 
 
-@pytest.mark.parametrize("stream", ["benchmark", "every kind"])
+# what the "every kind" streams must have made happen, so that their agreement means something
+OUTCOMES = {
+    ("Trade", None), ("Replaced", True), ("Replaced", False),
+    ("Cancelled", CXL_USER), ("Cancelled", CXL_STP), ("Cancelled", CXL_KILL), ("Cancelled", CXL_DISCONNECT),
+    ("Expired", EXP_IOC), ("Expired", EXP_FOK), ("Expired", EXP_MARKET),
+    ("Rejected", Reason.CREDIT_LIMIT), ("Rejected", Reason.MAX_POSITION), ("Rejected", Reason.KILL_SWITCH),
+    ("Rejected", Reason.MAX_OPEN_ORDERS), ("Rejected", Reason.UNKNOWN_ORDER),
+    ("Rejected", Reason.POST_ONLY_WOULD_CROSS), ("Rejected", Reason.INVALID_REPLACE),
+}
+
+
+@pytest.mark.skipif(matcher.build_kind() != "compiled", reason="a pure install has one build only")
+@pytest.mark.parametrize("stream", ["benchmark", "every kind", "every kind, big numbers"])
 def test_both_builds_give_the_same_bytes(stream):
     if stream == "benchmark":
         cmds = list(mixed_stream(30_000, seed=3, symbols=tuple(SYMBOLS)))
     else:
-        cmds = list(every_kind_of_command(20_000, seed=5))
-    eng, got = run(Engine, cmds)
-    _, want = run(pure().engine.Engine, cmds)
+        cmds = list(every_kind_of_command(20_000, seed=5, big="big" in stream))
+    eng, got, seen = run(Engine, cmds)
+    _, want, _ = run(pure().engine.Engine, cmds)
     assert len(got) == len(want)
     first = next((i for i, (a, b) in enumerate(zip(got, want)) if a != b), None)
-    assert first is None, f"the builds differ first at output {first} (command {first // 2 + 1})"
-    if stream == "every kind":  # the stream did reach the rarer paths
-        kinds = {type(c).__name__ for c in cmds}
-        assert kinds >= {"NewOrderCmd", "CancelCmd", "ReplaceCmd", "MassCancelCmd",
-                         "KillSwitchCmd", "LimitsCmd"}
+    assert first is None, f"the builds differ first at output {first}"
+    if stream != "benchmark":
+        assert OUTCOMES <= {k for k, n in seen.items() if n}, OUTCOMES - set(seen)
     # and a snapshot of one build restores in the other
-    back = pure().engine.Engine.from_state(pure().state.state_decoder.decode(eng.state_bytes()))
+    back = pure().engine.Engine.from_state(pure().state.state_decoder.decode(eng.state_bytes()),
+                                           cash_mult=CASH_MULT)
     assert back.state_bytes() == eng.state_bytes()
-    again = Engine.from_state(state_decoder.decode(back.state_bytes()))
+    again = Engine.from_state(state_decoder.decode(back.state_bytes()), cash_mult=CASH_MULT)
     assert again.digest() == eng.digest()
 
 
 @pytest.mark.parametrize("engine", ["installed", "pure"])
-@pytest.mark.parametrize("field,value,reason", [
-    ("qty", MAX_LOTS + 1, Reason.BAD_QTY),
-    ("qty", 2**64 - 1, Reason.BAD_QTY),
-    ("price", MAX_TICKS + 1, Reason.BAD_PRICE),
-    ("price", 2**63, Reason.BAD_PRICE),
+@pytest.mark.parametrize("price,qty,reason,word", [
+    (100, MAX_LOTS + 1, Reason.QTY_TOO_LARGE, "qty"),
+    (100, 2**64 - 1, Reason.QTY_TOO_LARGE, "qty"),
+    (MAX_TICKS + 1, 5, Reason.PRICE_OUT_OF_BAND, "price"),
+    (2**63, 5, Reason.PRICE_OUT_OF_BAND, "price"),
+    (2**40, 2**30, Reason.QTY_TOO_LARGE, "notional"),  # each within range, the product not
 ])
-def test_numbers_beyond_the_engine_range_are_refused_not_raised(engine, field, value, reason):
-    # the compiled build keeps an order's numbers in C int64s: a number past them must be a
-    # reject with the field's reason, and the engine must go on as before
+def test_numbers_beyond_the_engine_range_are_refused_not_raised(engine, price, qty, reason, word):
+    # the compiled build keeps an order's numbers in C int64s, and the state's cash must fit
+    # msgpack's ints: a number past them is a reject naming it, in both builds, and the
+    # engine goes on as before
     cls = Engine if engine == "installed" else pure().engine.Engine
     eng = cls(SYMBOLS)
-    kw = {"price": 100, "qty": 5}
-    kw[field] = value
-    eng.process(NewOrderCmd(1, "gw1", b"c", "a", "n1", "XYZ", BUY, LIMIT, GTC, kw["price"], kw["qty"]))
-    rej = eng.take_events()
-    assert [type(e) for e in rej] == [Rejected] and rej[0].reason == reason and field in rej[0].text
+    eng.process(NewOrderCmd(1, "gw1", b"c", "a", "n1", "XYZ", BUY, LIMIT, GTC, price, qty))
+    (rej,) = eng.take_events()
+    assert type(rej) is Rejected and rej.reason == reason and word in rej.text and rej.seq == 1
     eng.process(NewOrderCmd(2, "gw1", b"c", "a", "n2", "XYZ", BUY, LIMIT, GTC, 100, 5))
     (ack,) = eng.take_events()
-    eng.process(ReplaceCmd(3, "gw1", b"c", "a", "r1", "XYZ", kw["price"], kw["qty"], ack.order_id))
+    eng.process(ReplaceCmd(3, "gw1", b"c", "a", "r1", "XYZ", price, qty, ack.order_id))
     (rej,) = eng.take_events()
-    assert type(rej) is Rejected and rej.reason == reason and field in rej.text
+    assert type(rej) is Rejected and rej.reason == reason and word in rej.text
     assert [o.leaves for o in eng.books["XYZ"].orders_in_priority(BUY)] == [5]
+    eng.state_bytes()  # and the state still encodes
 
 
 def test_a_compiled_module_older_than_its_source_is_refused(tmp_path, monkeypatch):
