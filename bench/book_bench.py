@@ -43,6 +43,7 @@ from zex.nodes import matcher as installed
 from zex.nodes.matcher import build_kind
 from zex.nodes.matcher.builds import pure
 from zex.nodes.matcher.journal import Journal
+from zex.nodes.matcher.node import GC_YOUNG
 from zex.nodes.matcher.workload import mixed_stream
 from zex.protocol.internal import (
     BUY, GTC, LIMIT, STP_NONE, CancelCmd, EventBatch, command_decoder, encoder,
@@ -100,7 +101,8 @@ class BaselineBook:
 
 # Every variant, the baseline too, runs under the matcher node's GC policy unless
 # --gc default: what survives a turn of `batch` commands is frozen out of the
-# collector's reach (nodes/matcher/node.py), so the growing book is not walked again.
+# collector's reach, so the growing book is not walked again, and automatic young
+# collections come every GC_YOUNG allocations instead of 700 (nodes/matcher/node.py).
 FREEZE = True
 
 
@@ -205,13 +207,16 @@ def main() -> None:
     ap.add_argument("--fsync", default="batch", choices=["always", "batch", "off"])
     ap.add_argument("--repeat", type=int, default=3, help="runs per variant; the best is kept")
     ap.add_argument("--gc", default="freeze", choices=["freeze", "default"],
-                    help="freeze: the matcher's policy, gc.freeze() after each batch (all variants); "
+                    help="freeze: the matcher's policy, gc.freeze() after each batch and young "
+                         "collections every GC_YOUNG allocations (all variants); "
                          "default: Python's collector as it comes")
     ap.add_argument("--build", default="both", choices=["both", "installed", "pure"],
                     help="both: the installed build and, if it is compiled, plain Python beside it")
     args = ap.parse_args()
     global FREEZE
     FREEZE = args.gc == "freeze"
+    if FREEZE:
+        gc.set_threshold(GC_YOUNG, *gc.get_threshold()[1:])
 
     print(f"generating {args.n:,} commands (seed 1) ...", file=sys.stderr, flush=True)
     cmds = list(mixed_stream(args.n, seed=1))

@@ -62,6 +62,11 @@ POLL_MS = 100  # idle wake-up for heartbeats and idle encoding; 10..1000 is reas
 HOLD_S = 2.0  # how long report frames wait for an unreachable gateway; 0.5..10 is reasonable
 HOLD_MAX = 10_000  # frames held per gateway before the oldest are dropped
 IDLE_ENCODE = 20_000  # state entries encoded per idle poll (about 20 ms); 1k..100k is reasonable
+# Allocations between automatic young collections (Python's default: 700). Each turn ends
+# with its own young collection and a freeze (see _loop), so automatic ones in between only
+# walk objects that will survive anyway; at 20,000 most turns have none (Engine.process
+# +6-10 % in bench/README.md). Cyclic garbage waits at most that many allocations.
+GC_YOUNG = 20_000
 
 
 class MatcherNode(NodeThread):
@@ -182,6 +187,7 @@ class MatcherNode(NodeThread):
             eventlog.truncate_after(engine.seq)
         self.engine = engine
         ctx = self.ctx
+        gc_before = None
         router = ctx.socket(zmq.ROUTER)
         pub = ctx.socket(zmq.PUB)
         ctrl = ctx.socket(zmq.PAIR)
@@ -201,6 +207,8 @@ class MatcherNode(NodeThread):
                 engine.catch_up(1 << 62)  # encode the recovered state's logs now, not in the first busy turn
             gc.collect()
             gc.freeze()  # the recovered state: see _loop
+            gc_before = gc.get_threshold()
+            gc.set_threshold(GC_YOUNG, *gc_before[1:])  # process-wide, like the freeze
             self.snapshots = SnapshotWriter(journal.dir)
             self._ready.set()
             self._loop(engine, journal, eventlog, router, pub, ctrl)
@@ -209,6 +217,8 @@ class MatcherNode(NodeThread):
                 self.snapshots.close(8.0)  # a pending snapshot is written before the node stops
             journal.close()
             gc.unfreeze()  # the state is garbage once this node is gone (tests, zex run)
+            if gc_before is not None:
+                gc.set_threshold(*gc_before)
             eventlog.close()
             for s in (router, pub, ctrl):
                 s.close(linger=0)
