@@ -17,7 +17,7 @@ in-place build left beside the sources. Cython is a build requirement
 (pyproject.toml) either way: pip fetches it into the build environment.
 """
 
-import hashlib
+import importlib.util
 import json
 import os
 import shutil
@@ -26,17 +26,12 @@ from pathlib import Path
 from setuptools import setup
 from setuptools.command.build_ext import build_ext
 
-HOT = ["accounts", "book", "engine"]  # zex.nodes.matcher.<name>, in nodes/matcher/
 SRC = Path("nodes", "matcher")
-MANIFEST = "compiled.json"
-
-
-def source_hash(directory: Path, name: str) -> str:
-    """What nodes/matcher/__init__.py compares, over the same two files."""
-    h = hashlib.sha256()
-    for ext in (".py", ".pxd"):
-        h.update((directory / (name + ext)).read_bytes())
-    return h.hexdigest()
+# the module list and the source hash the import-time check compares (not importable yet)
+_spec = importlib.util.spec_from_file_location("zex_buildinfo", SRC / "buildinfo.py")
+buildinfo = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(buildinfo)
+HOT, MANIFEST, source_hash = buildinfo.HOT, buildinfo.MANIFEST, buildinfo.source_hash
 
 
 def remove_built(directory: Path) -> None:

@@ -9,13 +9,13 @@ it: an edited book.py with an old book.*.so would silently run the old code.
 
 from __future__ import annotations
 
-import hashlib
 import importlib
 import json
 from importlib.machinery import EXTENSION_SUFFIXES
 from pathlib import Path
 
-HOT = ("accounts", "book", "engine")
+from .buildinfo import HOT, MANIFEST, source_hash
+
 _HERE = Path(__file__).parent
 
 
@@ -24,17 +24,15 @@ def _check_compiled() -> None:
     if not built:
         return
     try:
-        hashes = json.loads((_HERE / "compiled.json").read_text())
+        hashes = json.loads((_HERE / MANIFEST).read_text())
     except (OSError, ValueError):
         hashes = {}
     for m in built:
-        h = hashlib.sha256()
-        for ext in (".py", ".pxd"):
-            try:
-                h.update((_HERE / (m + ext)).read_bytes())
-            except OSError:  # an installed wheel may leave out the sources: nothing to compare
-                return
-        if hashes.get(m) != h.hexdigest():
+        try:
+            h = source_hash(_HERE, m)
+        except OSError:  # an installed wheel may leave out the sources: nothing to compare
+            return
+        if hashes.get(m) != h:
             raise ImportError(
                 f"the compiled {m} module in {_HERE} was built from another version of {m}.py; "
                 f"rebuild it with `make build` (or `pip install -e .`), or run pure Python with "

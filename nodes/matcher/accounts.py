@@ -76,7 +76,7 @@ class Account:
 
     def traded(self) -> list[Holding]:
         """The holdings in symbols the account has traded, by symbol."""
-        return [self.holdings[s] for s in sorted(self.holdings) if self.holdings[s].traded()]
+        return [h for _, h in sorted(self.holdings.items()) if h.traded()]
 
     def report(self, origin: tuple[str, bytes], role: int, ev: object) -> None:
         """Give ``ev`` the account's next rseq and queue it for ``origin``."""
