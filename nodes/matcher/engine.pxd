@@ -18,19 +18,23 @@ cdef class Engine:
     cpdef _reject(self, object cmd, long long seq, int ref, object reason, str text)
     cpdef bint _resent(self, object cmd)
     @cython.locals(acct=Account, book=Book, o=Order, oid="long long", side=int, tif=int,
-                   ord_type=int, limit=bint, crosses=bint, bounded=bint)
+                   ord_type=int, limit=bint, crosses=bint, bounded=bint, account=str,
+                   cl_ord_id=str, symbol=str, key=tuple, origin=tuple)
     cpdef _new_order(self, object cmd, long long seq)
     @cython.locals(h=Holding)
     cpdef _risk(self, Account acct, Book book, int side, object price, object qty,
                 object old_qty, object old_cash, bint rests)
-    @cython.locals(book=Book, o=Order, acct=Account)
-    cpdef _lookup(self, object cmd, long long seq, int ref)
-    @cython.locals(book=Book, o=Order)
+    @cython.locals(o=Order)
+    cpdef Order _lookup(self, object cmd, long long seq, int ref, Account acct, str symbol,
+                        object oid, str orig_cl_ord_id)
+    @cython.locals(o=Order, acct=Account, account=str, cl_ord_id=str, symbol=str,
+                   key=tuple, origin=tuple)
     cpdef _cancel(self, object cmd, long long seq)
     cpdef _take_out(self, Book book, Order o, int reason, long long seq, object ts, str req=*)
     @cython.locals(acct=Account)
-    cpdef _answer(self, object cmd, Order o, object ev)
-    @cython.locals(book=Book, o=Order, n=Order, acct=Account)
+    cpdef _answer(self, tuple origin, tuple key, Order o, object ev)
+    @cython.locals(book=Book, o=Order, n=Order, acct=Account, account=str, cl_ord_id=str,
+                   symbol=str, key=tuple, origin=tuple)
     cpdef _replace(self, object cmd, long long seq)
     @cython.locals(o=Order)
     cpdef int _cancel_all(self, Account acct, int reason, long long seq, object ts,
