@@ -12,7 +12,10 @@ cdef int CXL_STP, EXP_FOK, EXP_MARKET, EXP_IOC
 cdef long long NO_BID, NO_ASK
 
 cdef class Order:
-    cdef public long long order_id, price, qty, leaves, filled, cancelled
+    # order_id is an object: the one int its account's orders map holds as key and every event
+    # names, instead of a new int made from a C one at each.
+    cdef public object order_id
+    cdef public long long price, qty, leaves, filled, cancelled
     cdef public Account acct
     cdef public Holding hold
     cdef public str account, cl_ord_id, symbol
@@ -48,7 +51,7 @@ cdef class Book:
                    best="long long",
                    q="long long", buy=bint, t_price="long long", tid="long long", stp=int,
                    maker_side=int, t_account=str, symbol=str)
-    cpdef bint match(self, Order taker, bint limit, long long seq, object ts) except -1
-    cpdef _cancel_resting(self, Order m, Level level, int reason, long long seq, object ts)
-    cpdef _cancel_taker(self, Order t, long long seq, object ts)
-    cpdef expire(self, Order t, int tif, int ord_type, long long seq, object ts)
+    cpdef bint match(self, Order taker, bint limit, object seq, object ts) except -1
+    cpdef _cancel_resting(self, Order m, Level level, int reason, object seq, object ts)
+    cpdef _cancel_taker(self, Order t, object seq, object ts)
+    cpdef expire(self, Order t, int tif, int ord_type, object seq, object ts)

@@ -5,7 +5,9 @@ from .accounts cimport Account, Holding
 from .book cimport Book, Order
 
 cdef class Engine:
-    cdef public long long seq, next_order_id
+    # Objects, not C ints: a command's seq and an order's id are each made once and shared by
+    # every event (and map key) that names them.
+    cdef public object seq, next_order_id
     cdef public object digest_every
     cdef public dict cash_mult, answers, books, accounts, reject_counts
     cdef public list events, reports
@@ -13,33 +15,32 @@ cdef class Engine:
 
     cpdef Book add_symbol(self, str symbol)
     cpdef Account account(self, str name)
-    @cython.locals(seq="long long")
     cpdef process(self, object cmd)
-    cpdef _reject(self, object cmd, long long seq, int ref, object reason, str text)
+    cpdef _reject(self, object cmd, object seq, int ref, object reason, str text)
     cpdef bint _resent(self, object cmd)
-    @cython.locals(acct=Account, book=Book, o=Order, oid="long long", side=int, tif=int,
+    @cython.locals(acct=Account, book=Book, o=Order, side=int, tif=int,
                    ord_type=int, limit=bint, crosses=bint, bounded=bint, account=str,
                    cl_ord_id=str, symbol=str, key=tuple, origin=tuple)
-    cpdef _new_order(self, object cmd, long long seq)
+    cpdef _new_order(self, object cmd, object seq)
     @cython.locals(h=Holding)
     cpdef _risk(self, Account acct, Book book, int side, object price, object qty,
                 object old_qty, object old_cash, bint rests)
     @cython.locals(o=Order)
-    cpdef Order _lookup(self, object cmd, long long seq, int ref, Account acct, str symbol,
+    cpdef Order _lookup(self, object cmd, object seq, int ref, Account acct, str symbol,
                         object oid, str orig_cl_ord_id)
     @cython.locals(o=Order, acct=Account, account=str, cl_ord_id=str, symbol=str,
                    key=tuple, origin=tuple)
-    cpdef _cancel(self, object cmd, long long seq)
-    cpdef _take_out(self, Book book, Order o, int reason, long long seq, object ts, str req=*)
+    cpdef _cancel(self, object cmd, object seq)
+    cpdef _take_out(self, Book book, Order o, int reason, object seq, object ts, str req=*)
     @cython.locals(acct=Account)
     cpdef _answer(self, tuple origin, tuple key, Order o, object ev)
     @cython.locals(book=Book, o=Order, n=Order, acct=Account, account=str, cl_ord_id=str,
                    symbol=str, key=tuple, origin=tuple)
-    cpdef _replace(self, object cmd, long long seq)
+    cpdef _replace(self, object cmd, object seq)
     @cython.locals(o=Order)
-    cpdef int _cancel_all(self, Account acct, int reason, long long seq, object ts,
+    cpdef int _cancel_all(self, Account acct, int reason, object seq, object ts,
                           object origin=*) except -1
-    cpdef _mass_cancel(self, object cmd, long long seq)
+    cpdef _mass_cancel(self, object cmd, object seq)
     @cython.locals(operator=Account, target=Account)
-    cpdef _kill_switch(self, object cmd, long long seq)
-    cpdef _limits(self, object cmd, long long seq)
+    cpdef _kill_switch(self, object cmd, object seq)
+    cpdef _limits(self, object cmd, object seq)

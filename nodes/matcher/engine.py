@@ -226,7 +226,7 @@ class Engine:
         oid = self.next_order_id
         self.next_order_id = oid + 1
         o = Order(oid, acct, cl_ord_id, symbol, side, price, qty, stp, post_only, origin)
-        ack = Accepted(seq, ts, oid, account, cl_ord_id, symbol, side, ord_type, tif, price, qty)
+        ack = Accepted(seq, ts, o.order_id, account, cl_ord_id, symbol, side, ord_type, tif, price, qty)
         self.events.append(ack)
         acct.report(origin, DIRECT, ack)
         self.answers[key] = ack
