@@ -22,6 +22,7 @@ cdef class Order:
     cdef public int side, stp
     cdef public bint post_only, live
     cdef public tuple origin
+    cdef public object enc
 
 cdef class Level:
     cdef public long long price
@@ -35,8 +36,12 @@ cdef class Book:
     cdef public dict bids, asks
     cdef public object bid_prices, ask_prices
     cdef public long long best_bid_px, best_ask_px, next_trade_id, resting
-    cdef public list events
+    cdef public list events, fresh
 
+    @cython.locals(level=Level, o=Order, out=list)
+    cpdef list orders_in_priority(self, int side)
+    @cython.locals(level=Level, o=Order, out=list)
+    cpdef list encoded_in_priority(self, int side)
     cpdef bint would_cross(self, int side, long long price)
     @cython.locals(level=Level)
     cpdef rest(self, Order o)

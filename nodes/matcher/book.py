@@ -56,7 +56,7 @@ class Order:
 
     __slots__ = (
         "order_id", "acct", "account", "cl_ord_id", "symbol", "side", "price", "qty",
-        "leaves", "filled", "cancelled", "stp", "post_only", "origin", "live", "hold",
+        "leaves", "filled", "cancelled", "stp", "post_only", "origin", "live", "hold", "enc",
     )
 
     def __init__(self, order_id: int, acct: Account, cl_ord_id: str, symbol: str, side: int,
@@ -77,6 +77,9 @@ class Order:
         self.origin = origin
         self.live = False  # True only while resting in a level
         self.hold = acct.holding(symbol)  # the account's numbers in this symbol
+        # Its state as a snapshot stores it, encoded (state.order_bytes); None when out of
+        # date. Kept while it rests unchanged, so a snapshot re-encodes only what changed.
+        self.enc: bytes | None = None
 
 
 class Level:
@@ -108,6 +111,9 @@ class Book:
         self.resting = 0
         self.events = events
         self.next_trade_id = 1
+        # Resting orders that have come or changed since state.Digester last encoded them
+        # (it drains this): a snapshot then finds almost every order already encoded.
+        self.fresh: list[Order] = []
 
     # ------------------------------------------------------------ queries
 
@@ -127,7 +133,25 @@ class Book:
         """Live orders of one side, best price first, earliest first within a price."""
         levels = self.bids if side == BUY else self.asks
         prices = reversed(self.bid_prices) if side == BUY else iter(self.ask_prices)
-        return [o for p in prices for o in levels[p].orders if o.live]
+        out = []
+        for p in prices:
+            level = levels[p]
+            for o in level.orders:
+                if o.live:
+                    out.append(o)
+        return out
+
+    def encoded_in_priority(self, side: int) -> list[bytes | None]:
+        """Order.enc of the live orders of one side, in orders_in_priority's order."""
+        levels = self.bids if side == BUY else self.asks
+        prices = reversed(self.bid_prices) if side == BUY else iter(self.ask_prices)
+        out = []
+        for p in prices:
+            level = levels[p]
+            for o in level.orders:
+                if o.live:
+                    out.append(o.enc)
+        return out
 
     def would_cross(self, side: int, price: int) -> bool:
         if side == BUY:
@@ -160,6 +184,7 @@ class Book:
         self.resting += 1
         o.acct.orders[o.order_id] = o
         self._expose(o, o.leaves)
+        self.fresh.append(o)
 
     def _expose(self, o: Order, lots: int) -> None:
         """Add ``lots`` (negative: remove) to the exposure of a resting order's account."""
@@ -204,6 +229,8 @@ class Book:
         self._expose(o, -by)
         levels = self.bids if o.side == BUY else self.asks
         levels[o.price].qty -= by
+        o.enc = None  # the caller also sets its qty: encoded later, by the Digester
+        self.fresh.append(o)
 
     # ----------------------------------------------------------- matching
 
@@ -307,6 +334,9 @@ class Book:
                     level.count -= 1
                     self.resting -= 1
                     del m_acct.orders[m.order_id]
+                else:  # partly filled: rests on, changed
+                    m.enc = None
+                    self.fresh.append(m)
                 if taker.leaves == 0:
                     break
             if level.count == 0:

@@ -479,6 +479,11 @@ class Engine:
         """The snapshot's bytes: ``state()`` encoded, the growing parts from the digester's cache."""
         return self._digester.state_bytes(self)
 
+    def state_parts(self) -> list[bytes]:
+        """``state_bytes()`` as buffers to write one after another, most of them kept
+        encodings shared, not copied (what the node hands the snapshot writer)."""
+        return self._digester.state_parts(self)
+
     def catch_up(self, budget: int) -> int:
         """In idle time: encode up to ``budget`` new log entries and answers ahead of the next
         digest or snapshot, so those pause the matcher less (state.Digester)."""

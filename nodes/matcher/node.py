@@ -338,7 +338,7 @@ class MatcherNode(NodeThread):
                 # The journal first: a snapshot must never be on disk ahead of the records
                 # it follows (fsync batch or off), or recovery after a power loss stops.
                 journal.sync()
-                snapshots.submit(engine.seq, journal.chain, engine.state_bytes())
+                snapshots.submit(engine.seq, journal.chain, engine.state_parts())
                 next_snapshot = (engine.seq // snapshot_every + 1) * snapshot_every
             self._send_reports(router, reports)
             publish(eventlog, pub, first_seq, engine.seq, events)

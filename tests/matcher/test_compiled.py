@@ -192,6 +192,33 @@ def test_both_builds_give_the_same_bytes(stream):
     assert again.digest() == eng.digest()
 
 
+@pytest.mark.parametrize("build", ["installed", "pure"])
+def test_kept_order_encodings_follow_every_change_of_an_order(build):
+    """A snapshot splices each resting order's kept encoding (Order.enc); a partial fill, a
+    replace that keeps priority or one that loses it must each renew it, or the snapshot
+    and digest would carry the order as it was. Checked against encoding the state cold."""
+    from zex.nodes.matcher.state import encode
+    engine_cls = Engine if build == "installed" else pure().engine.Engine
+    cmds = list(every_kind_of_command(6_000, seed=11))
+    eng = engine_cls(SYMBOLS, cash_mult=CASH_MULT)
+    seen: Counter = Counter()
+    for i, c in enumerate(cmds, 1):
+        eng.process(c)
+        for ev in eng.events:
+            seen[type(ev).__name__, getattr(ev, "kept_priority", None)] += 1
+        eng.keep_up({r[1] for r in eng.reports})
+        eng.events.clear()
+        eng.reports.clear()
+        if i % 7 == 0:
+            eng.catch_up(3)  # budgeted, as in idle time: some orders left to encode
+        if i % 250 == 0:
+            assert eng.state_bytes() == encode(eng.state()), i
+            cold = engine_cls.from_state(eng.state(), cash_mult=CASH_MULT)  # nothing kept
+            assert cold.digest() == eng.digest(), i
+    assert seen["Trade", None] and seen["Replaced", True] and seen["Replaced", False]
+    assert b"".join(eng.state_parts()) == eng.state_bytes() == encode(eng.state())
+
+
 @pytest.mark.parametrize("engine", ["installed", "pure"])
 @pytest.mark.parametrize("price,qty,reason,word", [
     (100, MAX_LOTS + 1, Reason.QTY_TOO_LARGE, "qty"),
