@@ -46,6 +46,8 @@ cdef class Book:
     @cython.locals(level=Level)
     cpdef rest(self, Order o)
     cpdef _expose(self, Order o, object lots)
+    @cython.locals(fresh=list, keep=list, seen=set, x=Order)
+    cdef _changed(self, Order o)
     @cython.locals(level=Level)
     cpdef unrest(self, Order o)
     cpdef _drop_level(self, int side, long long price)

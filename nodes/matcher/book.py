@@ -184,7 +184,22 @@ class Book:
         self.resting += 1
         o.acct.orders[o.order_id] = o
         self._expose(o, o.leaves)
-        self.fresh.append(o)
+        self._changed(o)
+
+    def _changed(self, o: Order) -> None:
+        """Note a resting order whose encoded state is now out of date (o.enc is None)."""
+        fresh = self.fresh
+        fresh.append(o)
+        # Bounded by the live orders even if nothing drains it (an engine whose owner takes
+        # no digests or snapshots): drop the finished ones and repeats of the same order.
+        if len(fresh) > 2 * self.resting + 4096:
+            seen = set()
+            keep = []
+            for x in fresh:
+                if x.live and x.enc is None and id(x) not in seen:
+                    seen.add(id(x))
+                    keep.append(x)
+            self.fresh = keep
 
     def _expose(self, o: Order, lots: int) -> None:
         """Add ``lots`` (negative: remove) to the exposure of a resting order's account."""
@@ -230,7 +245,7 @@ class Book:
         levels = self.bids if o.side == BUY else self.asks
         levels[o.price].qty -= by
         o.enc = None  # the caller also sets its qty: encoded later, by the Digester
-        self.fresh.append(o)
+        self._changed(o)
 
     # ----------------------------------------------------------- matching
 
@@ -336,7 +351,7 @@ class Book:
                     del m_acct.orders[m.order_id]
                 else:  # partly filled: rests on, changed
                     m.enc = None
-                    self.fresh.append(m)
+                    self._changed(m)
                 if taker.leaves == 0:
                     break
             if level.count == 0:

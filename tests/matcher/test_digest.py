@@ -95,3 +95,21 @@ def test_sealed_chunks_and_tails_splice_to_the_same_bytes(monkeypatch):
     sealed = [g for g in e._digester._logs.values() if len(g.chunks) > 3]
     assert sealed and e._digester._answers.chunks  # the case under test happened
     assert Engine.from_state(e.state(), ["XYZ"]).digest() == e.digest()
+
+
+def test_orders_waiting_to_be_encoded_stay_bounded_when_nothing_encodes_them():
+    """An engine whose owner takes no digest or snapshot (a replay, a tool) must not keep
+    every order it ever rested alive in Book.fresh: place and cancel 20,000 orders."""
+    from zex.protocol.internal import BUY, GTC, LIMIT, CancelCmd
+
+    e = Engine(["XYZ"], 0)
+    book = e.books["XYZ"]
+    most = 0
+    for i in range(20_000):
+        e.process(NewOrderCmd(i, "gw", b"c", "a", f"n{i}", "XYZ", BUY, LIMIT, GTC, 100 + i % 7, 5))
+        e.process(CancelCmd(i, "gw", b"c", "a", f"x{i}", "XYZ", e.next_order_id - 1))
+        e.events.clear()
+        e.reports.clear()
+        most = max(most, len(book.fresh))
+    assert book.resting == 0 and 4096 <= most <= 4100  # reached, and cut back (it would be 20,000)
+    assert e.state_bytes() == encode(e.state())
