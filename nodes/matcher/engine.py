@@ -168,19 +168,26 @@ class Engine:
         # them one by one costs the compiled build a generic attribute lookup each.
         ts, gw, client, account, cl_ord_id, symbol, side, ord_type, tif, price, qty, post_only, stp \
             = astuple(cmd)
-        key = (account, cl_ord_id)
-        first = self.answers.get(key)
-        origin = (gw, client)
-        if first is not None:
-            self.reports.append((origin, account, RESENT, 0, first))
-            return
         acct = self.accounts.get(account)
         if acct is None:
             acct = self.account(account)
+        # The account's own name and last origin, not this command's copies: the day's
+        # events, keys and orders then share one string and one tuple per account, where
+        # each decoded command brought its own (memory the matcher keeps all day).
+        account = acct.name
+        origin = acct.origin
+        if origin[0] != gw or origin[1] != client:
+            origin = (gw, client)
+        key = (account, cl_ord_id)
+        first = self.answers.get(key)
+        if first is not None:
+            self.reports.append((origin, account, RESENT, 0, first))
+            return
         acct.origin = origin
         book = self.books.get(symbol)
         if book is None:
             return self._reject(cmd, seq, REF_NEW, Reason.UNKNOWN_SYMBOL, f"symbol {symbol!r} is not listed")
+        symbol = book.symbol
         # The gateway checked all of this; the engine re-checks what would
         # corrupt a book if a gateway were wrong, because it is cheap.
         if qty <= 0:
@@ -311,15 +318,21 @@ class Engine:
 
     def _cancel(self, cmd: CancelCmd, seq: int) -> None:
         ts, gw, client, account, cl_ord_id, symbol, order_id, orig_cl_ord_id = astuple(cmd)
+        acct = self.accounts.get(account)
+        if acct is None:
+            acct = self.account(account)
+        # The account's own name and last origin, not this command's copies: the day's
+        # events, keys and orders then share one string and one tuple per account, where
+        # each decoded command brought its own (memory the matcher keeps all day).
+        account = acct.name
+        origin = acct.origin
+        if origin[0] != gw or origin[1] != client:
+            origin = (gw, client)
         key = (account, cl_ord_id)
-        origin = (gw, client)
         first = self.answers.get(key)
         if first is not None:
             self.reports.append((origin, account, RESENT, 0, first))
             return
-        acct = self.accounts.get(account)
-        if acct is None:
-            acct = self.account(account)
         acct.origin = origin
         o = self._lookup(cmd, seq, REF_CANCEL, acct, symbol, order_id, orig_cl_ord_id)
         if o is None:
@@ -346,20 +359,27 @@ class Engine:
 
     def _replace(self, cmd: ReplaceCmd, seq: int) -> None:
         ts, gw, client, account, cl_ord_id, symbol, price, qty, order_id, orig_cl_ord_id = astuple(cmd)
+        acct = self.accounts.get(account)
+        if acct is None:
+            acct = self.account(account)
+        # The account's own name and last origin, not this command's copies: the day's
+        # events, keys and orders then share one string and one tuple per account, where
+        # each decoded command brought its own (memory the matcher keeps all day).
+        account = acct.name
+        origin = acct.origin
+        if origin[0] != gw or origin[1] != client:
+            origin = (gw, client)
         key = (account, cl_ord_id)
-        origin = (gw, client)
         first = self.answers.get(key)
         if first is not None:
             self.reports.append((origin, account, RESENT, 0, first))
             return
-        acct = self.accounts.get(account)
-        if acct is None:
-            acct = self.account(account)
         acct.origin = origin
         o = self._lookup(cmd, seq, REF_REPLACE, acct, symbol, order_id, orig_cl_ord_id)
         if o is None:
             return
         book = self.books[symbol]
+        symbol = book.symbol
         if price <= 0:
             return self._reject(cmd, seq, REF_REPLACE, Reason.BAD_PRICE, f"price must be positive, was {price}")
         if price > MAX_TICKS:

@@ -334,16 +334,18 @@ class MatcherNode(NodeThread):
             t1 = perf()
             journal.write(first_seq, raws)  # the group commit: nothing is sent before it
             h_journal.observe(perf() - t1)
-            if next_snapshot and engine.seq >= next_snapshot:
-                # The journal first: a snapshot must never be on disk ahead of the records
-                # it follows (fsync batch or off), or recovery after a power loss stops.
-                journal.sync()
-                snapshots.submit(engine.seq, journal.chain, engine.state_parts())
-                next_snapshot = (engine.seq // snapshot_every + 1) * snapshot_every
             self._send_reports(router, reports)
             publish(eventlog, pub, first_seq, engine.seq, events)
             if encode_ahead:
                 keep_up({r[1] for r in reports if r[3]})  # the accounts whose logs grew this turn
+            if next_snapshot and engine.seq >= next_snapshot:
+                # After the turn's acks are out: the snapshot is the state after its commands,
+                # which are journaled already. The journal is synced first: a snapshot must never
+                # be on disk ahead of the records it follows (fsync batch or off), or recovery
+                # after a power loss stops.
+                journal.sync()
+                snapshots.submit(engine.seq, journal.chain, engine.state_parts())
+                next_snapshot = (engine.seq // snapshot_every + 1) * snapshot_every
             quiet_until = t0 + heartbeat_s  # the heartbeat is for quiet streams only
             n = len(raws)
             self.commands += n
