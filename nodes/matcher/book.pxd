@@ -42,6 +42,8 @@ cdef class Book:
     cpdef list orders_in_priority(self, int side)
     @cython.locals(level=Level, o=Order, out=list)
     cpdef list encoded_in_priority(self, int side)
+    @cython.locals(o=Order, fresh=list, take=list, done="long long")
+    cpdef long long encode_fresh(self, object encode, long long budget) except -1
     cpdef bint would_cross(self, int side, long long price)
     @cython.locals(level=Level)
     cpdef rest(self, Order o)

@@ -16,6 +16,7 @@ account's next report sequence number). It also keeps the accounts' exposure
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 
 from sortedcontainers import SortedList
 
@@ -77,7 +78,7 @@ class Order:
         self.origin = origin
         self.live = False  # True only while resting in a level
         self.hold = acct.holding(symbol)  # the account's numbers in this symbol
-        # Its state as a snapshot stores it, encoded (state.order_bytes); None when out of
+        # Its state as a snapshot stores it, encoded (encode_fresh); None when out of
         # date. Kept while it rests unchanged, so a snapshot re-encodes only what changed.
         self.enc: bytes | None = None
 
@@ -140,6 +141,21 @@ class Book:
                 if o.live:
                     out.append(o)
         return out
+
+    def encode_fresh(self, encode: Callable[[tuple], bytes], budget: int) -> int:
+        """Encode up to ``budget`` of the fresh orders that still rest and are out of date:
+        o.enc = encode(the fields of state.OrderState, in its order); return how many.
+        Here, not in state.py, so that the compiled build reads the fields as C fields."""
+        fresh = self.fresh
+        take = fresh[:budget]
+        del fresh[:len(take)]
+        done = 0
+        for o in take:
+            if o.live and o.enc is None:
+                o.enc = encode((o.order_id, o.account, o.cl_ord_id, o.side, o.price, o.qty,
+                                o.leaves, o.filled, o.stp, o.post_only, o.origin[0], o.origin[1]))
+                done += 1
+        return done
 
     def encoded_in_priority(self, side: int) -> list[bytes | None]:
         """Order.enc of the live orders of one side, in orders_in_priority's order."""

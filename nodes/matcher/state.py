@@ -69,19 +69,16 @@ class EngineState(Struct, array_like=True, frozen=True):
 _encoder = msgspec.msgpack.Encoder()
 state_decoder = msgspec.msgpack.Decoder(EngineState)
 encode = _encoder.encode
+encode_into = _encoder.encode_into
 
 
 def digest(state_bytes: bytes) -> bytes:
     return hashlib.blake2b(state_bytes, digest_size=16).digest()
 
 
-def _elements(encoded_array: bytes) -> bytes:
-    """The elements of an encoded MessagePack array without its header, so that hashing
-    the elements of log[0:5] then of log[5:9] feeds the same bytes as those of log[0:9]."""
-    first = encoded_array[0]
-    if 0x90 <= first <= 0x9F:
-        return encoded_array[1:]
-    return encoded_array[3:] if first == 0xDC else encoded_array[5:]
+def _header_len(n: int) -> int:
+    """The length of MessagePack's shortest array header for ``n`` elements."""
+    return 1 if n < 16 else (3 if n < 65536 else 5)
 
 
 def _array_header(n: int) -> bytes:
@@ -113,11 +110,17 @@ class _Growing:
 
     def add(self, entries: list) -> None:
         if entries:
-            elements = _elements(encode(entries))
-            self.tail += elements
-            self.hash.update(elements)
+            # Encoded straight onto the tail (no intermediate bytes: this runs for every
+            # account a turn reported to), then the array's header taken out, so that
+            # hashing log[0:5] then log[5:9] feeds the same bytes as log[0:9].
+            tail = self.tail
+            start = len(tail)
+            encode_into(entries, tail, start)
+            del tail[start:start + _header_len(len(entries))]
+            with memoryview(tail) as view:
+                self.hash.update(view[start:])
             self.n += len(entries)
-            if len(self.tail) >= CHUNK:
+            if len(tail) >= CHUNK:
                 self.chunks.append(bytes(self.tail))
                 self.tail = bytearray()
 
@@ -261,26 +264,12 @@ def capture(eng: Engine, growing: bool = True) -> EngineState:
     return EngineState(eng.seq, eng.next_order_id, books, _accounts(eng, growing), answers)
 
 
-def order_bytes(o: Order) -> bytes:
-    """A resting order's OrderState, encoded: the same bytes as encode(_order_state(o)), made
-    from a tuple (an array_like Struct encodes as the array of its fields)."""
-    return encode((o.order_id, o.account, o.cl_ord_id, o.side, o.price, o.qty, o.leaves, o.filled,
-                   o.stp, o.post_only, o.origin[0], o.origin[1]))
-
-
 def _encode_orders(eng: Engine, budget: int) -> int:
     """Encode up to ``budget`` of the books' fresh orders (Book.fresh); return how many."""
     done = 0
     for book in eng.books.values():
-        fresh = book.fresh
-        if not fresh or done >= budget:
-            continue
-        take = fresh[:budget - done]
-        del fresh[:len(take)]
-        for o in take:
-            if o.live and o.enc is None:
-                o.enc = order_bytes(o)
-                done += 1
+        if book.fresh and done < budget:
+            done += book.encode_fresh(encode, budget - done)
     return done
 
 
