@@ -200,6 +200,7 @@ class Book:
         self.resting += 1
         o.acct.orders[o.order_id] = o
         self._expose(o, o.leaves)
+        o.enc = None
         self._changed(o)
 
     def _changed(self, o: Order) -> None:

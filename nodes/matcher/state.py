@@ -125,8 +125,13 @@ class _Growing:
                 self.tail = bytearray()
 
     def parts(self) -> list[bytes]:
-        """The encoded array, header and all, as buffers to write one after another."""
-        return [_array_header(self.n), *self.chunks, bytes(self.tail)]
+        """The encoded array, header and all, as buffers to write one after another. The tail
+        is sealed into a chunk first, so each byte is copied once however many accounts hold
+        a short tail and however many snapshots follow."""
+        if self.tail:
+            self.chunks.append(bytes(self.tail))
+            self.tail = bytearray()
+        return [_array_header(self.n), *self.chunks]
 
 
 class BookStateRaw(Struct, array_like=True, frozen=True):
@@ -147,6 +152,12 @@ class FixedStateRaw(Struct, array_like=True, frozen=True):
     books: list[BookStateRaw]
     accounts: list[AccountState]
     answers: list  # always empty
+
+
+# Digester.state_parts re-heads a tuple of AccountState's fields but the log for all of
+# them: both array headers must be MessagePack's 1-byte fixarray (under 16 elements).
+_ACCOUNT_FIELDS = len(AccountState.__struct_fields__)
+assert _ACCOUNT_FIELDS < 16, "Digester.state_parts assumes AccountState has under 16 fields"
 
 
 class Digester:
@@ -240,10 +251,9 @@ class Digester:
         # followed by the log, is byte for byte what encoding the AccountState would give.
         parts = [_array_header(len(EngineState.__struct_fields__)), encode(fixed.seq),
                  encode(fixed.next_order_id), encode(fixed.books), _array_header(len(fixed.accounts))]
-        n_fields = len(AccountState.__struct_fields__)
         for a in fixed.accounts:
             head = encode(tuple(getattr(a, f) for f in AccountState.__struct_fields__[:-1]))
-            parts.append(_array_header(n_fields) + head[1:])  # n_fields - 1 < 16: a 1-byte header
+            parts.append(_array_header(_ACCOUNT_FIELDS) + head[1:])  # a 1-byte header either way
             parts += self._logs[a.name].parts()
         parts += self._answers.parts()
         return parts
@@ -269,7 +279,7 @@ def _encode_orders(eng: Engine, budget: int) -> int:
     done = 0
     for book in eng.books.values():
         if book.fresh and done < budget:
-            done += book.encode_fresh(encode, budget - done)
+            done += book.encode_fresh(encode, min(budget - done, 1 << 62))  # a C int in the compiled book
     return done
 
 

@@ -38,6 +38,7 @@ from zex.protocol.internal import (
     KILL_REDUCE_ONLY,
     LIMIT,
     MARKET,
+    OWNER_ROLE,
     SELL,
     CancelCmd,
     KillSwitchCmd,
@@ -64,6 +65,8 @@ def test_the_install_is_the_compiled_build_unless_asked_for_pure():
 def every_kind_of_command(n: int, seed: int, big: bool = False):
     """Random commands of every type, with prices that cross, resends and unknown ids.
 
+    Each account trades from two sessions (gateways gw1 and gw2), so a cancel or replace
+    often comes from another session than the order's, whose own session hears of it too.
     Cancels and replaces mostly name an open order of their account: a scout engine (the
     pure build) runs the stream as it is made, so the stream is fixed before either build
     under test sees it.
@@ -90,6 +93,7 @@ def every_kind_of_command(n: int, seed: int, big: bool = False):
     for i in range(n):
         ts = 1_000 + i
         acct = rng.choice(accounts)
+        gw = "gw2" if i % 3 == 0 else "gw1"  # two sessions per account (see above)
         r = rng.random()
         if r < 0.05 and sent:
             again = rng.choice(sent)  # a resend: the first answer again
@@ -101,7 +105,7 @@ def every_kind_of_command(n: int, seed: int, big: bool = False):
         if r < 0.50:
             tif = rng.choice([GTC, GTC, GTC, IOC, FOK])
             market = tif != GTC and rng.random() < 0.2
-            cmd = NewOrderCmd(ts, "gw1", acct.encode(), acct, f"n{i}", rng.choice(SYMBOLS),
+            cmd = NewOrderCmd(ts, gw, acct.encode(), acct, f"n{i}", rng.choice(SYMBOLS),
                               rng.choice([BUY, SELL]), MARKET if market else LIMIT, tif,
                               0 if market and rng.random() < 0.5 else price(),
                               rng.randint(1, 9) << lots, tif == GTC and rng.random() < 0.1,
@@ -109,20 +113,20 @@ def every_kind_of_command(n: int, seed: int, big: bool = False):
         elif r < 0.70:
             oid = target(acct, i)
             o = scout.accounts[acct].orders.get(oid) if acct in scout.accounts else None
-            cmd = CancelCmd(ts, "gw1", acct.encode(), acct, f"x{i}",
+            cmd = CancelCmd(ts, gw, acct.encode(), acct, f"x{i}",
                             o.symbol if o and rng.random() < 0.9 else rng.choice(SYMBOLS), oid)
         elif r < 0.88:
             oid = target(acct, i)
             o = scout.accounts[acct].orders.get(oid) if acct in scout.accounts else None
             if o is not None and rng.random() < 0.4:  # keep the price: a smaller qty keeps priority
-                cmd = ReplaceCmd(ts, "gw1", acct.encode(), acct, f"r{i}", o.symbol, o.price,
+                cmd = ReplaceCmd(ts, gw, acct.encode(), acct, f"r{i}", o.symbol, o.price,
                                  rng.randint(1, 12) << lots, oid)
             else:
-                cmd = ReplaceCmd(ts, "gw1", acct.encode(), acct, f"r{i}",
+                cmd = ReplaceCmd(ts, gw, acct.encode(), acct, f"r{i}",
                                  o.symbol if o and rng.random() < 0.9 else rng.choice(SYMBOLS),
                                  price(), rng.randint(1, 12) << lots, oid)
         elif r < 0.91:
-            cmd = MassCancelCmd(ts, "gw1", acct.encode(), acct, CXL_DISCONNECT)
+            cmd = MassCancelCmd(ts, gw, acct.encode(), acct, CXL_DISCONNECT)
         elif r < 0.94:
             cmd = KillSwitchCmd(ts, "gw1", b"ops", "ops", f"k{i}", acct,
                                 rng.choice([KILL_OFF, KILL_OFF, KILL_OFF, KILL_BLOCK, KILL_REDUCE_ONLY]))
@@ -149,6 +153,9 @@ def run(engine_cls, cmds, every: int = 500):
         eng.process(c)
         for ev in eng.events:
             seen[type(ev).__name__, getattr(ev, "reason", getattr(ev, "kept_priority", None))] += 1
+        for r in eng.reports:  # a cancel or replace from another session than the order's
+            if r[2] == OWNER_ROLE and r[3] == 0:
+                seen["to the order's own session", None] += 1
         out.append(encoder.encode(eng.events))
         out.append(encoder.encode([r[1:] for r in eng.reports]))
         eng.events.clear()
@@ -167,6 +174,7 @@ OUTCOMES = {
     ("Rejected", Reason.CREDIT_LIMIT), ("Rejected", Reason.MAX_POSITION), ("Rejected", Reason.KILL_SWITCH),
     ("Rejected", Reason.MAX_OPEN_ORDERS), ("Rejected", Reason.UNKNOWN_ORDER),
     ("Rejected", Reason.POST_ONLY_WOULD_CROSS), ("Rejected", Reason.INVALID_REPLACE),
+    ("to the order's own session", None),
 }
 
 
@@ -201,20 +209,26 @@ def test_kept_order_encodings_follow_every_change_of_an_order(build):
     engine_cls = Engine if build == "installed" else pure().engine.Engine
     cmds = list(every_kind_of_command(6_000, seed=11))
     eng = engine_cls(SYMBOLS, cash_mult=CASH_MULT)
+    restored = None  # from a snapshot at half way, then fed the same commands
     seen: Counter = Counter()
     for i, c in enumerate(cmds, 1):
-        eng.process(c)
-        for ev in eng.events:
-            seen[type(ev).__name__, getattr(ev, "kept_priority", None)] += 1
-        eng.keep_up({r[1] for r in eng.reports})
-        eng.events.clear()
-        eng.reports.clear()
-        if i % 7 == 0:
-            eng.catch_up(3)  # budgeted, as in idle time: some orders left to encode
+        for e in (eng, restored) if restored is not None else (eng,):
+            e.process(c)
+            for ev in e.events:
+                seen[type(ev).__name__, getattr(ev, "kept_priority", None)] += e is eng
+            e.keep_up({r[1] for r in e.reports})
+            e.events.clear()
+            e.reports.clear()
+            if i % 7 == 0:
+                e.catch_up(3)  # budgeted, as in idle time: some orders left to encode
         if i % 250 == 0:
             assert eng.state_bytes() == encode(eng.state()), i
             cold = engine_cls.from_state(eng.state(), cash_mult=CASH_MULT)  # nothing kept
             assert cold.digest() == eng.digest(), i
+            if restored is not None:  # its orders were restored, then traded, replaced, cancelled
+                assert restored.state_bytes() == eng.state_bytes() and restored.digest() == eng.digest(), i
+        if i == len(cmds) // 2:
+            restored = engine_cls.from_state(eng.state(), cash_mult=CASH_MULT)
     assert seen["Trade", None] and seen["Replaced", True] and seen["Replaced", False]
     assert b"".join(eng.state_parts()) == eng.state_bytes() == encode(eng.state())
 

@@ -92,6 +92,11 @@ def test_sealed_chunks_and_tails_splice_to_the_same_bytes(monkeypatch):
         e.reports.clear()
         if i % 600 == 0:
             assert b"".join(e.state_parts()) == e.state_bytes() == encode(e.state()), i
+        if i == 1500:  # what a snapshot hands the writer thread must not change after it
+            taken = e.state_parts()
+            copied = [bytes(p) for p in taken]
+            assert all(type(p) is bytes for p in taken)
+    assert taken == copied
     sealed = [g for g in e._digester._logs.values() if len(g.chunks) > 3]
     assert sealed and e._digester._answers.chunks  # the case under test happened
     assert Engine.from_state(e.state(), ["XYZ"]).digest() == e.digest()
