@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 CONFIG ?=
 
-.PHONY: run test build bench bench-e2e bench-md chaos clean help
+.PHONY: run test build bench bench-e2e bench-md bench-state chaos clean help
 
 help:
 	@echo "make run    start the exchange on this host with a demo market (Ctrl+C to stop)"
@@ -15,6 +15,7 @@ help:
 	@echo "make build  rebuild the compiled matcher now (ZEX_PURE=1 make build: plain Python)"
 	@echo "make bench  run the benchmarks in bench/ (prints figures; see bench/README.md)"
 	@echo "make bench-e2e  the end-to-end order entry benchmark (real processes, a few minutes)"
+	@echo "make bench-state  the matcher's digest and snapshot pauses on a 1M-command day (~2 min)"
 	@echo "make load   locust against the exchange of \`make run\` (USERS=10 DURATION=60s PROFILE=steady|burst|many|open)"
 
 # The compiled matcher modules are rebuilt when their sources change (setup.py).
@@ -78,6 +79,9 @@ bench: $(STAMP)
 bench-e2e: $(STAMP)
 	@$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[bench]'
 	$(BIN)/python bench/e2e_bench.py
+
+bench-state: $(STAMP)
+	$(BIN)/python bench/state_bench.py
 
 bench-md: $(STAMP)
 	@$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[bench]'
