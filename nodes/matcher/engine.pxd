@@ -25,6 +25,8 @@ cdef class Engine:
     @cython.locals(h=Holding)
     cpdef _risk(self, Account acct, Book book, int side, object price, object qty,
                 object old_qty, object old_cash, bint rests)
+    @cython.locals(acct=Account, origin=tuple)
+    cpdef Account _session(self, str account, str cl_ord_id, object gw, object client)
     @cython.locals(o=Order)
     cpdef Order _lookup(self, object cmd, object seq, int ref, Account acct, str symbol,
                         object oid, str orig_cl_ord_id)

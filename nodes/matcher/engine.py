@@ -22,6 +22,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from msgspec.structs import astuple
 from zex.protocol.internal import (
     BUY,
     CXL_KILL,
@@ -55,12 +56,10 @@ from zex.protocol.internal import (
     PositionsAnswer,
     QueryCmd,
     Rejected,
-    Replaced,
     ReplaceCmd,
+    Replaced,
     ReportsAnswer,
 )
-from msgspec.structs import astuple
-
 from zex.protocol.reasons import Reason
 
 from . import state as state_mod
@@ -161,6 +160,22 @@ class Engine:
             return False
         self.reports.append(((cmd.gw, cmd.client), cmd.account, RESENT, 0, first))
         return True
+
+    def _session(self, account: str, cl_ord_id: str, gw: str, client: bytes) -> Account | None:
+        """The command's account with its origin set to (gw, client), or None when the command
+        is a resend, which this answers with the first answer (_new_order has this inline)."""
+        acct = self.accounts.get(account)
+        if acct is None:
+            acct = self.account(account)
+        origin = acct.origin
+        if origin[0] != gw or origin[1] != client:
+            origin = (gw, client)
+        first = self.answers.get((acct.name, cl_ord_id))
+        if first is not None:
+            self.reports.append((origin, acct.name, RESENT, 0, first))
+            return None
+        acct.origin = origin
+        return acct
 
     def _new_order(self, cmd: NewOrderCmd, seq: int) -> None:
         # The hot path: a new order. Plain and flat on purpose (measured in bench/). The
@@ -318,22 +333,10 @@ class Engine:
 
     def _cancel(self, cmd: CancelCmd, seq: int) -> None:
         ts, gw, client, account, cl_ord_id, symbol, order_id, orig_cl_ord_id = astuple(cmd)
-        acct = self.accounts.get(account)
+        acct = self._session(account, cl_ord_id, gw, client)
         if acct is None:
-            acct = self.account(account)
-        # The account's own name and last origin, not this command's copies: the day's
-        # events, keys and orders then share one string and one tuple per account, where
-        # each decoded command brought its own (memory the matcher keeps all day).
-        account = acct.name
-        origin = acct.origin
-        if origin[0] != gw or origin[1] != client:
-            origin = (gw, client)
-        key = (account, cl_ord_id)
-        first = self.answers.get(key)
-        if first is not None:
-            self.reports.append((origin, account, RESENT, 0, first))
             return
-        acct.origin = origin
+        key, origin = (acct.name, cl_ord_id), acct.origin
         o = self._lookup(cmd, seq, REF_CANCEL, acct, symbol, order_id, orig_cl_ord_id)
         if o is None:
             return
@@ -359,22 +362,10 @@ class Engine:
 
     def _replace(self, cmd: ReplaceCmd, seq: int) -> None:
         ts, gw, client, account, cl_ord_id, symbol, price, qty, order_id, orig_cl_ord_id = astuple(cmd)
-        acct = self.accounts.get(account)
+        acct = self._session(account, cl_ord_id, gw, client)
         if acct is None:
-            acct = self.account(account)
-        # The account's own name and last origin, not this command's copies: the day's
-        # events, keys and orders then share one string and one tuple per account, where
-        # each decoded command brought its own (memory the matcher keeps all day).
-        account = acct.name
-        origin = acct.origin
-        if origin[0] != gw or origin[1] != client:
-            origin = (gw, client)
-        key = (account, cl_ord_id)
-        first = self.answers.get(key)
-        if first is not None:
-            self.reports.append((origin, account, RESENT, 0, first))
             return
-        acct.origin = origin
+        key, origin = (acct.name, cl_ord_id), acct.origin
         o = self._lookup(cmd, seq, REF_REPLACE, acct, symbol, order_id, orig_cl_ord_id)
         if o is None:
             return
