@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import signal
 import socket
@@ -18,11 +19,40 @@ import zmq
 REPO = Path(__file__).resolve().parent.parent
 
 
+_HANDED_OUT: set[int] = set()  # every port free_port() gave this run
+
+
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768  # Linux's default
+
+
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago (the OS picks it)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A TCP port on 127.0.0.1 that was free a moment ago and that nothing else will take.
+
+    It is below the kernel's ephemeral range, so no outgoing connection (a zmq connect's
+    source port) can take it between this call and the node's bind; the OS's own pick
+    (bind to port 0) is from that range and was seen taken so ("Address already in use" in
+    a node). And it is one this run has not handed out before, so two endpoints never
+    share one, even after the first is closed.
+    """
+    high = _ephemeral_low()
+    low = max(1024, high - 12_000)
+    rng = random.SystemRandom()  # not any test's seed: ports need not repeat, only be free
+    for _ in range(1000):
+        port = rng.randrange(low, high)
+        if port in _HANDED_OUT:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _HANDED_OUT.add(port)
+        return port
+    raise RuntimeError(f"no free loopback port in {low}..{high}: close what holds them and run again")
 
 
 def wait_for(predicate, timeout: float = 10.0, what: str = "condition", interval: float = 0.01):

@@ -14,13 +14,11 @@ restart cannot fail to bind.
 
 from __future__ import annotations
 
-import random
 import re
-import socket
 import urllib.request
 from pathlib import Path
 
-from tests.conftest import NodeProcess
+from tests.conftest import NodeProcess, free_port
 from zex.nodes import config as config_mod
 
 SYMBOLS = ("XYZ", "ABC")
@@ -74,27 +72,10 @@ reference_price = "20"
 {accounts}"""
 
 
-def pick_ports(names, low: int = 20_000, high: int = 32_000) -> dict[str, int]:
-    """Distinct loopback ports in [low, high) that were free a moment ago, one per name."""
-    chosen: dict[str, int] = {}
-    taken: set[int] = set()
-    rng = random.SystemRandom()  # not the run's seed: ports need not repeat, only be free
-    for name in names:
-        for _ in range(1000):
-            port = rng.randrange(low, high)
-            if port in taken:
-                continue
-            with socket.socket() as s:
-                try:
-                    s.bind(("127.0.0.1", port))
-                except OSError:
-                    continue
-            chosen[name] = port
-            taken.add(port)
-            break
-        else:
-            raise RuntimeError(f"no free port in {low}..{high} for {name}")
-    return chosen
+def pick_ports(names) -> dict[str, int]:
+    """Distinct loopback ports below the ephemeral range that were free a moment ago, one per
+    name (conftest.free_port: never one this run handed out before)."""
+    return {name: free_port() for name in names}
 
 
 class Cluster:
