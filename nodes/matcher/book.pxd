@@ -40,7 +40,7 @@ cdef class Book:
 
     @cython.locals(level=Level, o=Order, out=list)
     cpdef list orders_in_priority(self, int side)
-    @cython.locals(level=Level, o=Order, out=list)
+    @cython.locals(o=Order, out=list)
     cpdef list encoded_in_priority(self, int side)
     @cython.locals(o=Order, fresh=list, take=list, done="long long")
     cpdef long long encode_fresh(self, object encode, long long budget) except -1

@@ -159,14 +159,9 @@ class Book:
 
     def encoded_in_priority(self, side: int) -> list[bytes | None]:
         """Order.enc of the live orders of one side, in orders_in_priority's order."""
-        levels = self.bids if side == BUY else self.asks
-        prices = reversed(self.bid_prices) if side == BUY else iter(self.ask_prices)
         out = []
-        for p in prices:
-            level = levels[p]
-            for o in level.orders:
-                if o.live:
-                    out.append(o.enc)
+        for o in self.orders_in_priority(side):
+            out.append(o.enc)
         return out
 
     def would_cross(self, side: int, price: int) -> bool:

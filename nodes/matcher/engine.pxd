@@ -17,7 +17,6 @@ cdef class Engine:
     cpdef Account account(self, str name)
     cpdef process(self, object cmd)
     cpdef _reject(self, object cmd, object seq, int ref, object reason, str text)
-    cpdef bint _resent(self, object cmd)
     @cython.locals(acct=Account, book=Book, o=Order, side=int, tif=int,
                    ord_type=int, limit=bint, crosses=bint, bounded=bint, account=str,
                    cl_ord_id=str, symbol=str, key=tuple, origin=tuple)

@@ -154,13 +154,6 @@ class Engine:
         self.account(cmd.account).report((cmd.gw, cmd.client), DIRECT, ev)
         self.answers[(cmd.account, cmd.cl_ord_id)] = ev
 
-    def _resent(self, cmd: Any) -> bool:
-        first = self.answers.get((cmd.account, cmd.cl_ord_id))
-        if first is None:
-            return False
-        self.reports.append(((cmd.gw, cmd.client), cmd.account, RESENT, 0, first))
-        return True
-
     def _session(self, account: str, cl_ord_id: str, gw: str, client: bytes) -> Account | None:
         """The command's account with its origin set to (gw, client), or None when the command
         is a resend, which this answers with the first answer (_new_order has this inline)."""
@@ -438,16 +431,15 @@ class Engine:
             self._cancel_all(acct, cmd.reason, seq, cmd.ts, (cmd.gw, cmd.client))
 
     def _kill_switch(self, cmd: KillSwitchCmd, seq: int) -> None:
-        if self._resent(cmd):
+        operator = self._session(cmd.account, cmd.cl_ord_id, cmd.gw, cmd.client)
+        if operator is None:
             return
-        operator = self.account(cmd.account)
-        operator.origin = (cmd.gw, cmd.client)
         target = self.account(cmd.target)
         target.set_kill(cmd.mode)
         n = 0 if cmd.mode == KILL_OFF else self._cancel_all(target, CXL_KILL, seq, cmd.ts)
         ev = KillSwitchSet(seq, cmd.ts, cmd.account, cmd.cl_ord_id, cmd.target, cmd.mode, n)
         self.events.append(ev)
-        operator.report((cmd.gw, cmd.client), DIRECT, ev)
+        operator.report(operator.origin, DIRECT, ev)
         if target is not operator:
             target.report(target.origin, OWNER, ev)
         self.answers[(cmd.account, cmd.cl_ord_id)] = ev

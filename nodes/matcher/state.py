@@ -76,11 +76,6 @@ def digest(state_bytes: bytes) -> bytes:
     return hashlib.blake2b(state_bytes, digest_size=16).digest()
 
 
-def _header_len(n: int) -> int:
-    """The length of MessagePack's shortest array header for ``n`` elements."""
-    return 1 if n < 16 else (3 if n < 65536 else 5)
-
-
 def _array_header(n: int) -> bytes:
     """MessagePack's shortest array header for ``n`` elements (what msgspec writes)."""
     if n < 16:
@@ -116,21 +111,23 @@ class _Growing:
             tail = self.tail
             start = len(tail)
             encode_into(entries, tail, start)
-            del tail[start:start + _header_len(len(entries))]
+            del tail[start:start + len(_array_header(len(entries)))]
             with memoryview(tail) as view:
                 self.hash.update(view[start:])
             self.n += len(entries)
             if len(tail) >= CHUNK:
-                self.chunks.append(bytes(self.tail))
-                self.tail = bytearray()
+                self._seal()
+
+    def _seal(self) -> None:
+        self.chunks.append(bytes(self.tail))
+        self.tail = bytearray()
 
     def parts(self) -> list[bytes]:
         """The encoded array, header and all, as buffers to write one after another. The tail
         is sealed into a chunk first, so each byte is copied once however many accounts hold
         a short tail and however many snapshots follow."""
         if self.tail:
-            self.chunks.append(bytes(self.tail))
-            self.tail = bytearray()
+            self._seal()
         return [_array_header(self.n), *self.chunks]
 
 
