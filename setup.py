@@ -68,6 +68,21 @@ class BuildHot(build_ext):
 HASHES: dict[str, str] = {}
 
 
+def packages() -> tuple[list[str], dict[str, str]]:
+    """Every folder under protocol/ and nodes/ that holds an __init__.py, as zex.* packages,
+    and the folder of each (a wheel misses any package a hand-kept list leaves out)."""
+    names, dirs = [], {}
+    for top in ("protocol", "nodes"):
+        for init in sorted(Path(top).rglob("__init__.py")):
+            if "__pycache__" in init.parts:
+                continue
+            folder = init.parent
+            name = "zex." + ".".join(folder.parts)
+            names.append(name)
+            dirs[name] = folder.as_posix()
+    return names, dirs
+
+
 def extensions():
     if os.environ.get("ZEX_PURE") == "1":
         remove_built(SRC)
@@ -101,4 +116,6 @@ def extensions():
         return []
 
 
-setup(ext_modules=extensions(), cmdclass={"build_ext": BuildHot})
+_packages, _dirs = packages()
+setup(packages=_packages, package_dir=_dirs, ext_modules=extensions(),
+      cmdclass={"build_ext": BuildHot})

@@ -2,7 +2,7 @@
 
     python bench/e2e_bench.py [--orders 5000] [--window 256] [--quick]
 
-The exchange runs as separate OS processes (``python -m zex.nodes.cli matcher``
+The exchange runs as separate OS processes (``python -m zex.nodes.tools.cli matcher``
 and ``... gateway``) with a config written to a temp dir: tcp loopback
 everywhere, matcher fsync="batch" (journal on the local disk), one
 instrument, accounts without risk or rate limits. Clients are raw pyzmq
@@ -54,7 +54,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import zmq
-from zex.nodes.config import GatewayConfig, MatcherConfig
+from zex.nodes.runtime.config import GatewayConfig, MatcherConfig
 from zex.protocol import messages as m
 from zex.protocol.codec import decode_report, decode_request, encode
 
@@ -244,7 +244,7 @@ class Exchange:
         self.procs[name] = Proc(name, args, self.tmp / f"{name}.log").start()
 
     def start_matcher(self) -> None:
-        self._start("matcher", ["-m", "zex.nodes.cli", "matcher", "--config", str(self.config)])
+        self._start("matcher", ["-m", "zex.nodes.tools.cli", "matcher", "--config", str(self.config)])
 
     def start_gateway(self, name: str, workers: int) -> str:
         if name in self.procs:
@@ -254,7 +254,7 @@ class Exchange:
             name,
             [
                 "-m",
-                "zex.nodes.cli",
+                "zex.nodes.tools.cli",
                 "gateway",
                 "--config",
                 str(self.config),

@@ -73,12 +73,12 @@ def run(tmp: Path, tag: str, attached: bool, frames: list[bytes], window: int) -
     ports = [free_port() for _ in range(5)]
     cfg = d / "zex.toml"
     cfg.write_text(CONFIG.format(p=ports, dir=d))
-    procs = {"matcher": Proc("matcher", ["-m", "zex.nodes.cli", "matcher", "--config", str(cfg)],
+    procs = {"matcher": Proc("matcher", ["-m", "zex.nodes.tools.cli", "matcher", "--config", str(cfg)],
                              d / "matcher.log").start()}
     ctx = zmq.Context()
     try:
         if attached:
-            procs["logger"] = Proc("logger", ["-m", "zex.nodes.cli", "logger", "--config", str(cfg)],
+            procs["logger"] = Proc("logger", ["-m", "zex.nodes.tools.cli", "logger", "--config", str(cfg)],
                                    d / "logger.log").start()
         feeder = Feeder(ctx, f"tcp://127.0.0.1:{ports[0]}")
         res = feeder.run(frames, window)

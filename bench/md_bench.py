@@ -2,7 +2,7 @@
 
     python bench/md_bench.py [--commands 150000] [--window 500] [--trades 2000] [--quick]
 
-Real node processes (``python -m zex.nodes.cli matcher|marketdata|gateway``)
+Real node processes (``python -m zex.nodes.tools.cli matcher|marketdata|gateway``)
 on tcp loopback, from a config written to a temp dir, a fresh exchange (new
 data dir) for every run so each run sees the same workload. One instrument
 (XYZ), matcher fsync="batch", digests and snapshots off (their stalls are
@@ -62,7 +62,7 @@ from pathlib import Path
 import msgspec
 import zmq
 from e2e_bench import HdrHistogram, Proc, free_port, say, summarise
-from zex.nodes.config import GatewayConfig, MarketDataConfig, MatcherConfig
+from zex.nodes.runtime.config import GatewayConfig, MarketDataConfig, MatcherConfig
 from zex.nodes.matcher.workload import mixed_stream
 from zex.protocol import marketdata as md
 from zex.protocol.client import Client
@@ -178,7 +178,7 @@ def rss_mb(pid: int) -> float:
 
 
 def optional_keys() -> dict[str, str]:
-    """Keys only some versions of nodes/config.py have: metrics on free ports, no audit logger."""
+    """Keys only some versions of nodes/runtime/config.py have: metrics on free ports, no audit logger."""
     out = {}
     for section, cls in (
         ("matcher", MatcherConfig),
@@ -218,7 +218,7 @@ class Exchange:
 
     def start(self, *nodes: str) -> Exchange:
         for node in nodes:
-            args = ["-m", "zex.nodes.cli", node, "--config", str(self.config)]
+            args = ["-m", "zex.nodes.tools.cli", node, "--config", str(self.config)]
             self.procs[node] = Proc(node, args, self.dir / f"{node}.log").start()
         return self
 

@@ -50,7 +50,7 @@ from loadtest.common import (GREEN, ID_MARK, MD_TOTALS, MD_USERS, Settings, fire
                              rejected, short)
 from loadtest.flow import OrderFlow  # noqa: E402
 from loadtest.mduser import MarketDataUser  # noqa: E402, F401 - locust finds the users here
-from zex.nodes import config as zconfig  # noqa: E402
+from zex.nodes.runtime import config as zconfig  # noqa: E402
 from zex.protocol import messages as m  # noqa: E402
 from zex.protocol.client import (Client, ClientError, GatewayTimeout, IdGen,  # noqa: E402
                                  LogonRejected, SessionLost)

@@ -79,7 +79,7 @@ class NodeProcess:
     def start(self, timeout: float = 20.0) -> NodeProcess:
         self._fh = open(self.log, "ab")
         env = dict(os.environ, PYTHONUNBUFFERED="1")
-        self.proc = subprocess.Popen([sys.executable, "-m", "zex.nodes.cli", *self.args],
+        self.proc = subprocess.Popen([sys.executable, "-m", "zex.nodes.tools.cli", *self.args],
                                      stdout=subprocess.PIPE, stderr=self._fh, env=env)
         os.set_blocking(self.proc.stdout.fileno(), False)
         seen = b""

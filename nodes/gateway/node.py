@@ -53,10 +53,10 @@ from zex.protocol.internal import (
 )
 from zex.protocol.numbers import Cash
 
-from ..config import Config
-from ..hotpath import EVENTS, MORE_NOBLOCK, NOBLOCK, POLLIN, RCVMORE, send
-from ..metrics import LATENCY_BUCKETS, histogram
-from ..service import NodeThread
+from ..runtime.config import Config
+from ..runtime.hotpath import EVENTS, MORE_NOBLOCK, NOBLOCK, POLLIN, RCVMORE, send
+from ..runtime.metrics import LATENCY_BUCKETS, histogram
+from ..runtime.service import NodeThread
 from .reports import Reports
 from .risk import AccountRules
 from .worker import Worker

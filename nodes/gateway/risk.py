@@ -20,7 +20,7 @@ from zex.protocol.internal import BUY
 from zex.protocol.numbers import Cash, Instrument
 from zex.protocol.reasons import Reason
 
-from ..config import AccountConfig
+from ..runtime.config import AccountConfig
 
 BP = 10_000  # basis points in one
 

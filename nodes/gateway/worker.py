@@ -63,8 +63,8 @@ from zex.protocol.internal import encoder as internal_encoder
 from zex.protocol.numbers import Cash, Instrument
 from zex.protocol.reasons import Reason
 
-from ..audit import AuditPush
-from ..hotpath import NOBLOCK, send
+from ..runtime.audit import AuditPush
+from ..runtime.hotpath import NOBLOCK, send
 from .risk import AccountRules, TokenBucket
 
 log = logging.getLogger("zex.gateway")

@@ -1,7 +1,7 @@
 """The logger node: one thread writes the audit trail.
 
-    PULL        logger.bind                 AuditRecords PUSHed by the gateways (nodes/audit.py)
-    SUB+DEALER  matcher events + replay     the gap-free event stream (nodes/stream.py)
+    PULL        logger.bind                 AuditRecords PUSHed by the gateways (nodes/runtime/audit.py)
+    SUB+DEALER  matcher events + replay     the gap-free event stream (nodes/stream/consumer.py)
     PAIR        inproc control              stop() sends b"STOP"
 
 Each loop turn appends what arrived (event batches in seq order, audit
@@ -24,10 +24,10 @@ import zmq
 
 from zex.protocol.internal import audit_decoder, batch_decoder, encoder
 
-from ..config import Config
-from ..metrics import LATENCY_BUCKETS, histogram
-from ..service import NodeThread
-from ..stream import EventStream
+from ..runtime.config import Config
+from ..runtime.metrics import LATENCY_BUCKETS, histogram
+from ..runtime.service import NodeThread
+from ..stream.consumer import EventStream
 from .segments import KIND_AUDIT, KIND_EVENTS, AuditWriter, Damaged, read, segments
 
 log = logging.getLogger("zex.logger")

@@ -103,7 +103,7 @@ def _diff(first: int, last: int, ours: list, theirs: list) -> str:
 
 
 def cmd_replay(args) -> int:
-    from .. import config as config_mod
+    from ..runtime import config as config_mod
 
     try:
         cfg = config_mod.load(args.config)

@@ -33,7 +33,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..durability import SyncPolicy
+from ..runtime.durability import SyncPolicy
 
 MAGIC = b"ZEXAUDT1"
 HEAD = struct.Struct("<II")

@@ -1,6 +1,6 @@
 """The marketdata node: one thread keeps a copy of every book and publishes the public feed.
 
-    SUB+DEALER  matcher events + replay    the gap-free event stream (nodes/stream.py)
+    SUB+DEALER  matcher events + replay    the gap-free event stream (nodes/stream/consumer.py)
     PUB         marketdata.feed_bind       [topic, update]: md.<SYMBOL>.<channel> (protocol/marketdata.py)
     ROUTER      marketdata.snapshot_bind   SnapshotRequest in, Snapshot / L3Snapshot / SnapshotReject out
     PAIR        inproc control             stop() sends b"STOP"
@@ -38,11 +38,11 @@ from zex.protocol.codec import classify, peek
 from zex.protocol.internal import BUY
 from zex.protocol.reasons import Reason
 
-from ..config import Config
-from ..hotpath import MORE_NOBLOCK as _MORE, NOBLOCK as _NOBLOCK, send
-from ..metrics import LATENCY_BUCKETS, histogram
-from ..service import NodeThread
-from ..stream import EventStream
+from ..runtime.config import Config
+from ..runtime.hotpath import MORE_NOBLOCK as _MORE, NOBLOCK as _NOBLOCK, send
+from ..runtime.metrics import LATENCY_BUCKETS, histogram
+from ..runtime.service import NodeThread
+from ..stream.consumer import EventStream
 from .view import MarketView
 
 log = logging.getLogger("zex.marketdata")

@@ -42,7 +42,7 @@ from pathlib import Path
 
 from zex.protocol.errors import ZexError
 
-from ..durability import SyncPolicy
+from ..runtime.durability import SyncPolicy
 
 MAGIC = b"ZEXJRNL1"
 HEADER = struct.Struct("<III")

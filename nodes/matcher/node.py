@@ -47,13 +47,13 @@ import zmq
 from zex.protocol.internal import DIRECT_ROLE, EventBatch, LimitsCmd, QueryCmd, command_decoder, encoder
 from zex.protocol.numbers import Cash
 
-from ..config import Config
-from ..hotpath import EVENTS, MORE_NOBLOCK, NOBLOCK, POLLIN, RCVMORE, send
-from ..metrics import LATENCY_BUCKETS, SIZE_BUCKETS, histogram
-from ..service import NodeThread
-from .eventlog import EventLog
+from ..runtime.config import Config
+from ..runtime.hotpath import EVENTS, MORE_NOBLOCK, NOBLOCK, POLLIN, RCVMORE, send
+from ..runtime.metrics import LATENCY_BUCKETS, SIZE_BUCKETS, histogram
+from ..runtime.service import NodeThread
+from ..stream.eventlog import EventLog
 from .recovery import recover
-from .replay import ReplayService
+from ..stream.replay import ReplayService
 from .snapshot import SnapshotWriter
 
 log = logging.getLogger("zex.matcher")

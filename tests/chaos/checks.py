@@ -229,7 +229,7 @@ def check_all(cl: Cluster, t: Truth, traders: list[Trader], v: Views) -> tuple[l
         say(f"the trail holds {digests} state digests, expected {t.last_seq // cl.cfg.matcher.digest_every}")
 
     # 5. `zex replay`: the journal through a fresh engine agrees with the trail, event by event.
-    out = subprocess.run([sys.executable, "-m", "zex.nodes.cli", "replay", str(cl.data), "--trail", str(cl.trail),
+    out = subprocess.run([sys.executable, "-m", "zex.nodes.tools.cli", "replay", str(cl.data), "--trail", str(cl.trail),
                           "--config", str(cl.config_path)], capture_output=True, text=True, timeout=600)
     ends = re.search(r"journal ends at seq ([\d,]+), trail at ([\d,]+)", out.stdout)
     if out.returncode != 0 or "OK: the journal, the engine and the trail agree" not in out.stdout:

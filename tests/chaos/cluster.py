@@ -19,7 +19,7 @@ import urllib.request
 from pathlib import Path
 
 from tests.conftest import NodeProcess, free_port
-from zex.nodes import config as config_mod
+from zex.nodes.runtime import config as config_mod
 
 SYMBOLS = ("XYZ", "ABC")
 MID_TICKS = {"XYZ": 1000, "ABC": 400}  # 10.00 and 20.00: where the traders quote

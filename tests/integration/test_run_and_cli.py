@@ -10,7 +10,7 @@ from tests.conftest import free_port
 
 
 def zex(*args: str, timeout: float = 30) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "zex.nodes.cli", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "zex.nodes.tools.cli", *args], capture_output=True, text=True,
                           timeout=timeout)
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO, free_port
-from zex.nodes import config as zconfig
+from zex.nodes.runtime import config as zconfig
 
 pytestmark = pytest.mark.integration
 

@@ -20,7 +20,7 @@ pytestmark = pytest.mark.integration
 
 
 def zex(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "zex.nodes.cli", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "zex.nodes.tools.cli", *args], capture_output=True, text=True,
                           timeout=60)
 
 

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from zex.nodes.durability import SyncPolicy
+from zex.nodes.runtime.durability import SyncPolicy
 
 
 def _syncers() -> list[str]:

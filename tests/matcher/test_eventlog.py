@@ -6,8 +6,8 @@ import os
 from pathlib import Path
 
 from tests.conftest import wait_for
-from zex.nodes import config as config_mod
-from zex.nodes.matcher.eventlog import EventLog, EventLogReader, segments
+from zex.nodes.runtime import config as config_mod
+from zex.nodes.stream.eventlog import EventLog, EventLogReader, segments
 from zex.nodes.matcher.node import MatcherNode
 from zex.nodes.matcher.workload import mixed_stream
 from zex.protocol.internal import EventBatch, batch_decoder, encoder

@@ -13,10 +13,10 @@ import zmq
 
 from tests.conftest import wait_for
 from tests.matcher.test_eventlog import _config, feed
-from zex.nodes.matcher.eventlog import EventLogReader
+from zex.nodes.stream.eventlog import EventLogReader
 from zex.nodes.matcher.node import MatcherNode
 from zex.nodes.matcher.workload import mixed_stream
-from zex.nodes.stream import EventStream
+from zex.nodes.stream.consumer import EventStream
 from zex.protocol.internal import ReplayChunk, ReplayRequest, encoder, replay_chunk_decoder
 
 

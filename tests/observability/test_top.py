@@ -11,8 +11,8 @@ import pytest
 
 from tests.conftest import free_port
 from tests.exchange import MdExchange
-from zex.nodes.metrics import LATENCY_BUCKETS, Histogram
-from zex.nodes.top import quantile
+from zex.nodes.runtime.metrics import LATENCY_BUCKETS, Histogram
+from zex.nodes.tools.top import quantile
 
 
 def cumulative(h: Histogram) -> list[tuple[float, float]]:
@@ -52,7 +52,7 @@ def test_zex_top_shows_rates_latency_and_a_down_node(tmp_path, nodes):
         t.start()
         p = ex.ports
         dead = free_port()
-        out = subprocess.run([sys.executable, "-m", "zex.nodes.cli", "top", "--once", "--interval", "1.5",
+        out = subprocess.run([sys.executable, "-m", "zex.nodes.tools.cli", "top", "--once", "--interval", "1.5",
                               "--matcher", f"127.0.0.1:{p[7]}", "--gateway", f"127.0.0.1:{p[8]}",
                               "--gateway", f"127.0.0.1:{dead}", "--marketdata", f"127.0.0.1:{p[6]}",
                               "--logger", f"127.0.0.1:{p[10]}"],

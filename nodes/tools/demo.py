@@ -16,7 +16,7 @@ import zmq
 
 from zex.protocol import messages as m
 
-from .config import Config
+from ..runtime.config import Config
 
 LEVELS = 3  # quote levels a side
 

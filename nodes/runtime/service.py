@@ -40,7 +40,7 @@ class NodeThread:
         raise NotImplementedError
 
     def _metrics(self) -> list:
-        """The node's metrics as Sampled items (nodes/metrics.py); none by default."""
+        """The node's metrics as Sampled items (nodes/runtime/metrics.py); none by default."""
         return []
 
     def start(self, timeout: float = 30.0) -> None:

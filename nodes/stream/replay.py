@@ -28,7 +28,7 @@ import zmq
 
 from zex.protocol.internal import ReplayChunk, encoder, replay_request_decoder
 
-from ..service import NodeThread
+from ..runtime.service import NodeThread
 from .eventlog import EventLogReader
 
 log = logging.getLogger("zex.replay")

@@ -22,7 +22,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from zex.protocol.reasons import Reason
 
-from . import config as config_mod
+from ..runtime import config as config_mod
 
 
 @dataclass

@@ -18,7 +18,7 @@ import sys
 
 import zmq
 
-from . import config as config_mod
+from ..runtime import config as config_mod
 
 
 def _load(args: argparse.Namespace) -> config_mod.Config:
@@ -72,8 +72,8 @@ def _serve_node(node, banner) -> int:
 
 
 def cmd_matcher(args: argparse.Namespace) -> int:
-    from .matcher import build_kind
-    from .matcher.node import MatcherNode
+    from ..matcher import build_kind
+    from ..matcher.node import MatcherNode
 
     cfg = _load(args)
     node, m = MatcherNode(cfg), cfg.matcher
@@ -85,7 +85,7 @@ def cmd_matcher(args: argparse.Namespace) -> int:
 
 
 def cmd_gateway(args: argparse.Namespace) -> int:
-    from .gateway.node import GatewayNode
+    from ..gateway.node import GatewayNode
 
     cfg = _load(args)
     node, g = GatewayNode(cfg), cfg.gateway
@@ -95,7 +95,7 @@ def cmd_gateway(args: argparse.Namespace) -> int:
 
 
 def cmd_marketdata(args: argparse.Namespace) -> int:
-    from .marketdata.node import MarketDataNode
+    from ..marketdata.node import MarketDataNode
 
     cfg = _load(args)
     node, d = MarketDataNode(cfg), cfg.marketdata
@@ -106,7 +106,7 @@ def cmd_marketdata(args: argparse.Namespace) -> int:
 
 
 def cmd_logger(args: argparse.Namespace) -> int:
-    from .logger.node import LoggerNode
+    from ..logger.node import LoggerNode
 
     cfg = _load(args)
     if getattr(args, "logger_dir", None):
@@ -121,7 +121,7 @@ def cmd_logger(args: argparse.Namespace) -> int:
 def cmd_audit(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from .logger import query as q
+    from ..logger import query as q
 
     cfg = _load(args)
     directory = Path(args.trail or cfg.logger.data_dir)
@@ -168,18 +168,18 @@ def _when(text: str | None) -> int:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    from .logger.replay import cmd_replay as run
+    from ..logger.replay import cmd_replay as run
 
     return run(args)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     from .demo import DemoMarket
-    from .gateway.node import GatewayNode
-    from .logger.node import LoggerNode
-    from .marketdata.node import MarketDataNode
-    from .matcher import build_kind
-    from .matcher.node import MatcherNode
+    from ..gateway.node import GatewayNode
+    from ..logger.node import LoggerNode
+    from ..marketdata.node import MarketDataNode
+    from ..matcher import build_kind
+    from ..matcher.node import MatcherNode
 
     cfg = _load(args)
     if getattr(args, "data_dir", None):  # one --data-dir holds the logger's trail too

@@ -21,7 +21,7 @@ import time
 
 from zex.protocol import messages as m
 
-from . import config as config_mod
+from ..runtime import config as config_mod
 
 DEMO_HINT = "the demo accounts of `zex run` are alice, bob, maker, taker and ops (operator); the credential is the name"
 

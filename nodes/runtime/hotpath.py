@@ -11,7 +11,7 @@ Measured on pyzmq 27 (bench/README.md, "Where the time goes"):
   runs ``Flag.__or__`` and ``EnumType.__call__`` in Python: plain ints here.
 - A ``zmq.Again`` is an exception object built with its message (5 us).
 
-    from zex.nodes.hotpath import send, NOBLOCK, MORE_NOBLOCK
+    from zex.nodes.runtime.hotpath import send, NOBLOCK, MORE_NOBLOCK
     send(router, client, MORE_NOBLOCK)   # same semantics as router.send(client, ...)
     send(router, frame, NOBLOCK)
 """

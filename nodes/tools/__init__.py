@@ -1,0 +1,1 @@
+"""The operator and trader commands: the zex CLI, trading commands, zex top, the demo market."""
