@@ -1,11 +1,11 @@
-"""The matcher node: one thread owns the engine, the journal, the event log and three sockets.
+"""The matcher node: one thread owns the engine, the journal, the stream publisher, three sockets.
 
     ROUTER  cfg.bind         gateways' DEALERs: commands in, reports out
-    PUB     cfg.events_bind  the event stream: [b"ev", EventBatch] per loop turn,
-                             [b"hb", last seq] after ``heartbeat_ms`` of quiet
+    PUB     cfg.events_bind  the event stream (nodes/stream/publisher.py): [b"ev", EventBatch]
+                             per loop turn, [b"hb", last seq] after ``heartbeat_ms`` of quiet
     PAIR    inproc control   stop() sends b"STOP"; the loop exits cleanly
 
-A second thread, the replay service (replay.py), owns a ROUTER on
+A second thread, the replay service (nodes/stream/replay.py), owns a ROUTER on
 ``replay_bind`` and serves old batches from the event log, so a consumer
 that missed some catches up without the matching thread doing any work.
 
@@ -44,16 +44,16 @@ from pathlib import Path
 import msgspec
 import zmq
 
-from zex.protocol.internal import DIRECT_ROLE, EventBatch, LimitsCmd, QueryCmd, command_decoder, encoder
+from zex.protocol.internal import DIRECT_ROLE, LimitsCmd, QueryCmd, command_decoder, encoder
 from zex.protocol.numbers import Cash
 
 from ..runtime.config import Config
 from ..runtime.hotpath import EVENTS, MORE_NOBLOCK, NOBLOCK, POLLIN, RCVMORE, send
 from ..runtime.metrics import LATENCY_BUCKETS, SIZE_BUCKETS, histogram
 from ..runtime.service import NodeThread
-from ..stream.eventlog import EventLog
-from .recovery import recover
+from ..stream.publisher import Publisher
 from ..stream.replay import ReplayService
+from .recovery import recover
 from .snapshot import SnapshotWriter
 
 log = logging.getLogger("zex.matcher")
@@ -162,46 +162,33 @@ class MatcherNode(NodeThread):
         mc = self.mc
         symbols = [i.symbol for i in self.cfg.instruments]
         cash = Cash(self.cfg.instruments)
-        eventlog = EventLog(Path(mc.data_dir))
-        regenerated = 0
-
-        def regenerate(first: int, last: int, events: list) -> None:
-            nonlocal regenerated
-            eventlog.append(first, last, encoder.encode(EventBatch(first, last, events)))
-            regenerated += 1
-
+        publisher = Publisher(Path(mc.data_dir), mc.heartbeat_ms)
         try:
-            engine, journal = recover(Path(mc.data_dir), symbols, digest_every=mc.digest_every,
-                                      fsync=mc.fsync, fsync_interval_ms=mc.fsync_interval_ms,
-                                      segment_bytes=mc.segment_mb * 1024 * 1024, cash_mult=cash.mult,
-                                      events_after=eventlog.last_seq, on_batch=regenerate)
+            engine, journal = recover(
+                Path(mc.data_dir), symbols, digest_every=mc.digest_every, fsync=mc.fsync,
+                fsync_interval_ms=mc.fsync_interval_ms, segment_bytes=mc.segment_mb * 1024 * 1024,
+                cash_mult=cash.mult, events_after=publisher.last_seq, on_batch=publisher.regenerate)
         except BaseException:
-            eventlog.close()
+            publisher.close()
             raise
-        if regenerated:
-            log.info("event log: regenerated %d batches from the journal", regenerated)
+        if publisher.regenerated:
+            log.info("event log: regenerated %d batches from the journal", publisher.regenerated)
         engine.reject_counts.clear()  # metrics count this process's commands, not the replay
-        if eventlog.last_seq > engine.seq:  # the journal lost a tail the event log kept (fsync off + power loss)
-            log.warning("event log runs to seq %d, the journal to %d: cutting the event log",
-                        eventlog.last_seq, engine.seq)
-            eventlog.truncate_after(engine.seq)
+        publisher.cut_back(engine.seq)
         self.engine = engine
         ctx = self.ctx
         gc_before = None
         router = ctx.socket(zmq.ROUTER)
-        pub = ctx.socket(zmq.PUB)
         ctrl = ctx.socket(zmq.PAIR)
         try:
             router.linger = 0
             router.router_mandatory = 1  # unknown gateway: an error we count, not a silent drop
             router.sndhwm = router.rcvhwm = mc.router_hwm
             router.bind(mc.bind)
-            pub.linger = 0
-            pub.sndhwm = mc.pub_hwm
-            pub.bind(mc.events_bind)
+            publisher.bind(ctx, mc.events_bind, mc.pub_hwm)
             ctrl.linger = 0
             ctrl.connect(self._ctrl_addr)
-            self._apply_limits(engine, journal, eventlog, pub, cash)
+            self._apply_limits(engine, journal, publisher, cash)
             log.info("matcher at seq %d: commands on %s, events on %s", engine.seq, mc.bind, mc.events_bind)
             if self._encode_ahead:
                 engine.catch_up(1 << 62)  # encode the recovered state's logs now, not in the first busy turn
@@ -211,7 +198,7 @@ class MatcherNode(NodeThread):
             gc.set_threshold(GC_YOUNG, *gc_before[1:])  # process-wide, like the freeze
             self.snapshots = SnapshotWriter(journal.dir)
             self._ready.set()
-            self._loop(engine, journal, eventlog, router, pub, ctrl)
+            self._loop(engine, journal, publisher, router, ctrl)
         finally:
             if self.snapshots is not None:
                 self.snapshots.close(8.0)  # a pending snapshot is written before the node stops
@@ -219,11 +206,11 @@ class MatcherNode(NodeThread):
             gc.unfreeze()  # the state is garbage once this node is gone (tests, zex run)
             if gc_before is not None:
                 gc.set_threshold(*gc_before)
-            eventlog.close()
-            for s in (router, pub, ctrl):
+            publisher.close()
+            for s in (router, ctrl):
                 s.close(linger=0)
 
-    def _apply_limits(self, engine, journal, eventlog: EventLog, pub: zmq.Socket, cash: Cash) -> None:
+    def _apply_limits(self, engine, journal, publisher: Publisher, cash: Cash) -> None:
         """Journal a LimitsCmd for every account whose configured limits differ from the state."""
         raws = []
         first_seq = engine.seq + 1
@@ -240,22 +227,12 @@ class MatcherNode(NodeThread):
             raws.append(encoder.encode(cmd))
         if raws:
             journal.write(first_seq, raws)
-            self._publish(eventlog, pub, first_seq, engine.seq, engine.events)
+            publisher.publish(first_seq, engine.seq, engine.events)
             log.info("journaled risk limits for %d account(s)", len(raws))
             engine.events.clear()
             engine.reports.clear()
 
-    @staticmethod
-    def _publish(eventlog: EventLog, pub: zmq.Socket, first_seq: int, last_seq: int, events: list) -> None:
-        # One batch per turn, empty too: a resend takes a seq but makes no event,
-        # and consumers must see every seq accounted for. The log first, so a
-        # consumer that sees a gap can always fill it. PUB never blocks.
-        batch = encoder.encode(EventBatch(first_seq, last_seq, events))
-        eventlog.append(first_seq, last_seq, batch)
-        send(pub, b"ev", MORE_NOBLOCK)
-        send(pub, batch, NOBLOCK)
-
-    def _loop(self, engine, journal, eventlog: EventLog, router, pub, ctrl) -> None:
+    def _loop(self, engine, journal, publisher: Publisher, router, ctrl) -> None:
         mc = self.mc
         poller = zmq.Poller()
         poller.register(router, POLLIN)
@@ -268,14 +245,12 @@ class MatcherNode(NodeThread):
         max_batch = mc.max_batch
         snapshot_every = mc.snapshot_every
         next_snapshot = (engine.seq // snapshot_every + 1) * snapshot_every if snapshot_every else 0
-        publish = self._publish
+        publish, idle = publisher.publish, publisher.idle
         keep_up = engine.keep_up
         encode_ahead = self._encode_ahead
         snapshots = self.snapshots
         perf = time.perf_counter
         h_command, h_journal, h_batch = self.h_command, self.h_journal, self.h_batch
-        heartbeat_s = mc.heartbeat_ms / 1000.0
-        quiet_until = time.monotonic() + heartbeat_s
         while True:
             ready = dict(poller.poll(POLL_MS))
             if ctrl in ready:
@@ -285,10 +260,7 @@ class MatcherNode(NodeThread):
             if router not in ready:
                 if encode_ahead:
                     engine.catch_up(IDLE_ENCODE)  # idle: get ahead of the next digest and snapshot
-                now = time.monotonic()
-                if now >= quiet_until:  # lets a consumer tell a quiet matcher from a lost batch
-                    pub.send_multipart([b"hb", encoder.encode(engine.seq)], NOBLOCK)
-                    quiet_until = now + heartbeat_s
+                idle(engine.seq)  # a heartbeat when the stream has been quiet
                 continue
             t0 = perf()
             raws: list[bytes] = []
@@ -335,7 +307,7 @@ class MatcherNode(NodeThread):
             journal.write(first_seq, raws)  # the group commit: nothing is sent before it
             h_journal.observe(perf() - t1)
             self._send_reports(router, reports)
-            publish(eventlog, pub, first_seq, engine.seq, events)
+            publish(first_seq, engine.seq, events)  # the event log, then the PUB
             if encode_ahead:
                 keep_up({r[1] for r in reports if r[3]})  # the accounts whose logs grew this turn
             if next_snapshot and engine.seq >= next_snapshot:
@@ -346,7 +318,6 @@ class MatcherNode(NodeThread):
                 journal.sync()
                 snapshots.submit(engine.seq, journal.chain, engine.state_parts())
                 next_snapshot = (engine.seq // snapshot_every + 1) * snapshot_every
-            quiet_until = t0 + heartbeat_s  # the heartbeat is for quiet streams only
             n = len(raws)
             self.commands += n
             h_command.observe(perf() - t0, n)
