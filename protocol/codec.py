@@ -120,11 +120,16 @@ _peek = msgspec.msgpack.Decoder(_Peek)
 
 
 def peek(frame: bytes) -> tuple[str, str]:
-    """Best effort (type, cl_ord_id or req_id) of a frame that failed to decode, for its reject."""
+    """Best effort (type, cl_ord_id or req_id) of a frame that failed to decode, for its reject.
+
+    Each comes back whole, as sent, even when it breaks its own limits (SPEC 4.8): a cut
+    copy of an over-long cl_ord_id could be another request's id. The frame is at most
+    MAX_FRAME bytes, so the echo is bounded too.
+    """
     try:
         p = _peek.decode(frame)
     except Exception:  # anything at all: this only labels a reject
         return "", ""
     kind = p.type if isinstance(p.type, str) else ""
     ident = p.cl_ord_id if isinstance(p.cl_ord_id, str) else p.req_id if isinstance(p.req_id, str) else ""
-    return kind[:32], ident[:36]
+    return kind, ident

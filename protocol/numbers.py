@@ -22,6 +22,11 @@ from .errors import ProtocolError
 from .reasons import Reason
 
 _MAX_INT = 2**63 - 1
+# Each instrument remembers what it formatted and parsed: a busy book repeats the same few
+# hundred prices and sizes, and Decimal arithmetic is most of the cost of a report or an order
+# at the gateway. A full cache starts over (cheaper than an LRU's bookkeeping on every hit).
+FORMAT_CACHE_MAX = 50_000  # formatted prices, and apart quantities, per instrument; 10k..1M is reasonable
+PARSE_CACHE_MAX = 20_000  # parsed price, and apart quantity, strings per instrument (valid ones only)
 # Exact arithmetic for up to 18 + 18 digits each side: the default 28-digit
 # context would round ticks * tick for a tick of many significant digits.
 _EXACT = Context(prec=80)
@@ -40,6 +45,24 @@ def _parse(text: str, what: str, reason: Reason) -> Decimal:
     return Decimal(text)
 
 
+class _Memo(dict):
+    """``memo[key]`` is ``fn(key)``, computed once; past ``cap`` entries it starts over."""
+
+    __slots__ = ("fn", "cap")
+
+    def __init__(self, fn, cap: int) -> None:
+        super().__init__()
+        self.fn = fn
+        self.cap = cap
+
+    def __missing__(self, key):
+        value = self.fn(key)  # may raise (a bad string): then nothing is kept
+        if len(self) >= self.cap:
+            self.clear()
+        self[key] = value
+        return value
+
+
 @dataclass(frozen=True)
 class Instrument:
     """One listed instrument: its increments and limits.
@@ -48,6 +71,11 @@ class Instrument:
     ``max_qty`` (decimal string) bounds one order's quantity;
     ``reference_price`` ("" for none) centres the price collar until the
     instrument's first trade.
+
+    The four conversions are the one place zex turns ticks and lots into
+    decimal strings and back; each keeps a bounded cache (FORMAT_CACHE_MAX,
+    PARSE_CACHE_MAX), shared by every thread that holds the instrument (a
+    dict read or write is atomic, and a lost entry only costs a recompute).
     """
 
     symbol: str
@@ -63,6 +91,12 @@ class Instrument:
     max_ticks: int = field(init=False, repr=False, compare=False)
     max_lots: int = field(init=False, repr=False, compare=False)
     ref_ticks: int = field(init=False, repr=False, compare=False)  # 0: no reference price
+    # The conversions as bounded caching mappings, for hot loops: ``inst.price_str[ticks]`` is
+    # one C-level dict lookup when the value is known (a method call costs about as much again).
+    price_str: _Memo = field(init=False, repr=False, compare=False)  # ticks -> canonical price
+    qty_str: _Memo = field(init=False, repr=False, compare=False)  # lots -> canonical qty
+    price_ticks: _Memo = field(init=False, repr=False, compare=False)  # price string -> ticks
+    qty_lots: _Memo = field(init=False, repr=False, compare=False)  # qty string -> lots
 
     def __post_init__(self) -> None:
         try:
@@ -72,6 +106,11 @@ class Instrument:
 
     def _derive(self) -> None:
         set_ = object.__setattr__
+        set_(self, "price_str", _Memo(self._format_price, FORMAT_CACHE_MAX))
+        set_(self, "qty_str", _Memo(self._format_qty, FORMAT_CACHE_MAX))
+        # A bad string raises in the parser, so only valid ones are ever kept.
+        set_(self, "price_ticks", _Memo(self._price_to_ticks, PARSE_CACHE_MAX))
+        set_(self, "qty_lots", _Memo(self._qty_to_lots, PARSE_CACHE_MAX))
         tick = _parse(self.tick, "tick", Reason.INVALID_VALUE)
         lot = _parse(self.lot, "lot", Reason.INVALID_VALUE)
         if tick <= 0 or lot <= 0:
@@ -103,6 +142,33 @@ class Instrument:
 
     def price_to_ticks(self, text: str) -> int:
         """Convert a decimal price string to ticks, refusing off-tick or out-of-band prices."""
+        try:
+            return self.price_ticks[text]
+        except TypeError:  # unhashable, so not a string: refused with the reason and field
+            return self._price_to_ticks(text)
+
+    def qty_to_lots(self, text: str) -> int:
+        """Convert a decimal quantity string to lots, refusing zero, negative, off-lot or oversized."""
+        try:
+            return self.qty_lots[text]
+        except TypeError:
+            return self._qty_to_lots(text)
+
+    def ticks_to_price(self, ticks: int) -> str:
+        """Format ticks as the canonical decimal string (SPEC 3.5: no exponent, no trailing zeros)."""
+        return self.price_str[ticks]
+
+    def lots_to_qty(self, lots: int) -> str:
+        """Format lots as the canonical decimal string; negative (a short position) gets a "-"."""
+        return self.qty_str[lots]
+
+    def _format_price(self, ticks: int) -> str:
+        return _fmt(_EXACT.multiply(ticks, self.tick_d))
+
+    def _format_qty(self, lots: int) -> str:
+        return _fmt(_EXACT.multiply(lots, self.lot_d))
+
+    def _price_to_ticks(self, text: str) -> int:
         value = _parse(text, "price", Reason.BAD_PRICE)
         if value <= 0:
             raise ProtocolError(Reason.BAD_PRICE, f"price must be positive, was {text}", "price")
@@ -128,8 +194,7 @@ class Instrument:
             )
         return ticks
 
-    def qty_to_lots(self, text: str) -> int:
-        """Convert a decimal quantity string to lots, refusing zero, negative, off-lot or oversized."""
+    def _qty_to_lots(self, text: str) -> int:
         value = _parse(text, "qty", Reason.BAD_QTY)
         if value <= 0:
             raise ProtocolError(Reason.BAD_QTY, f"qty must be positive, was {text}", "qty")
@@ -154,13 +219,6 @@ class Instrument:
                 "qty",
             )
         return lots
-
-    def ticks_to_price(self, ticks: int) -> str:
-        """Format ticks as the canonical decimal string (no exponent, no trailing zeros)."""
-        return _fmt(_EXACT.multiply(ticks, self.tick_d))
-
-    def lots_to_qty(self, lots: int) -> str:
-        return _fmt(_EXACT.multiply(lots, self.lot_d))
 
 
 def _fmt(value: Decimal) -> str:

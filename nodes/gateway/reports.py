@@ -1,9 +1,8 @@
 """Turn the matcher's internal events and answers into client reports.
 
 The matcher speaks ticks, lots and small integer enums; clients get the
-self-describing maps of protocol/messages.py with decimal strings. One
-``Reports`` per gateway thread that sends reports; it caches formatted
-prices and quantities, since a busy book repeats the same few hundred of them.
+self-describing maps of protocol/messages.py with decimal strings, formatted
+by each Instrument (protocol/numbers.py), which caches them.
 """
 
 from __future__ import annotations
@@ -38,38 +37,23 @@ from zex.protocol.reasons import Reason
 
 SIDES = {BUY: "buy", 2: "sell"}
 REF_TYPES = {1: "new_order", 2: "cancel", 3: "replace", 5: "kill_switch"}
-_CACHE_MAX = 50_000  # formatted prices per instrument before the cache starts over
 
 
 class Reports:
     def __init__(self, instruments: tuple[Instrument, ...], cash: Cash) -> None:
         self.inst = {i.symbol: i for i in instruments}
         self.cash = cash
-        self._px: dict[str, dict[int, str]] = {i.symbol: {} for i in instruments}
-        self._qty: dict[str, dict[int, str]] = {i.symbol: {} for i in instruments}
+        # symbol -> the instrument's caching formatters (one C dict lookup a number once warm)
+        self._px = {i.symbol: i.price_str for i in instruments}
+        self._qty = {i.symbol: i.qty_str for i in instruments}
 
     def price(self, symbol: str, ticks: int) -> str:
-        cache = self._px.get(symbol)
-        if cache is None:
-            return str(ticks)  # a symbol delisted since: show raw ticks rather than fail
-        s = cache.get(ticks)
-        if s is None:
-            if len(cache) > _CACHE_MAX:
-                cache.clear()
-            s = cache[ticks] = self.inst[symbol].ticks_to_price(ticks)
-        return s
+        fmt = self._px.get(symbol)
+        return str(ticks) if fmt is None else fmt[ticks]  # None: a symbol delisted since: raw ticks
 
     def qty(self, symbol: str, lots: int) -> str:
-        cache = self._qty.get(symbol)
-        if cache is None:
-            return str(lots)
-        s = cache.get(lots)
-        if s is None:
-            if len(cache) > _CACHE_MAX:
-                cache.clear()
-            inst = self.inst[symbol]
-            s = cache[lots] = inst.lots_to_qty(lots) if lots >= 0 else "-" + inst.lots_to_qty(-lots)
-        return s
+        fmt = self._qty.get(symbol)
+        return str(lots) if fmt is None else fmt[lots]
 
     def event(self, ev: object, role: int, rseq: int) -> m.Message | None:
         """The client report for one matcher event as seen by one account (None: nothing to say)."""

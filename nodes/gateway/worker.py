@@ -74,7 +74,6 @@ STPS = {"none": STP_NONE, "cancel_newest": STP_CANCEL_NEWEST, "cancel_oldest": S
         "cancel_both": STP_CANCEL_BOTH}
 KILLS = {"off": KILL_OFF, "block": KILL_BLOCK, "reduce_only": KILL_REDUCE_ONLY}
 QUERIES = {"orders": Q_ORDERS, "positions": Q_POSITIONS, "book": Q_BOOK}
-PARSE_CACHE_MAX = 20_000  # parsed price or qty strings kept per symbol before starting over
 
 
 class Session:
@@ -112,11 +111,6 @@ class Worker:
         self.out_is_front = False  # inline: this worker runs in the front thread and must never block
         self.dealer: zmq.Socket | None = None
         self.unsent: deque[bytes] = deque()  # inline: commands held back by a full queue (see send)
-        # Parsed prices and quantities per symbol: a busy book repeats the same few hundred
-        # strings, and Decimal parsing is a third of a new order's cost here. Only valid
-        # strings are kept; a bad one is parsed (and refused) every time.
-        self._ticks: dict[str, dict[str, int]] = {i.symbol: {} for i in instruments}
-        self._lots: dict[str, dict[str, int]] = {i.symbol: {} for i in instruments}
 
     @classmethod
     def inline(cls, name: str, ctx: zmq.Context, out, dealer: zmq.Socket, instruments: tuple[Instrument, ...],
@@ -301,18 +295,6 @@ class Worker:
                         f"symbol {msg.symbol!r} is not listed; listed: {', '.join(self.inst)}")
         return inst
 
-    @staticmethod
-    def _parsed(caches: dict[str, dict[str, int]], inst: Instrument, text: str, parse) -> int:
-        """``parse(inst, text)`` (ticks or lots), remembered per symbol for valid strings."""
-        cache = caches[inst.symbol]
-        value = cache.get(text)
-        if value is None:
-            value = parse(inst, text)  # raises for a bad string: nothing is cached
-            if len(cache) >= PARSE_CACHE_MAX:
-                cache.clear()
-            cache[text] = value
-        return value
-
     def new_order(self, client: bytes, msg: m.NewOrder, rules: AccountRules) -> None:
         inst = self._instrument(client, "new_order", msg)
         if inst is None:
@@ -333,8 +315,8 @@ class Worker:
         if problem is not None:
             return self.reject(client, "new_order", msg.cl_ord_id, *problem)
         try:
-            lots = self._parsed(self._lots, inst, msg.qty, Instrument.qty_to_lots)
-            ticks = 0 if market else self._parsed(self._ticks, inst, msg.price, Instrument.price_to_ticks)
+            lots = inst.qty_lots[msg.qty]
+            ticks = 0 if market else inst.price_ticks[msg.price]
         except ProtocolError as exc:
             return self.reject(client, "new_order", msg.cl_ord_id, exc.reason, exc.text)
         side = BUY if msg.side == "buy" else SELL
@@ -367,8 +349,8 @@ class Worker:
             return self.reject(client, "replace", msg.cl_ord_id, Reason.MISSING_FIELD,
                                "name the order: order_id or orig_cl_ord_id is required")
         try:
-            lots = self._parsed(self._lots, inst, msg.qty, Instrument.qty_to_lots)
-            ticks = self._parsed(self._ticks, inst, msg.price, Instrument.price_to_ticks)
+            lots = inst.qty_lots[msg.qty]
+            ticks = inst.price_ticks[msg.price]
         except ProtocolError as exc:
             return self.reject(client, "replace", msg.cl_ord_id, exc.reason, exc.text)
         ref = self.refs.get(inst.symbol) or inst.ref_ticks

@@ -53,34 +53,6 @@ MAX_WAITING = 10_000  # snapshot requests held while catching up at start
 SIDES = {1: "buy", 2: "sell"}
 
 
-class _Fmt:
-    """Ticks and lots to canonical decimal strings, cached: prices and sizes repeat."""
-
-    __slots__ = ("inst", "px", "qty")
-    MAX = 50_000
-
-    def __init__(self, inst) -> None:
-        self.inst = inst
-        self.px: dict[int, str] = {}
-        self.qty: dict[int, str] = {}
-
-    def price(self, ticks: int) -> str:
-        s = self.px.get(ticks)
-        if s is None:
-            if len(self.px) > self.MAX:
-                self.px.clear()
-            s = self.px[ticks] = self.inst.ticks_to_price(ticks)
-        return s
-
-    def lots(self, lots: int) -> str:
-        s = self.qty.get(lots)
-        if s is None:
-            if len(self.qty) > self.MAX:
-                self.qty.clear()
-            s = self.qty[lots] = self.inst.lots_to_qty(lots)
-        return s
-
-
 class MarketDataNode(NodeThread):
     """Run the marketdata node in a thread of this process: ``start()``, then ``stop()``."""
 
@@ -89,7 +61,7 @@ class MarketDataNode(NodeThread):
         self.cfg = cfg
         self.mc = cfg.marketdata
         self.symbols = [i.symbol for i in cfg.instruments]
-        self.fmt = {i.symbol: _Fmt(i) for i in cfg.instruments}
+        self.inst = {i.symbol: i for i in cfg.instruments}  # each formats (and caches) its numbers
         self.view = MarketView(self.symbols, l3=self.mc.l3)
         self.seqs: dict[bytes, int] = {}  # topic -> last seq sent on it
         self._sent_at: dict[bytes, float] = {}  # topic -> when it last carried anything
@@ -260,8 +232,8 @@ class MarketDataNode(NodeThread):
 
     def _publish(self, pub: zmq.Socket, u) -> None:
         sym, topic = u.symbol, self._topic
-        f = self.fmt[sym]
-        px, lots = f.price, f.lots
+        inst = self.inst[sym]
+        px, lots = inst.price_str.__getitem__, inst.qty_str.__getitem__
         for ch in self._channels(u):
             t = topic(sym, ch)
             seq = self._next(t)
@@ -282,13 +254,13 @@ class MarketDataNode(NodeThread):
             self._send(pub, t, msg)
 
     def _bbo(self, sym: str, seq: int, mseq: int, ts: int, bbo: tuple) -> md.Bbo:
-        f = self.fmt[sym]
+        inst = self.inst[sym]
         bid, bid_qty, ask, ask_qty = bbo
         return md.Bbo(symbol=sym, seq=seq, mseq=mseq, ts=ts,
-                      bid_price=None if bid is None else f.price(bid),
-                      bid_qty=None if bid is None else f.lots(bid_qty),
-                      ask_price=None if ask is None else f.price(ask),
-                      ask_qty=None if ask is None else f.lots(ask_qty))
+                      bid_price=None if bid is None else inst.ticks_to_price(bid),
+                      bid_qty=None if bid is None else inst.lots_to_qty(bid_qty),
+                      ask_price=None if ask is None else inst.ticks_to_price(ask),
+                      ask_qty=None if ask is None else inst.lots_to_qty(ask_qty))
 
     def _heartbeats(self, pub: zmq.Socket, quiet_since: float) -> None:
         channels = md.CHANNELS if self.mc.l3 else tuple(c for c in md.CHANNELS if c != "l3")
@@ -356,20 +328,20 @@ class MarketDataNode(NodeThread):
                 req_id=req.req_id, code=int(Reason.INVALID_VALUE),
                 text="channel l3 is off on this feed (marketdata.l3 = false)"))
             return
-        f = self.fmt[req.symbol]
+        inst = self.inst[req.symbol]
         depth = req.depth or None
         mseq = self.view.last_seq
         seq = self.seqs.get(md.topic(req.symbol, req.channel), 0)
         self.snapshots += 1
         if req.channel == "l2":
             def levels(side):
-                return [md.SnapLevel(price=f.price(p), qty=f.lots(q), orders=n)
+                return [md.SnapLevel(price=inst.ticks_to_price(p), qty=inst.lots_to_qty(q), orders=n)
                         for p, q, n in book.levels(side)[:depth]]
             msg = md.Snapshot(req_id=req.req_id, symbol=req.symbol, seq=seq, mseq=mseq,
                               bids=levels(BUY), asks=levels(2))
         else:
             def orders(side):
-                return [md.SnapOrder(order_id=oid, price=f.price(p), qty=f.lots(q))
+                return [md.SnapOrder(order_id=oid, price=inst.ticks_to_price(p), qty=inst.lots_to_qty(q))
                         for oid, p, q in book.orders(side)[:depth]]
             msg = md.L3Snapshot(req_id=req.req_id, symbol=req.symbol, seq=seq, mseq=mseq,
                                 bids=orders(BUY), asks=orders(2))

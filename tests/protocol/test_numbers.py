@@ -294,3 +294,24 @@ def test_round_trip_with_a_tick_of_many_digits():
                       max_price=hi)
     assert inst.max_ticks == n
     assert inst.price_to_ticks(inst.ticks_to_price(n)) == n
+
+
+def test_the_instruments_caches_are_bounded_and_keep_only_valid_strings():
+    """Formatting and parsing are cached on the instrument (one place, every node); the caches
+    start over when full, and a refused string is never remembered."""
+    import zex.protocol.numbers as numbers
+
+    inst = Instrument("CAP", tick="0.5", lot="0.001", min_price="0.5", max_price="100000", max_qty="1000")
+    inst.price_str.cap = inst.qty_lots.cap = 100
+    for t in range(1, 1000):
+        assert inst.ticks_to_price(t) == numbers._fmt(numbers._EXACT.multiply(t, inst.tick_d))
+        assert len(inst.price_str) <= 100
+    assert inst.ticks_to_price(203) == "101.5" and inst.lots_to_qty(-1500) == "-1.5"
+    for q in range(1, 500):
+        assert inst.qty_to_lots(f"0.{q:03d}") == q
+        assert len(inst.qty_lots) <= 100
+    with pytest.raises(ProtocolError):
+        inst.qty_to_lots("0.0005")
+    assert "0.0005" not in inst.qty_lots
+    with pytest.raises(ProtocolError):
+        inst.price_to_ticks(["not", "hashable"])  # not a string: the reason, never a TypeError
