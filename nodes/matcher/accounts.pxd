@@ -12,7 +12,7 @@ cdef class Account:
     cdef public str name
     cdef public object cash
     cdef public dict holdings, orders, max_position
-    cdef public object bid_cash
+    cdef public object bid_cash, ask_cash
     cdef public object kill, max_open_orders, credit
     cdef public bint checks
     cdef public tuple origin

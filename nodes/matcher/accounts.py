@@ -13,6 +13,10 @@ in that symbol), so each stateful risk check is O(1):
     worst long  = position + open buy lots        <= max_position
     worst short = position - open sell lots       >= -max_position
     cash - open buy cash - this order's cash      >= -credit
+
+and so are the bounds of what the state can hold (engine.MAX_CASH, MAX_LOTS),
+which no command may pass: bid_cash and ask_cash count every open order as if
+it filled at its price.
 """
 
 from __future__ import annotations
@@ -48,7 +52,7 @@ class Holding:
 
 class Account:
     __slots__ = (
-        "name", "cash", "holdings", "orders", "bid_cash",
+        "name", "cash", "holdings", "orders", "bid_cash", "ask_cash",
         "kill", "max_open_orders", "credit", "max_position", "checks", "origin", "log", "reports",
     )
 
@@ -58,6 +62,7 @@ class Account:
         self.holdings: dict[str, Holding] = {}  # symbol -> Holding, made by the first order
         self.orders: dict[int, Order] = {}  # order_id -> resting Order
         self.bid_cash = 0  # cash the open buys would spend, at their limit prices
+        self.ask_cash = 0  # cash the open sells would bring, at their limit prices
         self.kill = KILL_OFF
         self.max_open_orders: int | None = None
         self.credit: int | None = None

@@ -44,6 +44,7 @@ cdef class Book:
     cpdef list encoded_in_priority(self, int side)
     @cython.locals(o=Order, fresh=list, take=list, done="long long")
     cpdef long long encode_fresh(self, object encode, long long budget) except -1
+    cpdef long long highest_ask(self) except -1
     cpdef bint would_cross(self, int side, long long price)
     @cython.locals(level=Level)
     cpdef rest(self, Order o)

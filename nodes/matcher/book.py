@@ -164,6 +164,11 @@ class Book:
             out.append(o.enc)
         return out
 
+    def highest_ask(self) -> int:
+        """The highest price an ask rests at (0: none): the most a market buy could pay."""
+        prices = self.ask_prices
+        return prices[-1] if prices else 0
+
     def would_cross(self, side: int, price: int) -> bool:
         if side == BUY:
             return self.best_ask_px <= price
@@ -220,6 +225,7 @@ class Book:
             o.acct.bid_cash += lots * self.cash_mult * o.price
         else:
             o.hold.ask_lots += lots
+            o.acct.ask_cash += lots * self.cash_mult * o.price
 
     def unrest(self, o: Order) -> None:
         """Take a live order out of its level (lazily: it stays in the deque, dead)."""
@@ -344,6 +350,7 @@ class Book:
                     mh.sold += q
                     m_acct.cash += cash
                     mh.ask_lots -= q
+                    m_acct.ask_cash -= cash
                 else:
                     th.pos -= q
                     th.sold += q

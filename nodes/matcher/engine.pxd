@@ -4,6 +4,8 @@ cimport cython
 from .accounts cimport Account, Holding
 from .book cimport Book, Order
 
+cpdef object _past_bounds(Account acct, Holding h, int side, object lots, object cash)
+
 cdef class Engine:
     # Objects, not C ints: a command's seq and an order's id are each made once and shared by
     # every event (and map key) that names them.

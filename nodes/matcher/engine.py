@@ -63,20 +63,47 @@ from zex.protocol.internal import (
 from zex.protocol.reasons import Reason
 
 from . import state as state_mod
-from .accounts import Account
+from .accounts import Account, Holding
 from .book import DIRECT, OWNER, RESENT, Book, Order
 
 # The largest price (ticks), quantity (lots) and notional (cash units: price * qty * the
 # symbol's cash multiplier) the engine takes (SPEC 3.4). A price at the book's no-ask
 # sentinel (book.NO_ASK, 2^62) would corrupt the book; the compiled build keeps an order's
 # numbers in C int64s; and a trade's cash must fit the state's msgpack ints. So every
-# fill's cash is within 2^62: a maker's fill is bounded by its own order's notional.
+# fill's cash is within 2^62: a maker's fill is bounded by its own order's notional. An
+# account's cash, and its lots bought and sold in a symbol, are bounded by the same numbers
+# (RISK_LIMIT, _past_bounds), so no sum of fills can leave the state's int64s either.
 MAX_TICKS = (1 << 62) - 1
 MAX_LOTS = (1 << 62) - 1
 MAX_CASH = (1 << 62) - 1
 
 # Ref tags of the command a Rejected answers (its internal tag).
 REF_NEW, REF_CANCEL, REF_REPLACE, REF_KILL = 1, 2, 3, 5
+
+
+def _past_bounds(acct: Account, h: Holding, side: int, lots: int, cash: int) -> str | None:
+    """Why an order adding ``lots`` and at worst ``cash`` (net of what a replaced order counted
+    for) could take the account past what the state holds, or None. Open orders count as if
+    filled at their prices, so fills after this check cannot pass the bounds either."""
+    if side == BUY:
+        low = acct.cash - acct.bid_cash - cash
+        if low < -MAX_CASH:
+            return (f"account {acct.name}'s cash could reach {low} cash units with its open buys "
+                    f"and this order filled, past the matcher's limit -{MAX_CASH}")
+        lots += h.bought + h.bid_lots
+        if lots > MAX_LOTS:
+            return (f"account {acct.name} could buy {lots} lots of {h.symbol} today with its open "
+                    f"buys and this order, past the matcher's limit {MAX_LOTS}")
+    else:
+        high = acct.cash + acct.ask_cash + cash
+        if high > MAX_CASH:
+            return (f"account {acct.name}'s cash could reach {high} cash units with its open sells "
+                    f"and this order filled, past the matcher's limit {MAX_CASH}")
+        lots += h.sold + h.ask_lots
+        if lots > MAX_LOTS:
+            return (f"account {acct.name} could sell {lots} lots of {h.symbol} today with its open "
+                    f"sells and this order, past the matcher's limit {MAX_LOTS}")
+    return None
 
 
 class Engine:
@@ -234,6 +261,17 @@ class Engine:
             return self._reject(cmd, seq, REF_NEW, Reason.QTY_TOO_LARGE,
                                 f"notional {qty * price * book.cash_mult} cash units is above the "
                                 f"matcher's limit {MAX_CASH}")
+        # What the state can hold: the account's cash and lots, were its open orders and this
+        # one to fill at their worst, within MAX_CASH and MAX_LOTS (a buy pays at most its
+        # limit, or the highest ask without one; a sell gets at most the best bid or its limit).
+        h = acct.holding(symbol)
+        if side == BUY:
+            past = _past_bounds(acct, h, side, qty, qty * (price or book.highest_ask()) * book.cash_mult)
+        else:
+            best = book.best_bid_px
+            past = _past_bounds(acct, h, side, qty, qty * (price if price > best else best) * book.cash_mult)
+        if past is not None:
+            return self._reject(cmd, seq, REF_NEW, Reason.RISK_LIMIT, past)
         if acct.checks:
             refusal = self._risk(acct, book, side, price, qty, 0, 0, limit and tif == GTC)
             if refusal is not None:
@@ -380,6 +418,15 @@ class Engine:
             return self._reject(cmd, seq, REF_REPLACE, Reason.INVALID_REPLACE,
                                 f"qty must be above the filled {o.filled}, was {qty}")
         leaves = qty - o.filled
+        if leaves > o.leaves or price != o.price:  # it could add to the account's numbers
+            mult = book.cash_mult
+            worst = price
+            if o.side != BUY and book.best_bid_px > price:
+                worst = book.best_bid_px
+            past = _past_bounds(acct, o.hold, o.side, leaves - o.leaves,
+                                mult * leaves * worst - mult * o.leaves * o.price)
+            if past is not None:
+                return self._reject(cmd, seq, REF_REPLACE, Reason.RISK_LIMIT, past)
         if acct.checks and (leaves > o.leaves or price != o.price or acct.kill == KILL_BLOCK):
             # cash_mult first: in the compiled build o.leaves and o.price are C ints
             old_cash = book.cash_mult * o.leaves * o.price if o.side == BUY else 0
