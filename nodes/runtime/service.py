@@ -6,14 +6,22 @@
                                      # self._ctrl_addr says b"STOP"
 
     node.start()   # serves its /metrics (if any), returns once ready, or raises the error that stopped it
+    node.ended     # True once the loop has ended without stop(): node.error says why
     node.stop()    # sends b"STOP" on the control pipe, joins, stops its /metrics
     node.join()    # blocks until the loop ends, then re-raises its error
+
+The node is fail-stop: a loop that raises ends, and whoever runs it (the
+``zex`` command) sees ``ended`` and stops the process. ``stop()`` never waits
+on a dead loop: a loop that died has closed its end of the control pipe, and
+a blocking send to it would never return (issue 14: the process then hung,
+its /metrics still answering, and no supervisor restarted it).
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 import uuid
 
 import zmq
@@ -74,12 +82,33 @@ class NodeThread:
     def _stop_thread(self, timeout: float) -> None:
         if self._thread is None:
             return
-        self._ctrl.send(b"STOP")
-        self._thread.join(timeout)
-        self._ctrl.close()
+        deadline = time.monotonic() + timeout
+        # Never a blocking send: a PAIR without its peer (a loop that died and closed its end,
+        # or one not yet connected) blocks forever. EAGAIN while the thread lives means not
+        # connected yet, or winding down after an error: look again until it ends or is told.
+        while self._thread.is_alive():
+            try:
+                self._ctrl.send(b"STOP", zmq.NOBLOCK)
+                break
+            except zmq.Again:
+                self._thread.join(min(0.05, max(0.0, deadline - time.monotonic())))
+                if time.monotonic() >= deadline:
+                    break
+        self._thread.join(max(0.0, deadline - time.monotonic()))
+        self._ctrl.close(linger=0)
         if self._thread.is_alive():
             raise TimeoutError(f"{self.role} thread did not stop within {timeout} s")
         self._thread = None
+
+    @property
+    def ended(self) -> bool:
+        """True once the loop has ended on its own (a fatal error) rather than through stop()."""
+        return self._thread is not None and not self._thread.is_alive()
+
+    @property
+    def error(self) -> BaseException | None:
+        """The error that ended the loop (or failed start()), if any."""
+        return self._error
 
     def join(self) -> None:
         """Block until the loop ends (on stop() or a fatal error), then re-raise that error."""
@@ -91,7 +120,9 @@ class NodeThread:
     def _main(self) -> None:
         try:
             self._run()
-        except BaseException as exc:  # surfaced through start()/join()
-            self._log.exception("%s stopped on an error", self.role)
+        except BaseException as exc:  # surfaced through start(), join() and ended/error
+            # One line here; whoever runs the node says what to check. The traceback is for -v.
+            self._log.error("%s stopped on an error: %s: %s", self.role, type(exc).__name__, exc)
+            self._log.debug("%s: the error's traceback", self.role, exc_info=True)
             self._error = exc
             self._ready.set()

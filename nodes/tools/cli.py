@@ -12,13 +12,24 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
+import os
 import signal
 import sys
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import zmq
+from zex.protocol.errors import ZexError
 
 from ..runtime import config as config_mod
+
+log = logging.getLogger("zex")
 
 
 def _load(args: argparse.Namespace) -> config_mod.Config:
@@ -35,8 +46,47 @@ def _load(args: argparse.Namespace) -> config_mod.Config:
     return cfg
 
 
-def _serve(start, stop, wait) -> int:
-    """Run until SIGINT/SIGTERM: the first drains and stops cleanly, a second forces exit."""
+WATCH_S = 0.1  # how often the main thread looks for a dead node; 0.05..0.5 is reasonable
+
+# Where an OSError with no message of its own happened: the innermost zex module in its
+# traceback names what was being written.
+_WRITING = {"journal.py": "the journal", "eventlog.py": "the event log",
+            "snapshot.py": "a snapshot", "recovery.py": "recovery",
+            "segments.py": "the audit trail"}
+_DISK = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)
+_ACCESS = (errno.EACCES, errno.EPERM, errno.EROFS)
+_NOT_DIR = (errno.ENOTDIR, errno.EEXIST, errno.EISDIR)
+# What a restart does for a node whose state is on disk.
+_RESTART = {"matcher": "the journal recovers every acknowledged command",
+            "logger": "it fills the gap in the trail from the matcher's replay service"}
+
+
+@dataclass
+class Part:
+    """One thing ``_serve`` starts, watches and stops: a node (NodeThread) or the demo."""
+
+    name: str  # as the user knows it: "matcher", "gateway gw1"
+    node: Any  # start() and stop(); a NodeThread also has ended and error
+    section: Any = None  # its config section: data_dir and the *bind endpoints name what to check
+
+
+class Ended(Exception):
+    """A node's loop ended on its own: the process must stop and say why."""
+
+    def __init__(self, part: Part, name: str, error: BaseException | None) -> None:
+        super().__init__(name)
+        self.part, self.name, self.error = part, name, error
+
+
+def _serve(parts: list[Part], banner: Callable[[], None],
+           after: Callable[[], None] | None = None) -> int:
+    """Start ``parts`` in order and serve until SIGINT/SIGTERM or a node dies; stop them in reverse.
+
+    The first signal drains and stops cleanly (exit 0), a second forces exit (130). A node
+    whose loop ends on its own (fail-stop: a full disk, a broken journal) stops the others
+    and the process, with one line saying what failed and what to check (exit 1), so a
+    supervisor restarts it; so does a node that cannot start.
+    """
     def second(signum, frame):  # pragma: no cover - interactive
         print("\nzex: forced exit", file=sys.stderr)
         raise SystemExit(130)
@@ -48,27 +98,110 @@ def _serve(start, stop, wait) -> int:
 
     signal.signal(signal.SIGINT, first)
     signal.signal(signal.SIGTERM, first)
-    start()
+    started: list[Part] = []
+    failure = ""
     try:
-        wait()
+        for part in parts:
+            try:
+                part.node.start()
+            except Exception as exc:
+                failure = _explain(part, part.name, exc, starting=True)
+                break
+            started.append(part)
+        else:
+            banner()
+            _watch(started)
     except KeyboardInterrupt:
         print("\nzex: stopping (Ctrl+C again to force)", file=sys.stderr)
+    except Ended as end:
+        failure = _explain(end.part, end.name, end.error, starting=False)
     finally:
-        stop()
+        _stop(started)
+    if after is not None and not failure:
+        after()
+    if failure:
+        print(failure, file=sys.stderr, flush=True)
+        return 1
     return 0
 
 
-def _serve_node(node, banner) -> int:
+def _watch(parts: list[Part]) -> None:
+    """Block until a node's loop ends on its own (raise Ended) or a signal interrupts."""
+    while True:
+        for part in parts:
+            # The matcher's replay service is a loop of its own, started and stopped with it.
+            for name, loop in ((part.name, part.node), (f"{part.name}'s replay service",
+                                                        getattr(part.node, "replay", None))):
+                if getattr(loop, "ended", False):
+                    raise Ended(part, name, loop.error)
+        time.sleep(WATCH_S)
+
+
+def _stop(parts: list[Part]) -> None:
+    """Stop what started, last first; one that fails to stop does not keep the others running."""
+    for part in reversed(parts):
+        try:
+            part.node.stop()
+        except Exception as exc:
+            log.error("%s did not stop cleanly: %s", part.name, exc)
+            log.debug("%s: the error's traceback", part.name, exc_info=True)
+
+
+def _explain(part: Part, name: str, exc: BaseException | None, starting: bool) -> str:
+    """One line for the operator: what failed, and what to check before starting it again."""
+    head = f"zex: {name} {'could not start' if starting else 'stopped'}: "
+    again = "then start it again" if starting else "then restart it"
+    if part.name in _RESTART:
+        again += f": {_RESTART[part.name]}"
+    data_dir = getattr(part.section, "data_dir", "")
+    if exc is None:
+        return head + f"its loop ended without an error; see the log above, {again}"
+    if isinstance(exc, ZexError) or _worded(exc):
+        return head + str(exc)  # zex's own errors say what to check (event log, fsync, metrics)
+    if isinstance(exc, zmq.ZMQError):
+        fields = vars(part.section) if part.section is not None else {}
+        binds = ", ".join(v for k, v in fields.items() if k.endswith("bind") and v)
+        which = "" if "addr=" in str(exc) else f" (one of {binds})"  # pyzmq names it, when it can
+        if exc.errno == errno.EADDRINUSE:
+            return head + f"{exc}{which}: stop what holds the port or choose another in the config"
+        return head + f"{exc}{which}: check the node's endpoints in the config"
+    if isinstance(exc, OSError):
+        where = f" in {data_dir}" if data_dir and not exc.filename else ""  # a path is named once
+        files = [Path(f.filename).name for f in traceback.extract_tb(exc.__traceback__)]
+        writing = next((_WRITING[f] for f in reversed(files) if f in _WRITING), "")
+        what = f"{exc} writing {writing}{where}" if writing else f"{exc}{where}"
+        place = data_dir or "the disk"
+        if exc.errno in _DISK:
+            check = f"free space on the disk under {place} and the file-size limit (ulimit -f)"
+        elif exc.errno in _ACCESS:
+            check = f"that {place} is writable by this user"
+        elif exc.errno in _NOT_DIR and data_dir:
+            check = (f"that data_dir ({data_dir}) is a directory or can be made one "
+                     "(config or --data-dir)")
+        else:
+            check = f"the disk and {place}"
+        return head + f"{what}; check {check}, {again}"
+    return head + f"{type(exc).__name__}: {exc}; zex -v logs the traceback; {again}"
+
+
+def _worded(exc: BaseException) -> bool:
+    """True for an OSError that zex raised with its own words (what failed, what to do): no
+    errno, or a text other than the system's for its errno; those are shown as they are."""
+    if not isinstance(exc, OSError):
+        return False
+    return exc.errno is None or exc.strerror != os.strerror(exc.errno)
+
+
+def _serve_node(part: Part, banner: Callable[[], list[str]]) -> int:
     """Start one node, print ``banner()``'s lines (its metrics URL before the last), serve until Ctrl+C."""
-    def start():
-        node.start()
+    def show():
         lines = banner()
-        if node.exporter.url:
-            lines.insert(-1, f"  metrics (Prometheus) on {node.exporter.url}")
+        if part.node.exporter.url:
+            lines.insert(-1, f"  metrics (Prometheus) on {part.node.exporter.url}")
         lines[-1] += "  (Ctrl+C to quit)"
         print("\n".join(lines), flush=True)
 
-    return _serve(start, node.stop, node.join)
+    return _serve([part], show)
 
 
 def cmd_matcher(args: argparse.Namespace) -> int:
@@ -77,7 +210,7 @@ def cmd_matcher(args: argparse.Namespace) -> int:
 
     cfg = _load(args)
     node, m = MatcherNode(cfg), cfg.matcher
-    return _serve_node(node, lambda: [
+    return _serve_node(Part("matcher", node, m), lambda: [
         f"zex matcher ({build_kind()} build): seq {node.engine.seq}, data in {m.data_dir}",
         f"  commands (gateways' DEALER) on {m.bind}",
         f"  replay service (DEALER) on {m.replay_bind}",
@@ -89,7 +222,7 @@ def cmd_gateway(args: argparse.Namespace) -> int:
 
     cfg = _load(args)
     node, g = GatewayNode(cfg), cfg.gateway
-    return _serve_node(node, lambda: [
+    return _serve_node(Part(f"gateway {g.name}", node, g), lambda: [
         f"zex gateway {g.name}: {f'{g.workers} workers' if g.workers else 'no worker threads'}, matcher at {node.matcher_endpoint}",
         f"  clients (DEALER, protocol/SPEC.md) on {g.bind}"])
 
@@ -99,7 +232,7 @@ def cmd_marketdata(args: argparse.Namespace) -> int:
 
     cfg = _load(args)
     node, d = MarketDataNode(cfg), cfg.marketdata
-    return _serve_node(node, lambda: [
+    return _serve_node(Part("marketdata", node, d), lambda: [
         f"zex marketdata: events from {node.events_endpoint}, replay from {node.replay_endpoint}",
         f"  feed (SUB, topics md.<SYMBOL>.<channel>) on {d.feed_bind}",
         f"  snapshots (DEALER, protocol/SPEC.md section 12) on {d.snapshot_bind}"])
@@ -112,7 +245,7 @@ def cmd_logger(args: argparse.Namespace) -> int:
     if getattr(args, "logger_dir", None):
         cfg.logger.data_dir = args.logger_dir
     node, lg = LoggerNode(cfg), cfg.logger
-    return _serve_node(node, lambda: [
+    return _serve_node(Part("logger", node, lg), lambda: [
         f"zex logger: trail in {lg.data_dir} (matcher seq {node.started_after} on disk), "
         f"events from {node.events_endpoint}",
         f"  audit records (PUSH) on {lg.bind}"])
@@ -193,13 +326,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     marketdata = MarketDataNode(cfg, ctx)
     demo = DemoMarket(cfg, ctx, cfg.gateway.bind, echo=(lambda s: None) if args.quiet else print)
 
-    def start():
-        matcher.start()
-        logger.start()
-        marketdata.start()
-        gateway.start()
-        demo.start()
-        m, g, d = cfg.matcher, cfg.gateway, cfg.marketdata
+    m, g, d = cfg.matcher, cfg.gateway, cfg.marketdata
+    parts = [Part("matcher", matcher, m), Part("logger", logger, cfg.logger),
+             Part("marketdata", marketdata, d), Part(f"gateway {g.name}", gateway, g),
+             Part("demo market", demo)]
+
+    def banner():
         print(f"zex is running (matcher at seq {matcher.engine.seq}, {build_kind()} build, "
               f"data in {m.data_dir})")
         print(f"  clients connect a DEALER to the gateway: {g.bind}   (protocol/SPEC.md)")
@@ -218,15 +350,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         print("        .venv/bin/zex book XYZ")
         print("  demo market maker 'maker' and taker 'taker' are trading; Ctrl+C to quit", flush=True)
 
-    def stop():
-        demo.stop()
-        gateway.stop()
-        marketdata.stop()
-        logger.stop()
-        matcher.stop()
+    def stopped():
         print(f"zex stopped at seq {matcher.engine.seq}; {demo.trades} demo trades", flush=True)
 
-    return _serve(start, stop, matcher.join)
+    return _serve(parts, banner, stopped)
 
 
 def _example_price(cfg: config_mod.Config) -> str:
