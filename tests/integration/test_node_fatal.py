@@ -286,6 +286,33 @@ def test_zex_run_exits_when_its_matcher_dies(tmp_path, zex_proc, ctx):
     assert not answers(metrics)
 
 
+def test_logger_exits_at_once_when_its_trail_cannot_be_written(tmp_path, zex_proc, ctx):
+    # Any node, not only the matcher: the logger's audit trail fills while the matcher is fine.
+    data, trail = tmp_path / "data", tmp_path / "trail"
+    cfg, cmd_ep, _ = matcher_config(tmp_path, data)
+    lg_metrics = free_port()
+    with open(cfg, "a") as f:
+        f.write(f'[logger]\nbind = "tcp://127.0.0.1:{free_port()}"\ndata_dir = "{trail}"\n'
+                f'metrics_bind = "127.0.0.1:{lg_metrics}"\nfsync = "off"\n')
+    matcher = zex_proc(["matcher", "--config", str(cfg)], tmp_path / "m.log")
+    matcher.ready()
+    z = zex_proc(["logger", "--config", str(cfg)], tmp_path / "lg.log", limited=True)
+    z.ready()
+    assert answers(lg_metrics)
+
+    took = flood(ctx, cmd_ep, z, lambda: size_of(trail, "audit-*") >= LIMIT_BYTES, sweeps())
+    rc = z.wait(EXIT_S)
+    print(f"audit trail full -> exit: {took:.3f} s")
+    err = z.stderr()
+    assert rc == 1, err
+    assert "Traceback" not in err, err
+    [line] = zex_lines(err)
+    assert line.startswith("zex: logger stopped: ") and str(trail) in line, line
+    assert "check" in line and "restart" in line, line
+    assert not answers(lg_metrics)
+    assert matcher.proc.poll() is None  # the matcher never waits for its consumers
+
+
 @pytest.mark.parametrize("where", ["is a file", "inside a file"])
 def test_a_data_dir_that_is_no_directory_stops_the_start_with_one_line(tmp_path, zex_proc, where):
     a_file = tmp_path / "not-a-dir"
