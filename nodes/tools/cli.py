@@ -213,8 +213,8 @@ def cmd_matcher(args: argparse.Namespace) -> int:
     return _serve_node(Part("matcher", node, m), lambda: [
         f"zex matcher ({build_kind()} build): seq {node.engine.seq}, data in {m.data_dir}",
         f"  commands (gateways' DEALER) on {m.bind}",
-        f"  replay service (DEALER) on {m.replay_bind}",
-        f"  events (SUB, topic 'ev') on {m.events_bind}"])
+        f"  for zex nodes only (every account's orders and fills): "
+        f"event stream on {m.events_bind}, replay service on {m.replay_bind}"])
 
 
 def cmd_gateway(args: argparse.Namespace) -> int:
@@ -336,8 +336,10 @@ def cmd_run(args: argparse.Namespace) -> int:
               f"data in {m.data_dir})")
         print(f"  clients connect a DEALER to the gateway: {g.bind}   (protocol/SPEC.md)")
         print(f"  market data (SUB, topics md.<SYMBOL>.):  {d.feed_bind}   snapshots (DEALER): {d.snapshot_bind}")
-        print(f"  event stream (SUB, topic 'ev'):           {m.events_bind}   replay: {m.replay_bind}")
         print(f"  matcher, for more gateways:               {m.bind}   (zex gateway --name gw2 --bind ...)")
+        # Every account's orders and fills travel on the event stream: it is for the exchange's
+        # own nodes (marketdata, logger), never a client's feed, so it is named as internal.
+        print(f"  internal, zex nodes only: event stream {m.events_bind}, replay {m.replay_bind}")
         print(f"  audit trail:                              {cfg.logger.data_dir}   (zex audit --account alice)")
         urls = [f"{n} {x.exporter.url}" for n, x in (("matcher", matcher), ("gateway", gateway),
                                                     ("marketdata", marketdata), ("logger", logger))
