@@ -4,18 +4,21 @@ cimport cython
 from .accounts cimport Account, Holding
 from .book cimport Book, Order
 
-cpdef object _past_bounds(Account acct, Holding h, int side, object lots, object cash)
-
 cdef class Engine:
     # Objects, not C ints: a command's seq and an order's id are each made once and shared by
     # every event (and map key) that names them.
     cdef public object seq, next_order_id
     cdef public object digest_every
-    cdef public dict cash_mult, answers, books, accounts, reject_counts
+    cdef public dict cash_mult, answers, books, accounts, reject_counts, instruments
+    cdef public object cash
     cdef public list events, reports
     cdef public object _digester
 
-    cpdef Book add_symbol(self, str symbol)
+    cpdef Book add_symbol(self, object symbol)
+    cpdef str _px(self, str symbol, object ticks)
+    cpdef str _qty(self, str symbol, object lots)
+    cpdef str _cash(self, object units)
+    cpdef object _past_bounds(self, Account acct, Holding h, int side, object lots, object cash)
     cpdef Account account(self, str name)
     cpdef process(self, object cmd)
     cpdef _reject(self, object cmd, object seq, int ref, object reason, str text)

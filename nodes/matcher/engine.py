@@ -60,6 +60,7 @@ from zex.protocol.internal import (
     Replaced,
     ReportsAnswer,
 )
+from zex.protocol.numbers import Cash, Instrument
 from zex.protocol.reasons import Reason
 
 from . import state as state_mod
@@ -81,40 +82,23 @@ MAX_CASH = (1 << 62) - 1
 REF_NEW, REF_CANCEL, REF_REPLACE, REF_KILL = 1, 2, 3, 5
 
 
-def _past_bounds(acct: Account, h: Holding, side: int, lots: int, cash: int) -> str | None:
-    """Why an order adding ``lots`` and at worst ``cash`` (net of what a replaced order counted
-    for) could take the account past what the state holds, or None. Open orders count as if
-    filled at their prices, so fills after this check cannot pass the bounds either."""
-    if side == BUY:
-        low = acct.cash - acct.bid_cash - cash
-        if low < -MAX_CASH:
-            return (f"account {acct.name}'s cash could reach {low} cash units with its open buys "
-                    f"and this order filled, past the matcher's limit -{MAX_CASH}")
-        lots += h.bought + h.bid_lots
-        if lots > MAX_LOTS:
-            return (f"account {acct.name} could buy {lots} lots of {h.symbol} today with its open "
-                    f"buys and this order, past the matcher's limit {MAX_LOTS}")
-    else:
-        high = acct.cash + acct.ask_cash + cash
-        if high > MAX_CASH:
-            return (f"account {acct.name}'s cash could reach {high} cash units with its open sells "
-                    f"and this order filled, past the matcher's limit {MAX_CASH}")
-        lots += h.sold + h.ask_lots
-        if lots > MAX_LOTS:
-            return (f"account {acct.name} could sell {lots} lots of {h.symbol} today with its open "
-                    f"sells and this order, past the matcher's limit {MAX_LOTS}")
-    return None
-
-
 class Engine:
     """Books, accounts, a sequence counter, and the first answer to every cl_ord_id."""
 
-    def __init__(self, symbols: Iterable[str], digest_every: int = 0,
+    def __init__(self, symbols: Iterable[str | Instrument], digest_every: int = 0,
                  cash_mult: Mapping[str, int] | None = None) -> None:
+        """``symbols``: the listed instruments (protocol.numbers.Instrument), whose tick and lot
+        the reject texts use to show decimals; a bare symbol name lists one with tick and lot 1.
+        ``cash_mult``: cash units per tick * lot of each symbol; by default the instruments'
+        own (numbers.Cash), 1 for a bare name."""
+        symbols = list(symbols)
         self.seq = 0
         self.next_order_id = 1
         self.digest_every = digest_every
-        self.cash_mult = dict(cash_mult or {})
+        # the cash unit the texts show cash in: the instruments' (1 when only names are given)
+        self.cash = Cash([s for s in symbols if isinstance(s, Instrument)])
+        self.cash_mult = dict(self.cash.mult if cash_mult is None else cash_mult)
+        self.instruments: dict[str, Instrument] = {}
         self.events: list[Event] = []
         self.reports: list[tuple] = []  # (origin, account, role, rseq, event)
         # (account, cl_ord_id) -> the first answer; makes resends idempotent for the day
@@ -128,7 +112,13 @@ class Engine:
         for s in symbols:
             self.add_symbol(s)
 
-    def add_symbol(self, symbol: str) -> Book:
+    def add_symbol(self, symbol: str | Instrument) -> Book:
+        """List a symbol (an Instrument, or a bare name: tick and lot 1) and return its book."""
+        if isinstance(symbol, Instrument):
+            self.instruments[symbol.symbol] = symbol
+            symbol = symbol.symbol
+        elif symbol not in self.instruments:
+            self.instruments[symbol] = Instrument(symbol, tick="1", lot="1", min_price="1")
         book = self.books.get(symbol)
         if book is None:
             book = self.books[symbol] = Book(symbol, self.events, self.cash_mult.get(symbol, 1))
@@ -171,6 +161,44 @@ class Engine:
             self._limits(cmd, seq)
         if self.digest_every and seq % self.digest_every == 0:
             self.events.append(Digest(seq, self.digest()))
+
+    # ------------------------------------------------------- reject texts
+    # Prices and quantities as the client wrote them (SPEC 3.5, 4.8): decimals of the
+    # instrument, cash in the exchange's currency; never ticks, lots or cash units.
+
+    def _px(self, symbol: str, ticks: int) -> str:
+        return self.instruments[symbol].ticks_to_price(ticks)
+
+    def _qty(self, symbol: str, lots: int) -> str:
+        return self.instruments[symbol].lots_to_qty(lots)
+
+    def _cash(self, units: int) -> str:
+        return self.cash.to_str(units)
+
+    def _past_bounds(self, acct: Account, h: Holding, side: int, lots: int, cash: int) -> str | None:
+        """Why an order adding ``lots`` and at worst ``cash`` (net of what a replaced order
+        counted for) could take the account past what the state holds, or None. Open orders
+        count as if filled at their prices, so no fill after this check passes the bounds."""
+        sym = h.symbol
+        if side == BUY:
+            low = acct.cash - acct.bid_cash - cash
+            if low < -MAX_CASH:
+                return (f"account {acct.name}'s cash could reach {self._cash(low)} with its open buys "
+                        f"and this order filled, past the matcher's limit {self._cash(-MAX_CASH)}")
+            lots += h.bought + h.bid_lots
+            if lots > MAX_LOTS:
+                return (f"account {acct.name} could buy {self._qty(sym, lots)} {sym} today with its "
+                        f"open buys and this order, past the matcher's limit {self._qty(sym, MAX_LOTS)}")
+        else:
+            high = acct.cash + acct.ask_cash + cash
+            if high > MAX_CASH:
+                return (f"account {acct.name}'s cash could reach {self._cash(high)} with its open sells "
+                        f"and this order filled, past the matcher's limit {self._cash(MAX_CASH)}")
+            lots += h.sold + h.ask_lots
+            if lots > MAX_LOTS:
+                return (f"account {acct.name} could sell {self._qty(sym, lots)} {sym} today with its "
+                        f"open sells and this order, past the matcher's limit {self._qty(sym, MAX_LOTS)}")
+        return None
 
     def _reject(self, cmd: Any, seq: int, ref: int, reason: Reason, text: str) -> None:
         code = int(reason)
@@ -226,24 +254,29 @@ class Engine:
         # The gateway checked all of this; the engine re-checks what would
         # corrupt a book if a gateway were wrong, because it is cheap.
         if qty <= 0:
-            return self._reject(cmd, seq, REF_NEW, Reason.BAD_QTY, f"qty must be positive, was {qty}")
+            return self._reject(cmd, seq, REF_NEW, Reason.BAD_QTY,
+                                f"qty must be positive, was {self._qty(symbol, qty)}")
         if qty > MAX_LOTS:
             return self._reject(cmd, seq, REF_NEW, Reason.QTY_TOO_LARGE,
-                                f"qty must be at most {MAX_LOTS} lots, was {qty}")
+                                f"qty must be at most {self._qty(symbol, MAX_LOTS)} for {symbol}, "
+                                f"was {self._qty(symbol, qty)}")
         limit = ord_type == LIMIT
         if limit:
             if price <= 0:
-                return self._reject(cmd, seq, REF_NEW, Reason.BAD_PRICE, f"price must be positive, was {price}")
+                return self._reject(cmd, seq, REF_NEW, Reason.BAD_PRICE,
+                                    f"price must be positive, was {self._px(symbol, price)}")
             if price > MAX_TICKS:
                 return self._reject(cmd, seq, REF_NEW, Reason.PRICE_OUT_OF_BAND,
-                                    f"price must be at most {MAX_TICKS} ticks, was {price}")
+                                    f"price must be at most {self._px(symbol, MAX_TICKS)} for {symbol}, "
+                                    f"was {self._px(symbol, price)}")
             crosses = price >= book.best_ask_px if side == BUY else price <= book.best_bid_px
             if post_only:
                 if tif != GTC:
                     return self._reject(cmd, seq, REF_NEW, Reason.INVALID_COMBINATION, "post_only needs tif gtc")
                 if crosses:
                     return self._reject(cmd, seq, REF_NEW, Reason.POST_ONLY_WOULD_CROSS,
-                                        f"post_only {'buy' if side == BUY else 'sell'} at {price} would cross")
+                                        f"post_only {'buy' if side == BUY else 'sell'} at {self._px(symbol, price)} "
+                                        f"would cross")
         else:
             if tif == GTC or post_only:
                 return self._reject(cmd, seq, REF_NEW, Reason.INVALID_COMBINATION,
@@ -254,22 +287,22 @@ class Engine:
                 price = 0
             elif price > MAX_TICKS:
                 return self._reject(cmd, seq, REF_NEW, Reason.PRICE_OUT_OF_BAND,
-                                    f"a market order's protection price must be at most {MAX_TICKS} ticks, "
-                                    f"was {price}")
+                                    f"a market order's protection price must be at most "
+                                    f"{self._px(symbol, MAX_TICKS)} for {symbol}, was {self._px(symbol, price)}")
             crosses = True
         if price and qty * price * book.cash_mult > MAX_CASH:
             return self._reject(cmd, seq, REF_NEW, Reason.QTY_TOO_LARGE,
-                                f"notional {qty * price * book.cash_mult} cash units is above the "
-                                f"matcher's limit {MAX_CASH}")
+                                f"notional {self._cash(qty * price * book.cash_mult)} is above the "
+                                f"matcher's limit {self._cash(MAX_CASH)}")
         # What the state can hold: the account's cash and lots, were its open orders and this
         # one to fill at their worst, within MAX_CASH and MAX_LOTS (a buy pays at most its
         # limit, or the highest ask without one; a sell gets at most the best bid or its limit).
         h = acct.holding(symbol)
         if side == BUY:
-            past = _past_bounds(acct, h, side, qty, qty * (price or book.highest_ask()) * book.cash_mult)
+            past = self._past_bounds(acct, h, side, qty, qty * (price or book.highest_ask()) * book.cash_mult)
         else:
             best = book.best_bid_px
-            past = _past_bounds(acct, h, side, qty, qty * (price if price > best else best) * book.cash_mult)
+            past = self._past_bounds(acct, h, side, qty, qty * (price if price > best else best) * book.cash_mult)
         if past is not None:
             return self._reject(cmd, seq, REF_NEW, Reason.RISK_LIMIT, past)
         if acct.checks:
@@ -299,7 +332,7 @@ class Engine:
         """The stateful pre-trade checks; None if the order may go to the book.
 
         ``old_qty``/``old_cash`` are what a replaced order already counts for.
-        Quantities in the texts are lots and cash units, as the engine sees them.
+        The texts give quantities and cash as decimals (_qty, _cash).
         """
         sym = book.symbol
         h = acct.holding(sym)
@@ -316,8 +349,8 @@ class Engine:
         # position must shrink towards zero and not flip.
         if acct.kill == KILL_REDUCE_ONLY and not (pos < 0 and worst <= 0 if side == BUY else pos > 0 and worst >= 0):
             return (Reason.KILL_SWITCH,
-                    f"account {acct.name} is reduce-only: position {pos} lots in {sym}, "
-                    f"this order would take it to {worst}")
+                    f"account {acct.name} is reduce-only: position {self._qty(sym, pos)} {sym}, "
+                    f"this order would take it to {self._qty(sym, worst)}")
         if rests and acct.max_open_orders is not None and not old_qty \
                 and len(acct.orders) >= acct.max_open_orders:
             return (Reason.MAX_OPEN_ORDERS,
@@ -325,8 +358,8 @@ class Engine:
         limit = acct.max_position.get(sym)
         if limit is not None and abs(worst) > limit and abs(worst) > abs(pos):
             return (Reason.MAX_POSITION,
-                    f"max_position {limit} lots in {sym}: position {pos} with open orders and this "
-                    f"order could reach {worst}")
+                    f"max_position {self._qty(sym, limit)} {sym}: position {self._qty(sym, pos)} "
+                    f"with open orders and this order could reach {self._qty(sym, worst)}")
         if acct.credit is not None and side == BUY:
             if price <= 0:
                 return Reason.CREDIT_LIMIT, "a market buy without a protection price cannot be checked against credit"
@@ -334,8 +367,9 @@ class Engine:
             left = acct.cash - acct.bid_cash + acct.credit
             if need > left:
                 return (Reason.CREDIT_LIMIT,
-                        f"credit {acct.credit}: this buy needs {need} cash units, {left} left "
-                        f"(cash {acct.cash}, open buys {acct.bid_cash})")
+                        f"credit {self._cash(acct.credit)}: this buy needs {self._cash(need)}, "
+                        f"{self._cash(left)} left (cash {self._cash(acct.cash)}, "
+                        f"open buys {self._cash(acct.bid_cash)})")
         return None
 
     def _lookup(self, cmd: CancelCmd | ReplaceCmd, seq: int, ref: int, acct: Account, symbol: str,
@@ -403,27 +437,31 @@ class Engine:
         book = self.books[symbol]
         symbol = book.symbol
         if price <= 0:
-            return self._reject(cmd, seq, REF_REPLACE, Reason.BAD_PRICE, f"price must be positive, was {price}")
+            return self._reject(cmd, seq, REF_REPLACE, Reason.BAD_PRICE,
+                                f"price must be positive, was {self._px(symbol, price)}")
         if price > MAX_TICKS:
             return self._reject(cmd, seq, REF_REPLACE, Reason.PRICE_OUT_OF_BAND,
-                                f"price must be at most {MAX_TICKS} ticks, was {price}")
+                                f"price must be at most {self._px(symbol, MAX_TICKS)} for {symbol}, "
+                                f"was {self._px(symbol, price)}")
         if qty > MAX_LOTS:
             return self._reject(cmd, seq, REF_REPLACE, Reason.QTY_TOO_LARGE,
-                                f"qty must be at most {MAX_LOTS} lots, was {qty}")
+                                f"qty must be at most {self._qty(symbol, MAX_LOTS)} for {symbol}, "
+                                f"was {self._qty(symbol, qty)}")
         if qty * price * book.cash_mult > MAX_CASH:
             return self._reject(cmd, seq, REF_REPLACE, Reason.QTY_TOO_LARGE,
-                                f"notional {qty * price * book.cash_mult} cash units is above the "
-                                f"matcher's limit {MAX_CASH}")
+                                f"notional {self._cash(qty * price * book.cash_mult)} is above the "
+                                f"matcher's limit {self._cash(MAX_CASH)}")
         if qty <= o.filled:
             return self._reject(cmd, seq, REF_REPLACE, Reason.INVALID_REPLACE,
-                                f"qty must be above the filled {o.filled}, was {qty}")
+                                f"qty must be above the filled {self._qty(symbol, o.filled)}, "
+                                f"was {self._qty(symbol, qty)}")
         leaves = qty - o.filled
         if leaves > o.leaves or price != o.price:  # it could add to the account's numbers
             mult = book.cash_mult
             worst = price
             if o.side != BUY and book.best_bid_px > price:
                 worst = book.best_bid_px
-            past = _past_bounds(acct, o.hold, o.side, leaves - o.leaves,
+            past = self._past_bounds(acct, o.hold, o.side, leaves - o.leaves,
                                 mult * leaves * worst - mult * o.leaves * o.price)
             if past is not None:
                 return self._reject(cmd, seq, REF_REPLACE, Reason.RISK_LIMIT, past)
@@ -442,7 +480,7 @@ class Engine:
             return self._answer(origin, key, o, ev)
         if o.post_only and price != o.price and book.would_cross(o.side, price):
             return self._reject(cmd, seq, REF_REPLACE, Reason.POST_ONLY_WOULD_CROSS,
-                                f"post_only order {o.order_id} at {price} would cross")
+                                f"post_only order {o.order_id} at {self._px(symbol, price)} would cross")
         # Loses priority: the old entry dies in its level, a new one joins the back.
         book.unrest(o)
         n = Order(o.order_id, acct, o.cl_ord_id, symbol, o.side, price, qty, o.stp, o.post_only, o.origin)
@@ -549,11 +587,10 @@ class Engine:
         return self._digester.digest(self)
 
     @classmethod
-    def from_state(cls, st: state_mod.EngineState, symbols: Iterable[str] = (), digest_every: int = 0,
-                   cash_mult: Mapping[str, int] | None = None) -> Engine:
-        """Rebuild an engine from a snapshot's state; ``symbols`` adds newly listed ones."""
-        eng = cls([], digest_every, cash_mult)
+    def from_state(cls, st: state_mod.EngineState, symbols: Iterable[str | Instrument] = (),
+                   digest_every: int = 0, cash_mult: Mapping[str, int] | None = None) -> Engine:
+        """Rebuild an engine from a snapshot's state; ``symbols`` as for Engine(): the listed
+        instruments, which may add new ones to the snapshot's."""
+        eng = cls(symbols, digest_every, cash_mult)
         state_mod.restore(eng, st)
-        for s in symbols:
-            eng.add_symbol(s)
         return eng
