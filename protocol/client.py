@@ -147,6 +147,15 @@ class Client:
     def unanswered(self) -> list[Request]:
         return self.session.unanswered
 
+    @property
+    def logon_ack(self) -> LogonAck | None:
+        """The last logon_ack: the account's options and limits at this gateway (SPEC 4.2).
+
+        ``c.logon_ack.max_order_qty``, ``.rate``, ``.collar_pct``... are decimal strings, None
+        where the account has no such limit; ``.operator`` and ``.cancel_on_disconnect`` bools.
+        """
+        return self.session.logon_ack
+
     # ------------------------------------------------------------ session
 
     def logon(self, timeout: float | None = None) -> LogonAck:

@@ -3,7 +3,7 @@
     >>> from zex.protocol.codec import encode, decode_request
     >>> from zex.protocol.messages import NewOrder
     >>> decode_request(encode(NewOrder(cl_ord_id="a1", symbol="XYZ", side="buy", qty="1", price="10")))
-    NewOrder(v=1, cl_ord_id='a1', symbol='XYZ', side='buy', qty='1', ord_type='limit', price='10', tif='gtc', post_only=False, stp='cancel_newest')
+    NewOrder(v=1, cl_ord_id='a1', symbol='XYZ', side='buy', qty='1', ord_type='limit', price='10', tif=None, post_only=False, stp='cancel_newest')
 
 The happy path is one msgspec decode. Only when it fails does the codec look
 closer (a second, lenient decode of the envelope) to say precisely why:

@@ -77,8 +77,11 @@ class NewOrder(Message, tag="new_order"):
     """Enter an order.
 
     ``price`` is required for ``limit`` and must be absent or null for
-    ``market``. ``cl_ord_id`` is unique per account for the trading day: a
-    resend with the same id returns the first answer, never a second order.
+    ``market``. ``tif`` absent or null is ``gtc`` for a limit order and
+    ``ioc`` for a market order (which never rests); an explicit ``gtc`` on a
+    market order is refused. ``cl_ord_id`` is unique per account for the
+    trading day: a resend with the same id returns the first answer, never a
+    second order.
     """
 
     cl_ord_id: ClOrdId
@@ -87,7 +90,7 @@ class NewOrder(Message, tag="new_order"):
     qty: DecimalStr
     ord_type: OrdType = "limit"
     price: DecimalStr | None = None
-    tif: Tif = "gtc"
+    tif: Tif | None = None  # None: gtc for limit, ioc for market (SPEC 4.4)
     post_only: bool = False
     stp: Stp = "cancel_newest"
 
@@ -161,12 +164,30 @@ class KillSwitch(Message, tag="kill_switch"):
 
 
 class LogonAck(Message, tag="logon_ack"):
-    """The session is open. ``next_rseq`` is the ``rseq`` of the account's next report."""
+    """The session is open. ``next_rseq`` is the ``rseq`` of the account's next report.
+
+    The rest tells the client its account's options and the limits this
+    gateway applies to it, so it need not find them by being refused:
+    ``operator`` (may send kill_switch), ``cancel_on_disconnect``, ``rate``
+    and ``burst`` (messages a second per session, and at once; None: no
+    limit), ``max_order_qty`` (per order, in each instrument's units),
+    ``max_notional`` (cash per order) and ``collar_pct`` (percent around the
+    reference price); numbers are decimal strings, None where there is no
+    limit. They are optional fields (SPEC 10), added after the first release
+    of version 1.
+    """
 
     account: str
     session_id: str
     heartbeat_ms: int
     next_rseq: int = 1
+    operator: bool = False
+    cancel_on_disconnect: bool = False
+    rate: str | None = None
+    burst: str | None = None
+    max_order_qty: str | None = None
+    max_notional: str | None = None
+    collar_pct: str | None = None
 
 
 class LoggedOut(Message, tag="logged_out"):

@@ -275,6 +275,9 @@ class Session:
         self.state = "new"
         self.lost_why = ""
         self.session_id = ""
+        # The last logon_ack: the account's options and limits as the gateway states them
+        # (operator, cancel_on_disconnect, rate, burst, max_order_qty, max_notional, collar_pct).
+        self.logon_ack: LogonAck | None = None
         self.hb = heartbeat_ms / 1000.0
         self.pending: dict[Key, Pending] = {}
         self.answers: dict[Key, object] = {}
@@ -560,6 +563,7 @@ class Session:
 
     def _on_logon_ack(self, msg: LogonAck, now: float) -> None:
         self.session_id = msg.session_id
+        self.logon_ack = msg
         self.hb = msg.heartbeat_ms / 1000.0
         first = LOGON_KEY in self.pending
         self.state = "open"

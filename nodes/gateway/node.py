@@ -103,6 +103,7 @@ class GatewayNode(NodeThread):
         self._work_addr = [f"inproc://zex-gw-work-{tag}-{i}" for i in range(self.gc.workers)]
         self.cash = Cash(cfg.instruments)
         self.rules = {a.id: AccountRules.build(a, cfg.instruments, self.cash) for a in cfg.accounts}
+        self._logon_fields = {a: r.logon_fields() for a, r in self.rules.items()}  # logon_ack's extras
         self.refs: dict[str, int] = {}
         self.sessions: dict[bytes, Session] = {}
         self.by_account: dict[str, set[bytes]] = defaultdict(set)
@@ -392,7 +393,8 @@ class GatewayNode(NodeThread):
                 if nxt > next_rseq.get(it.account, 1):
                     next_rseq[it.account] = nxt
                 ack = m.LogonAck(account=sess.account, session_id=sess.session_id,
-                                 heartbeat_ms=int(sess.hb * 1000), next_rseq=nxt)
+                                 heartbeat_ms=int(sess.hb * 1000), next_rseq=nxt,
+                                 **self._logon_fields[sess.account])
                 self._send(router, it.client, encode(ack), now)
                 continue
             msg = reports.event(payload, it.role, 0)

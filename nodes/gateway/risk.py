@@ -39,6 +39,20 @@ class AccountRules:
     max_notional: int | None = None  # cash units per order
     collar_bp: int | None = None  # basis points around the reference price
     cash: Cash | None = None
+    max_order_qty: str = ""  # as configured ("": none), for logon_ack
+
+    def logon_fields(self) -> dict[str, object]:
+        """The account's options and limits as logon_ack states them (SPEC 4.2): decimals, None for none."""
+        return {
+            "operator": self.operator,
+            "cancel_on_disconnect": self.cancel_on_disconnect,
+            "rate": _decimal(self.rate) if self.rate > 0 else None,
+            "burst": _decimal(self.burst) if self.rate > 0 else None,
+            "max_order_qty": _decimal(self.max_order_qty) if self.max_order_qty else None,
+            "max_notional": (self.cash.to_str(self.max_notional)
+                             if self.max_notional is not None and self.cash is not None else None),
+            "collar_pct": _decimal(Decimal(self.collar_bp) / 100) if self.collar_bp is not None else None,
+        }
 
     @classmethod
     def build(cls, a: AccountConfig, instruments: tuple[Instrument, ...], cash: Cash) -> AccountRules:
@@ -54,6 +68,7 @@ class AccountRules:
             max_notional=cash.parse(a.max_notional, f"accounts.{a.id}.max_notional") if a.max_notional else None,
             collar_bp=int(Decimal(a.collar_pct) * 100) if a.collar_pct else None,
             cash=cash,
+            max_order_qty=a.max_order_qty,
         )
 
     def band(self, inst: Instrument, ref: int) -> tuple[int, int]:
@@ -88,6 +103,12 @@ class AccountRules:
                     f"max_notional {fmt(self.max_notional)}, order notional {fmt(ticks * lots * mult)}"
                     + (" at its protection price" if market else ""))
         return None
+
+
+def _decimal(value: float | str | Decimal) -> str:
+    """The canonical decimal string (SPEC 3.5) of a config number: 20.0 -> "20", "0.50" -> "0.5"."""
+    d = Decimal(repr(value) if isinstance(value, float) else value)
+    return format(d.normalize(), "f") if d else "0"
 
 
 class TokenBucket:

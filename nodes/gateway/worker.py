@@ -300,18 +300,19 @@ class Worker:
         if inst is None:
             return None
         market = msg.ord_type == "market"
+        tif = msg.tif or ("ioc" if market else "gtc")  # SPEC 4.4: a market order never rests
         problem = None
         if market:
             if msg.price is not None:
                 problem = (Reason.INVALID_COMBINATION, "a market order takes no price; omit price or send null")
-            elif msg.tif == "gtc":
-                problem = (Reason.INVALID_COMBINATION, "a market order needs tif ioc or fok")
+            elif tif == "gtc":
+                problem = (Reason.INVALID_COMBINATION, "a market order needs tif ioc or fok (or none: ioc), was gtc")
             elif msg.post_only:
                 problem = (Reason.INVALID_COMBINATION, "a market order cannot be post_only")
         elif msg.price is None:
             problem = (Reason.MISSING_FIELD, "price is required for a limit order")
-        elif msg.post_only and msg.tif != "gtc":
-            problem = (Reason.INVALID_COMBINATION, f"post_only needs tif gtc, was {msg.tif}")
+        elif msg.post_only and tif != "gtc":
+            problem = (Reason.INVALID_COMBINATION, f"post_only needs tif gtc, was {tif}")
         if problem is not None:
             return self.reject(client, "new_order", msg.cl_ord_id, *problem)
         try:
@@ -327,7 +328,7 @@ class Worker:
         if refusal is not None:
             return self.reject(client, "new_order", msg.cl_ord_id, *refusal)
         self.send(NewOrderCmd(time.time_ns(), self.name, client, rules.id, msg.cl_ord_id, inst.symbol, side,
-                              MARKET if market else LIMIT, TIFS[msg.tif], ticks, lots, msg.post_only,
+                              MARKET if market else LIMIT, TIFS[tif], ticks, lots, msg.post_only,
                               STPS[msg.stp]), "new_order")
         return None
 

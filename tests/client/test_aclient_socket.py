@@ -66,7 +66,7 @@ def test_a_timeout_resends_the_same_cl_ord_id_and_a_resent_ack_completes_the_cal
         return []
 
     async def main(c):
-        await c.logon()
+        assert await c.logon() == c.logon_ack and c.logon_ack.account == "alice"
         answer = await c.place("XYZ", "buy", "5", "10")
         assert isinstance(answer, Ack) and answer.resent
         assert await c.poll(0) == [answer]

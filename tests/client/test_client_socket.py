@@ -41,7 +41,8 @@ def test_a_timeout_resends_the_same_cl_ord_id_and_a_resent_ack_completes_the_cal
 
     with ScriptedGateway(ctx, script) as gw:
         with Client(gw.endpoint, "alice", "pw", context=ctx, timeout=FAST, retries=2) as c:
-            c.logon()
+            assert c.logon_ack is None
+            assert c.logon() == c.logon_ack and c.logon_ack.account == "alice"  # its options and limits
             answer = c.place("XYZ", "buy", "5", "10")
             assert isinstance(answer, Ack) and answer.resent
             assert c.unanswered == []

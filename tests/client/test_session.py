@@ -26,6 +26,7 @@ from zex.protocol.messages import (
     Heartbeat,
     LoggedOut,
     Logon,
+    LogonAck,
     NewOrder,
     OrderInfo,
     Orders,
@@ -466,3 +467,15 @@ def test_cancel_and_replace_must_name_the_order():
         s.cancel("XYZ")
     with pytest.raises(ValueError, match="order_id or orig_cl_ord_id"):
         s.replace("XYZ", 0, "1", "1")
+
+
+def test_the_session_keeps_the_logon_acks_account_options_and_limits():
+    """SPEC 4.2: a client reads its limits from logon_ack instead of probing for rejects."""
+    s = Session("alice", "pw")
+    s.logon()
+    s.outgoing(0.0)
+    ack = LogonAck(account="alice", session_id="s-1", heartbeat_ms=1000, operator=True, rate="20", burst="10",
+                   max_order_qty="5", collar_pct="7.5")
+    s.receive(encode(ack), 0.0)
+    assert s.state == "open" and s.logon_ack == ack
+    assert (s.logon_ack.operator, s.logon_ack.cancel_on_disconnect, s.logon_ack.max_notional) == (True, False, None)

@@ -176,7 +176,8 @@ def test_missing_field_of_other_requests(cls, tag, base):
     ("side", 1),
     ("post_only", 1),           # 0/1 are not booleans
     ("post_only", "true"),
-    ("tif", None),
+    ("tif", 1),
+    ("stp", None),              # nil only where SPEC says so (price, tif)
 ])
 def test_wrong_type_is_named(field, value):
     err = refused(order(**{field: value}))
