@@ -4,16 +4,16 @@ The journal holds commands; the events are derived from them (the engine is
 deterministic), so this log needs no fsync and no hash chain: after a crash
 the matcher cuts it back to the journal and regenerates what is missing from
 the journal's tail (recovery.py). It exists so that a consumer that missed
-batches can have them again without anyone re-running the engine.
+batches can have them again without anyone re-running the engine. Being
+derived, damage in it is not fatal either: the matcher cuts the log at the
+damage (logging the file and offset) and regenerates the rest.
 
-    segment file  events-<first seq, 20 digits>.ze
-      magic   8 bytes  b"ZEXEVLG1"
-      record*
-    record, little-endian
+The files and the framing are nodes/runtime/records.py's; the body is:
+
+    segment file  events-<first seq, 20 digits>.ze, magic b"ZEXEVLG2"
+    record body, little-endian
       u64  first seq            the batch covers commands first..last
       u64  last seq
-      u32  length of the batch
-      u32  crc32 of the 16 bytes of seqs, the length and the batch
       the EventBatch, exactly the bytes published on the event stream
 
 One writer (the matcher thread: ``EventLog``) appends one record per loop
@@ -25,40 +25,30 @@ records, so a record being written is simply not there yet.
 from __future__ import annotations
 
 import bisect
+import logging
 import os
-from array import array
 import struct
-import zlib
+from array import array
 from pathlib import Path
 
-MAGIC = b"ZEXEVLG1"
-HEAD = struct.Struct("<QQII")
+from ..runtime.durability import SyncPolicy
+from ..runtime.records import HEADER, MAGIC_SIZE, Layout, RecordDamaged, RecordWriter
+
+log = logging.getLogger("zex.stream")
+
+LAYOUT = Layout(b"ZEXEVLG2", "events", ".ze", what="zex event log segment")
+MAGIC = LAYOUT.magic
+SEQS = struct.Struct("<QQ")  # the body's head: first and last seq
 SEGMENT_BYTES = 64 * 1024 * 1024  # rotate at this size; 16..1024 MiB is reasonable
+RECORD_OVERHEAD = HEADER.size + SEQS.size  # bytes a record adds to its batch
 
 
 def segment_name(first_seq: int) -> str:
-    return f"events-{first_seq:020d}.ze"
+    return LAYOUT.name(first_seq)
 
 
 def segments(directory: Path) -> list[Path]:
-    return sorted(Path(directory).glob("events-*.ze"))
-
-
-def _crc(first: int, last: int, batch: bytes) -> int:
-    return zlib.crc32(batch, zlib.crc32(struct.pack("<QQI", first, last, len(batch))))
-
-
-def _scan(data: bytes, pos: int):
-    """Yield (offset, first, last, batch start, batch end) of each whole, valid record from ``pos``."""
-    end = len(data)
-    while end - pos >= HEAD.size:
-        first, last, length, crc = HEAD.unpack_from(data, pos)
-        start = pos + HEAD.size
-        stop = start + length
-        if stop > end or _crc(first, last, data[start:stop]) != crc:
-            return  # torn (being written, or cut by a crash): the end of what is readable
-        yield pos, first, last, start, stop
-        pos = stop
+    return LAYOUT.segments(directory)
 
 
 class EventLog:
@@ -71,72 +61,54 @@ class EventLog:
 
     def __init__(self, directory: Path, segment_bytes: int = SEGMENT_BYTES) -> None:
         self.dir = Path(directory)
-        self.dir.mkdir(parents=True, exist_ok=True)
         self.segment_bytes = segment_bytes
         self.last_seq = 0
-        self._fd = -1
-        self._size = 0
-        self._open_tail()
+        self._w = self._open_tail()
 
-    def _open_tail(self) -> None:
-        for path in reversed(segments(self.dir)):
-            data = path.read_bytes()
-            if data[:8] != MAGIC:
-                path.unlink()  # died before its magic was written
+    def _open_tail(self) -> RecordWriter:
+        # Derived data: no fsync (a crash loses nothing the journal cannot regenerate).
+        w = RecordWriter(LAYOUT, self.dir, SyncPolicy("off", 0.0, "event log"), self.segment_bytes)
+        paths = segments(self.dir)
+        while paths:
+            path = paths.pop()
+            seg = LAYOUT.read(path, last=True)
+            if seg.damage is not None:
+                log.warning("%s: the event log is cut there, and the matcher regenerates the rest "
+                            "from the journal", seg.damage)
+            if not seg.records and paths:
+                path.unlink()  # nothing whole in it: the previous segment holds the end
                 continue
-            good = 8
-            for _, _, last, _, stop in _scan(data, 8):
-                self.last_seq, good = last, stop
-            if good == 8 and path != segments(self.dir)[0]:
-                path.unlink()  # an empty tail segment: the previous one holds the end
-                continue
-            if good < len(data):
-                os.truncate(path, good)
-            self._fd = os.open(path, os.O_WRONLY | os.O_APPEND)
-            self._size = good
-            return
+            if seg.records:
+                self.last_seq = SEQS.unpack_from(seg.records[-1][1])[1]
+            w.resume(path, seg.end)  # cuts a torn tail (or the damage), removes a magic-less file
+            break
+        return w
 
     def truncate_after(self, seq: int) -> None:
-        """Drop every batch after command ``seq`` (the journal lost them: a power loss with fsync off)."""
+        """Drop every batch after command ``seq`` (the journal lost them: fsync off, power loss)."""
+        self._w.close()
         for path in reversed(segments(self.dir)):
-            data = path.read_bytes()
-            keep = 8
-            for _, _, last, _, stop in _scan(data, 8):
-                if last > seq:
+            seg = LAYOUT.read(path, last=True)  # damage only ends what is kept
+            keep = MAGIC_SIZE
+            for offset, body in seg.records:
+                if SEQS.unpack_from(body)[1] > seq:
                     break
-                keep = stop
-            if keep == 8 and int(path.stem.split("-")[1]) > seq:
+                keep = offset + HEADER.size + len(body)
+            if keep == MAGIC_SIZE and LAYOUT.number(path) > seq:
                 path.unlink()
                 continue
             os.truncate(path, keep)
             break
-        self.close()
         self.last_seq = 0
-        self._open_tail()
+        self._w = self._open_tail()
 
     def append(self, first_seq: int, last_seq: int, batch: bytes) -> None:
-        """Add the batch of commands first_seq..last_seq (one write: readers see all of it or none)."""
-        record = HEAD.pack(first_seq, last_seq, len(batch), _crc(first_seq, last_seq, batch)) + batch
-        if self._fd < 0 or self._size + len(record) > self.segment_bytes:
-            self._rotate(first_seq)
-        written = os.write(self._fd, record)
-        if written != len(record):  # a short write (disk full): stop rather than leave a hole mid-file
-            raise OSError(f"{self.dir}: event log write of {len(record)} bytes wrote {written}; "
-                          "free disk space and restart the matcher (it regenerates the event log)")
-        self._size += len(record)
+        """Add the batch of commands first_seq..last_seq (one write: readers see all or none)."""
+        self._w.write(first_seq, SEQS.pack(first_seq, last_seq), batch)
         self.last_seq = last_seq
 
-    def _rotate(self, first_seq: int) -> None:
-        if self._fd >= 0:
-            os.close(self._fd)
-        self._fd = os.open(self.dir / segment_name(first_seq), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-        os.write(self._fd, MAGIC)
-        self._size = len(MAGIC)
-
     def close(self) -> None:
-        if self._fd >= 0:
-            os.close(self._fd)
-            self._fd = -1
+        self._w.close()
 
 
 class EventLogReader:
@@ -146,10 +118,14 @@ class EventLogReader:
         reader.refresh()                       # index what was appended since
         for first, last, batch in reader.read(from_seq=42, max_batches=256, max_bytes=1 << 20):
             ...
+
+    Damage (not a record being written) stops the index there: the batches after it
+    are not served, and ``damage`` says where, until the matcher's next start cuts it.
     """
 
     def __init__(self, directory: Path) -> None:
         self.dir = Path(directory)
+        self.damage: RecordDamaged | None = None  # where indexing stopped at damage, if it did
         self._reset()
         self.refresh()
 
@@ -168,30 +144,44 @@ class EventLogReader:
             self._reset()  # segments went away under us (cut back at a matcher restart): start over
         for path in paths[len(self._paths):]:
             self._paths.append(path)
-            self._files.append(open(path, "rb"))
+            self._files.append(open(path, "rb"))  # noqa: SIM115 - closed by _reset
         while self._seg < len(self._paths):
-            f = self._files[self._seg]
+            f, path = self._files[self._seg], self._paths[self._seg]
+            last = self._seg == len(self._paths) - 1
             if self._pos == 0:
-                if f.read(8) != MAGIC:
-                    return  # being created: nothing to read yet
-                self._pos = 8
+                magic = f.read(MAGIC_SIZE)
+                if magic != MAGIC:
+                    if last and MAGIC.startswith(magic):
+                        return  # being created: nothing to read yet
+                    return self._damaged(RecordDamaged(path, 0, f"not a {LAYOUT.what} (bad magic)"))
+                self._pos = MAGIC_SIZE
             f.seek(self._pos)
             data = f.read()
             base, seg = self._pos, self._seg
-            for _, first, last, start, stop in _scan(data, 0):
-                if self._lasts and first != self._lasts[-1] + 1:
-                    self._reset()  # rewritten under us: start over
-                    return self.refresh()
-                self._firsts.append(first)
-                self._lasts.append(last)
-                self._segs.append(seg)
-                self._starts.append(base + start)
-                self._ends.append(base + stop)
-                self._pos = base + stop
-            if self._seg == len(self._paths) - 1:
+            try:
+                for _, start, stop in LAYOUT.scan(data, 0, path, last=last, base=base):
+                    first, last_seq = SEQS.unpack_from(data, start)
+                    if self._lasts and first != self._lasts[-1] + 1:
+                        self._reset()  # rewritten under us: start over
+                        return self.refresh()
+                    self._firsts.append(first)
+                    self._lasts.append(last_seq)
+                    self._segs.append(seg)
+                    self._starts.append(base + start + SEQS.size)
+                    self._ends.append(base + stop)
+                    self._pos = base + stop
+            except RecordDamaged as exc:
+                return self._damaged(exc)
+            if last:
                 return
             self._seg += 1
             self._pos = 0
+
+    def _damaged(self, exc: RecordDamaged) -> None:
+        if self.damage is None or (self.damage.path, self.damage.offset) != (exc.path, exc.offset):
+            log.error("%s: batches after it are not served until the matcher restarts and cuts the "
+                      "event log there", exc)
+        self.damage = exc
 
     def _reset(self) -> None:
         for f in getattr(self, "_files", ()):
@@ -207,8 +197,10 @@ class EventLogReader:
         self._files: list = []
         self._seg = 0  # the segment being indexed, and the offset indexed up to in it
         self._pos = 0
+        self.damage = None
 
-    def read(self, from_seq: int, max_batches: int = 256, max_bytes: int = 1 << 20) -> list[tuple[int, int, bytes]]:
+    def read(self, from_seq: int, max_batches: int = 256,
+             max_bytes: int = 1 << 20) -> list[tuple[int, int, bytes]]:
         """The batches from the one holding command ``from_seq`` on, bounded by count and bytes.
 
         At least one batch when any covers ``from_seq``; empty when ``from_seq`` is past the end.

@@ -1,9 +1,12 @@
-"""Audit segments: torn tails cut, damage reported with file and offset, rotation by size and age."""
+"""Audit segments: torn tails cut, damage reported with file and offset, rotation by size, age."""
 
 from __future__ import annotations
 
+import time
+
 from zex.nodes.logger.query import verify
 from zex.nodes.logger.segments import KIND_AUDIT, KIND_EVENTS, AuditWriter, read, scan, segments
+from zex.nodes.runtime.records import HEADER
 from zex.protocol.internal import AuditRecord, EventBatch, encoder
 
 
@@ -23,7 +26,7 @@ def test_torn_tail_is_cut_at_every_byte_offset(tmp_path):
     w.close()
     path = segments(tmp_path)[-1]
     whole = path.read_bytes()
-    last_size = 8 + 9 + len(batch(4, 4))  # record head, kind + ts, the batch
+    last_size = HEADER.size + 9 + len(batch(4, 4))  # record header, kind + ts, the batch
     for cut in range(len(whole) - last_size, len(whole)):
         path.write_bytes(whole[:cut])
         w = AuditWriter(tmp_path, fsync="off")  # opening cuts the torn record
@@ -50,7 +53,7 @@ def test_a_flipped_bit_is_reported_with_file_and_offset(tmp_path):
     victim.write_bytes(bytes(data))
     rep = verify(tmp_path)
     assert not rep.ok
-    assert f"{victim}: offset {target.offset}: record checksum mismatch" in rep.problems[0]
+    assert f"{victim}: offset {target.offset}: record body checksum mismatch" in rep.problems[0]
     # the batches after the damage in that segment were not read: the seq check sees the hole
     assert any("seq gap" in p for p in rep.problems[1:])
 
@@ -72,9 +75,15 @@ def test_segments_rotate_by_size_and_by_age(tmp_path):
     w.close()
     by_size = len(segments(tmp_path))
     assert by_size >= 3
-    w = AuditWriter(tmp_path, fsync="off", rotate_s=0.0)  # every record is "old enough" to rotate
+    w = AuditWriter(tmp_path, fsync="off", rotate_s=0.001)
     for s in range(11, 14):
+        time.sleep(0.002)  # the segment's age is what is tested: each one is old at the next append
         w.append(KIND_EVENTS, batch(s, s))
     w.close()
     assert len(segments(tmp_path)) == by_size + 3
-    assert verify(tmp_path).ok and verify(tmp_path).last_seq == 13
+    w = AuditWriter(tmp_path, fsync="off", rotate_s=0.0)  # 0: no rotation by age
+    for s in range(14, 17):
+        w.append(KIND_EVENTS, batch(s, s))
+    w.close()
+    assert len(segments(tmp_path)) == by_size + 3  # appended to the last one
+    assert verify(tmp_path).ok and verify(tmp_path).last_seq == 16

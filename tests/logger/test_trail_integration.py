@@ -125,7 +125,7 @@ def test_verify_names_the_file_and_offset_of_a_corrupt_record(md_exchange):
     path.write_bytes(bytes(data))
     bad = zex("audit", "verify", "--trail", str(ex.trail))
     assert bad.returncode == 1
-    assert f"{path}: offset {victim.offset}: record checksum mismatch" in bad.stdout, bad.stdout
+    assert f"{path}: offset {victim.offset}: record body checksum mismatch" in bad.stdout, bad.stdout
 
 
 def test_replay_finds_a_trail_that_disagrees_with_the_journal(md_exchange, tmp_path):

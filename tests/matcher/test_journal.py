@@ -11,10 +11,11 @@ from pathlib import Path
 import pytest
 
 from zex.nodes.matcher.engine import Engine
-from zex.nodes.matcher.journal import HEADER, Journal, JournalCorrupt, scan, segments
+from zex.nodes.matcher.journal import Journal, JournalCorrupt, scan, segments
 from zex.nodes.matcher.recovery import RecoveryError, recover
 from zex.nodes.matcher.snapshot import write_snapshot
 from zex.nodes.matcher.workload import mixed_stream
+from zex.nodes.runtime.records import HEADER
 from zex.protocol.internal import command_decoder, encoder
 
 SYMBOLS = ["XYZ"]
@@ -41,7 +42,7 @@ def build(directory: Path, batches: list[int], seed: int = 3, snapshot_after: in
         engine.take_events()
         journal.write(first, raws)
         digests.append(engine.digest())
-        ends.append(journal._size)
+        ends.append(journal.size)
         if snapshot_after is not None and i == snapshot_after:
             write_snapshot(directory, engine.seq, journal.chain, engine.state_bytes())
     journal.close()
@@ -63,7 +64,8 @@ def test_torn_tail_at_every_byte_offset_of_last_record(tmp_path):
         assert journal.next_seq == 5 + 7 + 3 + 1
         # The tail was cut back to the last whole record, and writing goes on from there.
         assert (d / seg.name).stat().st_size == start
-        journal.write(journal.next_seq, [encoder.encode(next(mixed_stream(1, seed=99, prefix="z")))])
+        more = encoder.encode(next(mixed_stream(1, seed=99, prefix="z")))
+        journal.write(journal.next_seq, [more])
         journal.close()
         assert [r.last_seq for r in scan(d)][-1] == 5 + 7 + 3 + 1
         shutil.rmtree(d)

@@ -1,0 +1,315 @@
+"""Record files: the one on-disk framing the journal, the event log and the audit segments share.
+
+    segment file  <stem>-<number><suffix>   the number: the first seq it holds, or a counter
+      magic   8 bytes, one per kind of file (b"ZEXJRNL1", b"ZEXEVLG2", b"ZEXAUDT2")
+      record*
+    record, little-endian
+      u32  body length
+      u32  crc32 of the body
+      u32  crc32 of the 8 bytes above   the header's own check: a damaged length is caught
+                                        before it is trusted to find the next record
+      body                              laid out by the file's owner (journal.py, eventlog.py,
+                                        logger/segments.py)
+
+The two checksums cover the header and the body, so any flipped bit is found.
+
+The torn-tail rule. A process that dies mid-write leaves part of its last
+record; after a power loss the file may also end in zeros (the size was
+written, the data not). In the last segment of a directory, a partial
+header, a record that runs past the end of the file, a zero-filled tail, or
+a last record whose body does not check are a torn tail: reading ends at the
+last whole record, and the writer cuts the rest off when it resumes. That
+record was the last that could have been acknowledged. Anything else that
+does not check (in the middle of a file, or anywhere in a closed segment) is
+damage: ``RecordDamaged`` names the file and the offset, and a record is
+never skipped silently.
+
+Rotation: a record that would take a segment past ``segment_bytes`` starts
+a new one (a segment always takes at least one record, however big), and so
+does any record once a segment is older than ``rotate_s`` (0: never).
+
+Durability: ``commit`` writes the pending records with one write(2) (so a
+reader sees a record whole or not at all) and then applies the writer's
+SyncPolicy (durability.py: always, batch or off); closing or rotating a
+segment makes it durable, and a new segment's directory entry is fsynced,
+unless the policy is off.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from time import monotonic
+
+from zex.protocol.errors import ZexError
+
+from .durability import SyncPolicy
+
+HEADER = struct.Struct("<III")  # body length, crc32 of the body, crc32 of the first 8 bytes
+_LEN_CRC = struct.Struct("<II")
+_U32 = struct.Struct("<I")
+MAGIC_SIZE = 8
+
+
+class RecordDamaged(ZexError):
+    """A record file is damaged somewhere other than a torn tail: its path, the offset, and what."""
+
+    advice = ""  # a subclass says what the operator should do
+
+    def __init__(self, path: Path, offset: int, why: str) -> None:
+        super().__init__(f"{path}: offset {offset}: {why}{self.advice}")
+        self.path, self.offset, self.why = Path(path), offset, why
+
+
+@dataclass(frozen=True)
+class Segment:
+    """What reading one segment found."""
+
+    path: Path
+    records: list[tuple[int, bytes]]  # (offset of the record, its body), the whole ones in order
+    end: int  # the offset after the last whole record: where a writer resumes
+    damage: RecordDamaged | None = None  # reading stopped here (never set for a torn tail)
+    torn: str = ""  # why the bytes after ``end`` are a torn tail ("" when there are none)
+
+
+@dataclass(frozen=True)
+class Layout:
+    """One kind of record file: its magic, its file names, and the words for its errors.
+
+        JOURNAL = Layout(b"ZEXJRNL1", "journal", ".zj", digits=20, what="zex journal segment")
+    """
+
+    magic: bytes
+    stem: str
+    suffix: str
+    digits: int = 20
+    what: str = "zex record file"
+    damaged: type[RecordDamaged] = field(default=RecordDamaged)  # the error this kind raises
+
+    def __post_init__(self) -> None:
+        if len(self.magic) != MAGIC_SIZE:
+            raise ValueError(f"magic must be {MAGIC_SIZE} bytes, was {self.magic!r}")
+
+    def name(self, number: int) -> str:
+        return f"{self.stem}-{number:0{self.digits}d}{self.suffix}"
+
+    def number(self, path: Path) -> int:
+        return int(Path(path).stem.rsplit("-", 1)[1])
+
+    def segments(self, directory: Path) -> list[Path]:
+        """The segments in ``directory``, oldest first (the numbers sort as they grow)."""
+        return sorted(Path(directory).glob(f"{self.stem}-*{self.suffix}"))
+
+    def scan(self, data: bytes, pos: int, path: Path, *, last: bool,
+             base: int = 0) -> Iterator[tuple[int, int, int]]:
+        """Yield (offset, body start, body end) of each whole record in ``data`` from ``pos``.
+
+        ``data`` is the file from offset ``base`` on (offsets yielded are into ``data``;
+        errors name ``base`` + offset). With ``last`` a torn tail ends the iteration;
+        anything else that does not check raises ``self.damaged``.
+        """
+        end = len(data)
+        head, crc32 = _LEN_CRC.unpack_from, zlib.crc32
+        while pos < end:
+            if end - pos < HEADER.size:
+                self._torn(path, base + pos, last, "partial record header")
+                return
+            length, body_crc = head(data, pos)
+            if crc32(data[pos:pos + 8]) != _U32.unpack_from(data, pos + 8)[0]:
+                if not any(data[pos:]):
+                    self._torn(path, base + pos, last, "zero-filled tail")
+                    return
+                raise self.damaged(path, base + pos, "record header checksum mismatch")
+            start = pos + HEADER.size
+            stop = start + length
+            if stop > end:
+                self._torn(path, base + pos, last, "record runs past the end of the file")
+                return
+            if crc32(data[start:stop]) != body_crc:
+                if stop == end:
+                    self._torn(path, base + pos, last, "last record's body checksum mismatch")
+                    return
+                raise self.damaged(path, base + pos, "record body checksum mismatch")
+            yield pos, start, stop
+            pos = stop
+
+    def _torn(self, path: Path, offset: int, last: bool, why: str) -> None:
+        if not last:
+            raise self.damaged(path, offset, f"{why} inside a closed segment")
+
+    def read(self, path: Path, *, last: bool) -> Segment:
+        """Every whole record of one segment, where a writer would resume, and the damage if any.
+
+        ``last``: the newest segment of its directory, where a torn tail is allowed.
+        """
+        data = Path(path).read_bytes()
+        if data[:MAGIC_SIZE] != self.magic:
+            if last and self.magic.startswith(data):
+                torn = "died while creating the segment" if data else ""
+                return Segment(Path(path), [], 0, torn=torn)
+            bad = self.damaged(path, 0, f"not a {self.what} (bad magic)")
+            return Segment(Path(path), [], 0, bad)
+        records: list[tuple[int, bytes]] = []
+        end = MAGIC_SIZE
+        try:
+            for offset, start, stop in self.scan(data, MAGIC_SIZE, path, last=last):
+                records.append((offset, data[start:stop]))
+                end = stop
+        except RecordDamaged as exc:
+            return Segment(Path(path), records, exc.offset, exc)
+        torn = "" if end == len(data) else "torn tail"
+        return Segment(Path(path), records, end, torn=torn)
+
+
+def frame(head: bytes, payload: bytes) -> bytes:
+    """One record whose body is ``head`` + ``payload`` (the payload is copied once)."""
+    h = _LEN_CRC.pack(len(head) + len(payload), zlib.crc32(payload, zlib.crc32(head)))
+    return b"".join((h, _U32.pack(zlib.crc32(h)), head, payload))
+
+
+class RecordWriter:
+    """The appending end of one directory of segments, owned by one thread.
+
+        w = RecordWriter(layout, directory, SyncPolicy("batch", 5.0, "matcher.fsync"), 64 << 20)
+        w.resume(tail_path, segment.end)      # after reading the tail: cut a torn tail, go on there
+        w.append(first_seq, head, payload)    # buffered; ``number`` names a segment it starts
+        w.commit()                            # one write(2), then fsync by the policy
+        w.write(first_seq, head, payload)     # append + commit
+        w.close()
+    """
+
+    def __init__(self, layout: Layout, directory: Path, sync: SyncPolicy, segment_bytes: int,
+                 rotate_s: float = 0.0, *, counted: bool = False) -> None:
+        if segment_bytes <= MAGIC_SIZE:
+            raise ValueError(f"segment_bytes must be above {MAGIC_SIZE}, was {segment_bytes}")
+        self.layout = layout
+        self.dir = Path(directory)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.sync_policy = sync
+        self.segment_bytes = segment_bytes
+        self.rotate_s = rotate_s
+        self.counted = counted  # segments numbered 1, 2, ... instead of by the number appends give
+        self.number = 0  # the current segment's number
+        self.path: Path | None = None
+        self.size = 0  # bytes in the current segment, pending ones included
+        self._fd = -1
+        self._opened = 0.0
+        self._pending: list[bytes] = []
+        self._failed: OSError | None = None
+
+    def resume(self, path: Path, end: int) -> None:
+        """Append to ``path`` after its last whole record at ``end``, cutting anything after it.
+
+        A file too short to hold its magic died while being created: it is removed.
+        """
+        path = Path(path)
+        self.number = self.layout.number(path)
+        if end < MAGIC_SIZE:
+            path.unlink()
+            self.number -= 1  # a counted layout makes the same segment again
+            return
+        if end < path.stat().st_size:
+            os.truncate(path, end)
+            if self.sync_policy.policy != "off":
+                self._fsync_file(path)
+        self._fd = os.open(path, os.O_WRONLY | os.O_APPEND)
+        self.path, self.size, self._opened = path, end, monotonic()
+
+    def append(self, number: int, head: bytes, payload: bytes = b"") -> None:
+        """Queue one record (body: ``head`` + ``payload``) for the next commit."""
+        record = frame(head, payload)
+        size = self.size
+        if self._fd < 0 or size > MAGIC_SIZE and (
+                size + len(record) > self.segment_bytes
+                or self.rotate_s and monotonic() - self._opened >= self.rotate_s):
+            self._rotate(number)
+        self._pending.append(record)
+        self.size += len(record)
+
+    def commit(self) -> None:
+        """Write the queued records with one write(2), then fsync as the policy says."""
+        if not self._pending:
+            return
+        pending = self._pending
+        data = pending[0] if len(pending) == 1 else b"".join(pending)
+        pending.clear()
+        self._write(data)
+        self.sync_policy.after_write(self._fd)
+
+    def write(self, number: int, head: bytes, payload: bytes = b"") -> None:
+        """Append one record and commit it."""
+        self.append(number, head, payload)
+        self.commit()
+
+    def sync(self) -> None:
+        """fsync what is written now, whatever the policy (before a snapshot is taken)."""
+        if self._fd >= 0:
+            self.sync_policy.sync_now(self._fd)
+
+    def close(self) -> None:
+        """Write what is pending, make the segment durable (unless the policy is off), stop."""
+        try:
+            if self._fd >= 0 and self._failed is None:
+                self.commit()
+                self.sync_policy.on_close(self._fd)
+        finally:
+            if self._fd >= 0:
+                os.close(self._fd)
+                self._fd = -1
+            self.sync_policy.close()
+
+    def _write(self, data: bytes) -> None:
+        if self._failed is not None:
+            raise OSError(f"{self.path}: writing stopped after an earlier failure "
+                          f"({self._failed}); "
+                          "restart once the disk is fixed (the torn tail is cut then)")
+        view = memoryview(data)
+        try:
+            while view:
+                view = view[os.write(self._fd, view):]
+        except OSError as exc:
+            # A part of a record may be in the file: appending after it would put damage
+            # in the middle, so this writer stops, and a restart cuts the torn tail.
+            self._failed = exc
+            raise OSError(exc.errno, f"{self.path}: write failed with {len(view)} of {len(data)} "
+                          f"bytes unwritten: {exc.strerror}; check the disk (full? read-only?) "
+                          "and restart") from exc
+
+    def _rotate(self, number: int) -> None:
+        if self._fd >= 0:
+            if self._pending:
+                data = b"".join(self._pending)
+                self._pending.clear()
+                self._write(data)
+            self.sync_policy.on_close(self._fd)
+            os.close(self._fd)
+            self._fd = -1
+        self.number = self.number + 1 if self.counted else number
+        path = self.dir / self.layout.name(self.number)
+        # O_EXCL: never append a second magic to a segment that is already there.
+        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o644)
+        self.path, self._opened = path, monotonic()
+        self._write(self.layout.magic)
+        self.size = MAGIC_SIZE
+        if self.sync_policy.policy != "off":
+            fsync_dir(self.dir)  # the new file's name survives a power loss with its records
+
+    @staticmethod
+    def _fsync_file(path: Path) -> None:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
