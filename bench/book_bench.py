@@ -8,8 +8,9 @@ limits, ~20 % cancels of open orders, ~10 % marketable IOC) is replayed through:
   baseline  a minimal SortedDict price-level book written below (~60 lines):
             price-time matching, lazy O(1) cancel, nothing else
   (a) book  zex's bare Book driven directly, as the baseline is: price-time
-            matching, resting, cancel, typed Trade events, each fill settled
-            in both accounts and logged as their execution report
+            matching, resting, cancel, typed Trade events, and the settle step
+            after it (settle.py): each fill settled in both accounts and logged
+            as their execution report
   engine    zex's Engine.process on decoded commands: (a) plus sequencing,
             validation, STP, FOK/IOC/post-only, risk, the idempotency map
             and an Accepted or Cancelled event answering every command
@@ -39,6 +40,7 @@ from sortedcontainers import SortedDict
 import zex.nodes.matcher.accounts
 import zex.nodes.matcher.book
 import zex.nodes.matcher.engine  # noqa: F401  (with the two above: the installed build)
+import zex.nodes.matcher.settle
 from zex.nodes import matcher as installed
 from zex.nodes.matcher import build_kind
 from zex.nodes.matcher.builds import pure
@@ -132,6 +134,8 @@ def run_bare_book(m, cmds, batch: int) -> float:
     events: list = []
     reports: list = []
     book = Book("XYZ", events)
+    settle = m.settle.Settlement(events)
+    makers = book.makers
     accounts: dict = {}
     origin = ("gw1", b"c1")
     next_id = 1
@@ -143,19 +147,24 @@ def run_bare_book(m, cmds, batch: int) -> float:
                 o = None if acct is None else acct.orders.get(c.order_id)
                 if o is not None:
                     book.unrest(o)
+                    settle.closed(o, o.leaves)
                 continue
             acct = accounts.get(c.account)
             if acct is None:
                 acct = accounts[c.account] = Account(c.account, reports)
-            o = Order(next_id, acct, c.cl_ord_id, "XYZ", c.side, c.price, c.qty, STP_NONE, False, origin)
+            h = acct.holding("XYZ", 1)
+            o = Order(next_id, h, acct.name, c.cl_ord_id, "XYZ", c.side, c.price, c.qty, STP_NONE,
+                      False, origin)
             next_id += 1
             if book.would_cross(c.side, c.price):
-                book.match(o, True, i, c.ts)
+                start = len(events)
+                settle.matched(o, start, makers, not book.match(o, True, i, c.ts))
             if o.leaves:
                 if c.tif == GTC:
                     book.rest(o)
+                    settle.opened(o)
                 else:
-                    book.expire(o, c.tif, LIMIT, i, c.ts)
+                    settle.expired(o, book.expire(o, c.tif, LIMIT, i, c.ts))
         events.clear()
         reports.clear()
         end_turn()

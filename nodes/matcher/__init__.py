@@ -1,6 +1,6 @@
 """The matcher: books, engine, journal and the node that owns them.
 
-The hot modules (accounts, book, engine) are compiled with Cython at install
+The hot modules (accounts, book, settle, engine) are compiled with Cython at install
 when a C compiler is there (setup.py); the compiled modules are built from the
 same .py files, typed by the .pxd files beside them. Before any of them is
 imported, this checks that a compiled module was built from the source beside

@@ -1,10 +1,13 @@
 # Cython declarations for accounts.py (pure Python mode: the .py is the source, this file
 # only types it for the compiled build; see setup.py). Sums stay Python ints: a day's
-# bought lots or cash can pass any C integer.
+# bought lots or cash can pass any C integer before the engine's bounds refuse more.
+
+cdef class Account
 
 cdef class Holding:
+    cdef public Account acct
     cdef public str symbol
-    cdef public object pos, bought, sold, bid_lots, ask_lots
+    cdef public object mult, pos, bought, sold, bid_lots, ask_lots
 
     cpdef bint traded(self)
 
@@ -18,5 +21,5 @@ cdef class Account:
     cdef public tuple origin
     cdef public list log, reports
 
-    cpdef Holding holding(self, str symbol)
+    cpdef Holding holding(self, str symbol, object mult)
     cpdef report(self, tuple origin, int role, object ev)

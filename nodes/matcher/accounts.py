@@ -2,13 +2,14 @@
 
 All of it is part of the engine's journaled state, so it survives a restart
 exactly and a replay rebuilds it. Quantities are lots per symbol; cash is an
-int in the exchange's cash unit (see ``numbers.cash_units``): a trade of
-``q`` lots at ``p`` ticks moves ``p * q * mult`` cash units, where ``mult``
-is the symbol's cash multiplier.
+int in the exchange's cash unit (see ``numbers.Cash``): a trade of ``q`` lots
+at ``p`` ticks moves ``p * q * mult`` cash units, where ``mult`` is the
+symbol's cash multiplier.
 
-Exposure (what open orders could add) is kept up to date by the book as
-orders rest, fill and leave, in each order's Holding (the account's numbers
-in that symbol), so each stateful risk check is O(1):
+The books never touch an account: the settle step (settle.py) is the one
+writer of positions, cash and exposure (what open orders could add), keeping
+each up to date as orders rest, fill and leave, so each stateful risk check
+is O(1):
 
     worst long  = position + open buy lots        <= max_position
     worst short = position - open sell lots       >= -max_position
@@ -21,25 +22,25 @@ it filled at its price.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Any
 
 from zex.protocol.internal import KILL_OFF
-
-if TYPE_CHECKING:
-    from .book import Order
 
 
 class Holding:
     """One account's numbers in one symbol: its position and its open orders' lots.
 
-    Each Order holds its account's Holding in its symbol, so resting, cancelling and
-    settling a fill update plain fields instead of looking the symbol up in dicts.
+    It is what the book knows an order's owner by (Order.owner): one per account and
+    symbol, so self-trade prevention compares owners by identity, and settling a fill
+    updates plain fields instead of looking the account and symbol up in dicts.
     """
 
-    __slots__ = ("symbol", "pos", "bought", "sold", "bid_lots", "ask_lots")
+    __slots__ = ("acct", "symbol", "mult", "pos", "bought", "sold", "bid_lots", "ask_lots")
 
-    def __init__(self, symbol: str) -> None:
+    def __init__(self, acct: Account, symbol: str, mult: int) -> None:
+        self.acct = acct
         self.symbol = symbol
+        self.mult = mult  # cash units per tick * lot in this symbol
         self.pos = 0  # net lots (negative: short)
         self.bought = 0  # lots bought today
         self.sold = 0
@@ -60,7 +61,7 @@ class Account:
         self.name = name
         self.cash = 0
         self.holdings: dict[str, Holding] = {}  # symbol -> Holding, made by the first order
-        self.orders: dict[int, Order] = {}  # order_id -> resting Order
+        self.orders: dict[int, Any] = {}  # order_id -> resting book.Order
         self.bid_cash = 0  # cash the open buys would spend, at their limit prices
         self.ask_cash = 0  # cash the open sells would bring, at their limit prices
         self.kill = KILL_OFF
@@ -73,10 +74,11 @@ class Account:
         self.log: list[tuple[int, object]] = []
         self.reports = reports  # the engine's outgoing list (origin, account, role, rseq, event)
 
-    def holding(self, symbol: str) -> Holding:
+    def holding(self, symbol: str, mult: int) -> Holding:
+        """The account's Holding in ``symbol`` (cash multiplier ``mult``), made on first use."""
         h = self.holdings.get(symbol)
         if h is None:
-            h = self.holdings[symbol] = Holding(symbol)
+            h = self.holdings[symbol] = Holding(self, symbol, mult)
         return h
 
     def traded(self) -> list[Holding]:

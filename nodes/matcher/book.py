@@ -7,32 +7,31 @@ order is marked dead and skipped when it reaches the front) plus O(log n)
 when the level empties; a level whose deque holds many dead entries is
 compacted, so memory stays bounded and cancel stays amortised O(1).
 
-The book appends every event, in order, to the ``events`` list it is given,
-and reports each to its owners through their Account (which gives it the
-account's next report sequence number). It also keeps the accounts' exposure
-(open buy and sell lots, open buy cash) and settles every trade at once (T+0).
+The book rests, matches and cancels orders and appends every event, in order,
+to the ``events`` list it is given; that is all. It knows an order's owner
+only as an opaque key (``Order.owner``), compared for self-trade prevention
+and never read, so it never touches an account: the engine's settle step
+(settle.py) applies what the book did to the accounts afterwards, walking the
+book's events, with ``makers`` naming the resting order of each.
 """
 
 from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable
+from typing import Any
 
 from sortedcontainers import SortedList
 
 from zex.protocol.internal import (
     BUY,
     CXL_STP,
-    DIRECT_ROLE,
-    MAKER_ROLE,
-    OWNER_ROLE,
-    RESENT_ROLE,
-    TAKER_ROLE,
     EXP_FOK,
     EXP_IOC,
     EXP_MARKET,
     FOK,
     MARKET,
+    SELL,
     STP_CANCEL_NEWEST,
     STP_CANCEL_OLDEST,
     STP_NONE,
@@ -41,30 +40,32 @@ from zex.protocol.internal import (
     Trade,
 )
 
-from .accounts import Account
-
 NO_BID = 0  # best_bid_px when there are no bids (prices are positive)
 NO_ASK = 1 << 62  # best_ask_px when there are no asks
-
-# Report roles (defined with the report frame in protocol/internal.py).
-DIRECT, TAKER, MAKER, OWNER, RESENT = DIRECT_ROLE, TAKER_ROLE, MAKER_ROLE, OWNER_ROLE, RESENT_ROLE
 
 Origin = tuple[str, bytes]  # (gateway name, client routing id at that gateway)
 
 
 class Order:
-    """A live or finished order. Invariant: qty == filled + leaves + cancelled."""
+    """A live or finished order. Invariant: qty == filled + leaves + cancelled.
+
+    ``owner``: who the order belongs to, as the book knows it: an opaque key, the same object
+    for every order of one owner in this book (self-trade prevention compares them by
+    identity). The engine passes the account's numbers in the symbol (accounts.Holding),
+    which its settle step reads; the book never does. ``account`` is the owner's name, for
+    the events.
+    """
 
     __slots__ = (
-        "order_id", "acct", "account", "cl_ord_id", "symbol", "side", "price", "qty",
-        "leaves", "filled", "cancelled", "stp", "post_only", "origin", "live", "hold", "enc",
+        "order_id", "owner", "account", "cl_ord_id", "symbol", "side", "price", "qty",
+        "leaves", "filled", "cancelled", "stp", "post_only", "origin", "live", "enc",
     )
 
-    def __init__(self, order_id: int, acct: Account, cl_ord_id: str, symbol: str, side: int,
-                 price: int, qty: int, stp: int, post_only: bool, origin: Origin) -> None:
+    def __init__(self, order_id: int, owner: Any, account: str, cl_ord_id: str, symbol: str,
+                 side: int, price: int, qty: int, stp: int, post_only: bool, origin: Origin) -> None:
         self.order_id = order_id
-        self.acct = acct
-        self.account = acct.name
+        self.owner = owner
+        self.account = account
         self.cl_ord_id = cl_ord_id
         self.symbol = symbol
         self.side = side
@@ -77,7 +78,6 @@ class Order:
         self.post_only = post_only
         self.origin = origin
         self.live = False  # True only while resting in a level
-        self.hold = acct.holding(symbol)  # the account's numbers in this symbol
         # Its state as a snapshot stores it, encoded (encode_fresh); None when out of
         # date. Kept while it rests unchanged, so a snapshot re-encodes only what changed.
         self.enc: bytes | None = None
@@ -96,9 +96,8 @@ class Level:
 class Book:
     """The book of one symbol. The matcher thread is its only writer."""
 
-    def __init__(self, symbol: str, events: list, cash_mult: int = 1) -> None:
+    def __init__(self, symbol: str, events: list) -> None:
         self.symbol = symbol
-        self.cash_mult = cash_mult  # cash units per tick * lot
         self.bids: dict[int, Level] = {}
         self.asks: dict[int, Level] = {}
         self.bid_prices = SortedList()  # best bid is [-1]
@@ -108,9 +107,13 @@ class Book:
         self.best_bid_px = NO_BID
         self.best_ask_px = NO_ASK
         # Live orders resting here. An order is found by its id in its account's orders
-        # (Account.orders): one map per order, not two.
+        # (Account.orders, kept by the settle step): one map per order, not two.
         self.resting = 0
         self.events = events
+        # The resting order of each event the last match made about one (a Trade, or its
+        # Cancelled by self-trade prevention), in the events' order: how the settle step, which
+        # empties it, finds the orders those events name only by id.
+        self.makers: list[Order] = []
         self.next_trade_id = 1
         # Resting orders that have come or changed since state.Digester last encoded them
         # (it drains this): a snapshot then finds almost every order already encoded.
@@ -198,8 +201,6 @@ class Book:
         level.count += 1
         o.live = True
         self.resting += 1
-        o.acct.orders[o.order_id] = o
-        self._expose(o, o.leaves)
         o.enc = None
         self._changed(o)
 
@@ -218,21 +219,10 @@ class Book:
                     keep.append(x)
             self.fresh = keep
 
-    def _expose(self, o: Order, lots: int) -> None:
-        """Add ``lots`` (negative: remove) to the exposure of a resting order's account."""
-        if o.side == BUY:
-            o.hold.bid_lots += lots
-            o.acct.bid_cash += lots * self.cash_mult * o.price
-        else:
-            o.hold.ask_lots += lots
-            o.acct.ask_cash += lots * self.cash_mult * o.price
-
     def unrest(self, o: Order) -> None:
         """Take a live order out of its level (lazily: it stays in the deque, dead)."""
         o.live = False
         self.resting -= 1
-        del o.acct.orders[o.order_id]
-        self._expose(o, -o.leaves)
         level = (self.bids if o.side == BUY else self.asks)[o.price]
         level.qty -= o.leaves
         level.count -= 1
@@ -259,11 +249,22 @@ class Book:
     def reduce(self, o: Order, by: int) -> None:
         """Lower a resting order's leaves in place (keeps priority)."""
         o.leaves -= by
-        self._expose(o, -by)
         levels = self.bids if o.side == BUY else self.asks
         levels[o.price].qty -= by
         o.enc = None  # the caller also sets its qty: encoded later, by the Digester
         self._changed(o)
+
+    def cancel(self, o: Order, reason: int, seq: int, ts: int, req: str = "") -> Cancelled:
+        """Take a resting order out and cancel what it had left; ``req``: the cl_ord_id of
+        the request that cancelled it, if any."""
+        self.unrest(o)
+        q = o.leaves
+        o.cancelled += q
+        o.leaves = 0
+        ev = Cancelled(seq, ts, o.order_id, o.account, o.cl_ord_id, self.symbol, o.side, o.price,
+                       q, reason, req)
+        self.events.append(ev)
+        return ev
 
     # ----------------------------------------------------------- matching
 
@@ -275,14 +276,14 @@ class Book:
             levels, prices = self.asks, iter(self.ask_prices)
         else:
             levels, prices = self.bids, reversed(self.bid_prices)
-        account, stp = taker.account, taker.stp
+        owner, stp = taker.owner, taker.stp
         for price in prices:
             if limit and (price > taker.price if buy else price < taker.price):
                 return False
             for m in levels[price].orders:
                 if not m.live:
                     continue
-                if m.account == account and stp != STP_NONE:
+                if m.owner is owner and stp != STP_NONE:
                     if stp == STP_CANCEL_OLDEST:
                         continue  # it would be cancelled and matching would go on
                     return False  # the taker would be cancelled here
@@ -292,15 +293,17 @@ class Book:
         return False
 
     def match(self, taker: Order, limit: bool, seq: int, ts: int) -> bool:
-        """Trade ``taker`` against the other side; return False if STP cancelled it."""
+        """Trade ``taker`` against the other side; return False if STP cancelled it (its
+        Cancelled is then the last event). Each Trade, and each resting order STP cancels,
+        puts that resting order in ``makers``."""
         buy = taker.side == BUY
         if buy:
-            levels, maker_side = self.asks, 2
+            levels, maker_side = self.asks, SELL
         else:
             levels, maker_side = self.bids, BUY
-        events = self.events
-        symbol, t_account, stp = self.symbol, taker.account, taker.stp
-        t_price, t_acct, mult = taker.price, taker.acct, self.cash_mult
+        events, makers = self.events, self.makers
+        symbol, owner, t_account, stp = self.symbol, taker.owner, taker.account, taker.stp
+        t_price = taker.price
         while True:
             if buy:
                 best = self.best_ask_px
@@ -317,7 +320,7 @@ class Book:
                 if not m.live:
                     orders.popleft()
                     continue
-                if m.account == t_account and stp != STP_NONE:
+                if m.owner is owner and stp != STP_NONE:
                     if stp != STP_CANCEL_NEWEST:  # oldest or both: the resting order goes
                         self._cancel_resting(m, level, CXL_STP, seq, ts)
                         orders.popleft()
@@ -339,35 +342,12 @@ class Book:
                            taker.cl_ord_id, taker.leaves, m.order_id, m.account, m.cl_ord_id,
                            m.leaves)
                 events.append(ev)
-                # settle at once (T+0); the maker's fill also leaves its open lots
-                m_acct, th, mh = m.acct, taker.hold, m.hold
-                cash = mult * best * q  # mult first: in the compiled build best and q are C ints
-                if buy:
-                    th.pos += q
-                    th.bought += q
-                    t_acct.cash -= cash
-                    mh.pos -= q
-                    mh.sold += q
-                    m_acct.cash += cash
-                    mh.ask_lots -= q
-                    m_acct.ask_cash -= cash
-                else:
-                    th.pos -= q
-                    th.sold += q
-                    t_acct.cash += cash
-                    mh.pos += q
-                    mh.bought += q
-                    m_acct.cash -= cash
-                    mh.bid_lots -= q
-                    m_acct.bid_cash -= cash
-                t_acct.report(taker.origin, TAKER, ev)
-                m_acct.report(m.origin, MAKER, ev)
+                makers.append(m)
                 if m.leaves == 0:
                     m.live = False
                     orders.popleft()
                     level.count -= 1
                     self.resting -= 1
-                    del m_acct.orders[m.order_id]
                 else:  # partly filled: rests on, changed
                     m.enc = None
                     self._changed(m)
@@ -387,12 +367,10 @@ class Book:
         level.qty -= q
         level.count -= 1
         self.resting -= 1
-        del m.acct.orders[m.order_id]
-        self._expose(m, -q)
         ev = Cancelled(seq, ts, m.order_id, m.account, m.cl_ord_id, self.symbol, m.side, m.price,
                        q, reason)
         self.events.append(ev)
-        m.acct.report(m.origin, OWNER, ev)
+        self.makers.append(m)
 
     def _cancel_taker(self, t: Order, seq: int, ts: int) -> None:
         q = t.leaves
@@ -401,9 +379,8 @@ class Book:
         ev = Cancelled(seq, ts, t.order_id, t.account, t.cl_ord_id, self.symbol, t.side, t.price,
                        q, CXL_STP)
         self.events.append(ev)
-        t.acct.report(t.origin, DIRECT, ev)
 
-    def expire(self, t: Order, tif: int, ord_type: int, seq: int, ts: int) -> None:
+    def expire(self, t: Order, tif: int, ord_type: int, seq: int, ts: int) -> Expired:
         """The unfilled rest of an IOC/FOK/market taker leaves the market."""
         q = t.leaves
         t.cancelled += q
@@ -412,6 +389,6 @@ class Book:
         ev = Expired(seq, ts, t.order_id, t.account, t.cl_ord_id, self.symbol, t.side, t.price,
                      q, reason)
         self.events.append(ev)
-        t.acct.report(t.origin, DIRECT, ev)
+        return ev
 
 

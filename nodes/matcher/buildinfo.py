@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-HOT = ("accounts", "book", "engine")  # zex.nodes.matcher.<name>, compiled by setup.py
+HOT = ("accounts", "book", "settle", "engine")  # zex.nodes.matcher.<name>, compiled by setup.py
 MANIFEST = "compiled.json"  # beside the compiled modules: {name: source_hash}
 
 

@@ -1,6 +1,6 @@
 """The matcher's two builds side by side: the installed one and plain Python.
 
-The hot modules (accounts, book, engine) are installed compiled when a C
+The hot modules (accounts, book, settle, engine) are installed compiled when a C
 compiler is there (setup.py). ``pure()`` loads the very same .py files as
 plain Python under another package name, so the tests can run both builds on
 one command stream and compare their bytes, and bench/book_bench.py can time
@@ -19,7 +19,7 @@ from . import build_kind
 
 PURE = "zex_pure_matcher"
 # in import order: each may import the ones before it (state.py imports book.py)
-MODULES = ("accounts", "book", "state", "engine")
+MODULES = ("accounts", "book", "settle", "state", "engine")
 
 
 def pure() -> types.ModuleType:

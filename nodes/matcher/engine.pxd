@@ -3,6 +3,7 @@
 cimport cython
 from .accounts cimport Account, Holding
 from .book cimport Book, Order
+from .settle cimport Settlement
 
 cdef class Engine:
     # Objects, not C ints: a command's seq and an order's id are each made once and shared by
@@ -11,6 +12,7 @@ cdef class Engine:
     cdef public object digest_every
     cdef public dict cash_mult, answers, books, accounts, reject_counts, instruments
     cdef public object cash
+    cdef public Settlement settle
     cdef public list events, reports
     cdef public object _digester
 
@@ -22,12 +24,12 @@ cdef class Engine:
     cpdef Account account(self, str name)
     cpdef process(self, object cmd)
     cpdef _reject(self, object cmd, object seq, int ref, object reason, str text)
-    @cython.locals(acct=Account, book=Book, o=Order, side=int, tif=int,
-                   ord_type=int, limit=bint, crosses=bint, bounded=bint, account=str,
-                   cl_ord_id=str, symbol=str, key=tuple, origin=tuple)
+    @cython.locals(acct=Account, book=Book, o=Order, h=Holding, settle=Settlement, side=int,
+                   tif=int, ord_type=int, limit=bint, crosses=bint, bounded=bint, done=bint,
+                   account=str, cl_ord_id=str, symbol=str, key=tuple, origin=tuple, events=list,
+                   start=Py_ssize_t)
     cpdef _new_order(self, object cmd, object seq)
-    @cython.locals(h=Holding)
-    cpdef _risk(self, Account acct, Book book, int side, object price, object qty,
+    cpdef _risk(self, Account acct, Holding h, int side, object price, object qty,
                 object old_qty, object old_cash, bint rests)
     @cython.locals(acct=Account, origin=tuple)
     cpdef Account _session(self, str account, str cl_ord_id, object gw, object client)
@@ -38,10 +40,10 @@ cdef class Engine:
                    key=tuple, origin=tuple)
     cpdef _cancel(self, object cmd, object seq)
     cpdef _take_out(self, Book book, Order o, int reason, object seq, object ts, str req=*)
-    @cython.locals(acct=Account)
-    cpdef _answer(self, tuple origin, tuple key, Order o, object ev)
-    @cython.locals(book=Book, o=Order, n=Order, acct=Account, account=str, cl_ord_id=str,
-                   symbol=str, key=tuple, origin=tuple)
+    cpdef _answer(self, Account acct, tuple origin, tuple key, Order o, object ev)
+    @cython.locals(book=Book, o=Order, n=Order, acct=Account, h=Holding, settle=Settlement,
+                   account=str, cl_ord_id=str, symbol=str, key=tuple, origin=tuple, events=list,
+                   start=Py_ssize_t, done=bint)
     cpdef _replace(self, object cmd, object seq)
     @cython.locals(o=Order)
     cpdef int _cancel_all(self, Account acct, int reason, object seq, object ts,

@@ -36,6 +36,7 @@ from zex.protocol.internal import (
     Q_BOOK,
     Q_ORDERS,
     Q_POSITIONS,
+    SELL,
     Accepted,
     Answer,
     BookAnswer,
@@ -65,7 +66,8 @@ from zex.protocol.reasons import Reason
 
 from . import state as state_mod
 from .accounts import Account, Holding
-from .book import DIRECT, OWNER, RESENT, Book, Order
+from .book import Book, Order
+from .settle import DIRECT, OWNER, RESENT, Settlement
 
 # The largest price (ticks), quantity (lots) and notional (cash units: price * qty * the
 # symbol's cash multiplier) the engine takes (SPEC 3.4). A price at the book's no-ask
@@ -101,6 +103,7 @@ class Engine:
         self.instruments: dict[str, Instrument] = {}
         self.events: list[Event] = []
         self.reports: list[tuple] = []  # (origin, account, role, rseq, event)
+        self.settle = Settlement(self.events)  # the one writer of the accounts' numbers
         # (account, cl_ord_id) -> the first answer; makes resends idempotent for the day
         self.answers: dict[tuple[str, str], Event] = {}
         self.books: dict[str, Book] = {}
@@ -121,7 +124,7 @@ class Engine:
             self.instruments[symbol] = Instrument(symbol, tick="1", lot="1", min_price="1")
         book = self.books.get(symbol)
         if book is None:
-            book = self.books[symbol] = Book(symbol, self.events, self.cash_mult.get(symbol, 1))
+            book = self.books[symbol] = Book(symbol, self.events)
         return book
 
     def account(self, name: str) -> Account:
@@ -290,52 +293,63 @@ class Engine:
                                     f"a market order's protection price must be at most "
                                     f"{self._px(symbol, MAX_TICKS)} for {symbol}, was {self._px(symbol, price)}")
             crosses = True
-        if price and qty * price * book.cash_mult > MAX_CASH:
+        # the account's numbers in the symbol: what the book knows the order's owner by
+        h = acct.holdings.get(symbol)
+        if h is None:
+            h = acct.holding(symbol, self.cash_mult.get(symbol, 1))
+        mult = h.mult
+        notional = qty * price * mult
+        if notional > MAX_CASH:
             return self._reject(cmd, seq, REF_NEW, Reason.QTY_TOO_LARGE,
-                                f"notional {self._cash(qty * price * book.cash_mult)} is above the "
+                                f"notional {self._cash(notional)} is above the "
                                 f"matcher's limit {self._cash(MAX_CASH)}")
         # What the state can hold: the account's cash and lots, were its open orders and this
         # one to fill at their worst, within MAX_CASH and MAX_LOTS (a buy pays at most its
         # limit, or the highest ask without one; a sell gets at most the best bid or its limit).
-        h = acct.holding(symbol)
         if side == BUY:
-            past = self._past_bounds(acct, h, side, qty, qty * (price or book.highest_ask()) * book.cash_mult)
+            past = self._past_bounds(acct, h, side, qty,
+                                     notional if price else qty * book.highest_ask() * mult)
         else:
             best = book.best_bid_px
-            past = self._past_bounds(acct, h, side, qty, qty * (price if price > best else best) * book.cash_mult)
+            past = self._past_bounds(acct, h, side, qty, notional if price >= best else qty * best * mult)
         if past is not None:
             return self._reject(cmd, seq, REF_NEW, Reason.RISK_LIMIT, past)
         if acct.checks:
-            refusal = self._risk(acct, book, side, price, qty, 0, 0, limit and tif == GTC)
+            refusal = self._risk(acct, h, side, price, qty, 0, 0, limit and tif == GTC)
             if refusal is not None:
                 return self._reject(cmd, seq, REF_NEW, refusal[0], refusal[1])
         oid = self.next_order_id
         self.next_order_id = oid + 1
-        o = Order(oid, acct, cl_ord_id, symbol, side, price, qty, stp, post_only, origin)
+        o = Order(oid, h, account, cl_ord_id, symbol, side, price, qty, stp, post_only, origin)
         ack = Accepted(seq, ts, o.order_id, account, cl_ord_id, symbol, side, ord_type, tif, price, qty)
-        self.events.append(ack)
+        events = self.events
+        events.append(ack)
         acct.report(origin, DIRECT, ack)
         self.answers[key] = ack
         bounded = price > 0
+        settle = self.settle
         if tif == FOK and not book.fillable(o, bounded):
-            return book.expire(o, tif, ord_type, seq, ts)
+            return settle.expired(o, book.expire(o, tif, ord_type, seq, ts))
         if crosses:
-            if not book.match(o, bounded, seq, ts) or o.leaves == 0:
+            start = len(events)
+            done = not book.match(o, bounded, seq, ts)  # done: STP cancelled the rest
+            settle.matched(o, start, book.makers, done)
+            if done or o.leaves == 0:
                 return
         if limit and tif == GTC:
             book.rest(o)
+            settle.opened(o)
         else:
-            book.expire(o, tif, ord_type, seq, ts)
+            settle.expired(o, book.expire(o, tif, ord_type, seq, ts))
 
-    def _risk(self, acct: Account, book: Book, side: int, price: int, qty: int,
+    def _risk(self, acct: Account, h: Holding, side: int, price: int, qty: int,
               old_qty: int, old_cash: int, rests: bool) -> tuple[Reason, str] | None:
         """The stateful pre-trade checks; None if the order may go to the book.
 
         ``old_qty``/``old_cash`` are what a replaced order already counts for.
         The texts give quantities and cash as decimals (_qty, _cash).
         """
-        sym = book.symbol
-        h = acct.holding(sym)
+        sym = h.symbol
         pos = h.pos
         if acct.kill == KILL_BLOCK:
             return Reason.KILL_SWITCH, f"account {acct.name} is blocked by its kill switch"
@@ -363,7 +377,7 @@ class Engine:
         if acct.credit is not None and side == BUY:
             if price <= 0:
                 return Reason.CREDIT_LIMIT, "a market buy without a protection price cannot be checked against credit"
-            need = price * qty * book.cash_mult - old_cash
+            need = h.mult * price * qty - old_cash
             left = acct.cash - acct.bid_cash + acct.credit
             if need > left:
                 return (Reason.CREDIT_LIMIT,
@@ -406,20 +420,18 @@ class Engine:
         if o is None:
             return
         ev = self._take_out(self.books[symbol], o, CXL_USER, seq, ts, cl_ord_id)
-        self._answer(origin, key, o, ev)
+        self._answer(acct, origin, key, o, ev)
 
     def _take_out(self, book: Book, o: Order, reason: int, seq: int, ts: int, req: str = "") -> Cancelled:
-        book.unrest(o)
         q = o.leaves
-        o.cancelled += q
-        o.leaves = 0
-        ev = Cancelled(seq, ts, o.order_id, o.account, o.cl_ord_id, book.symbol, o.side, o.price, q, reason, req)
-        self.events.append(ev)
+        ev = book.cancel(o, reason, seq, ts, req)
+        self.settle.closed(o, q)
         return ev
 
-    def _answer(self, origin: tuple[str, bytes], key: tuple[str, str], o: Order, ev: Event) -> None:
-        """Report ``ev``, the answer to the command ``key`` from ``origin`` about order ``o``."""
-        acct = o.acct
+    def _answer(self, acct: Account, origin: tuple[str, bytes], key: tuple[str, str], o: Order,
+                ev: Event) -> None:
+        """Report ``ev``, the answer to the command ``key`` from ``origin`` about ``acct``'s
+        order ``o``."""
         acct.report(origin, DIRECT, ev)
         if o.origin != origin:  # the order's own session hears of it too, outside the sequence
             self.reports.append((o.origin, acct.name, OWNER, 0, ev))
@@ -447,9 +459,11 @@ class Engine:
             return self._reject(cmd, seq, REF_REPLACE, Reason.QTY_TOO_LARGE,
                                 f"qty must be at most {self._qty(symbol, MAX_LOTS)} for {symbol}, "
                                 f"was {self._qty(symbol, qty)}")
-        if qty * price * book.cash_mult > MAX_CASH:
+        h = o.owner
+        mult = h.mult
+        if mult * qty * price > MAX_CASH:
             return self._reject(cmd, seq, REF_REPLACE, Reason.QTY_TOO_LARGE,
-                                f"notional {self._cash(qty * price * book.cash_mult)} is above the "
+                                f"notional {self._cash(mult * qty * price)} is above the "
                                 f"matcher's limit {self._cash(MAX_CASH)}")
         if qty <= o.filled:
             return self._reject(cmd, seq, REF_REPLACE, Reason.INVALID_REPLACE,
@@ -457,44 +471,52 @@ class Engine:
                                 f"was {self._qty(symbol, qty)}")
         leaves = qty - o.filled
         if leaves > o.leaves or price != o.price:  # it could add to the account's numbers
-            mult = book.cash_mult
             worst = price
             if o.side != BUY and book.best_bid_px > price:
                 worst = book.best_bid_px
-            past = self._past_bounds(acct, o.hold, o.side, leaves - o.leaves,
-                                mult * leaves * worst - mult * o.leaves * o.price)
+            past = self._past_bounds(acct, h, o.side, leaves - o.leaves,
+                                     mult * leaves * worst - mult * o.leaves * o.price)
             if past is not None:
                 return self._reject(cmd, seq, REF_REPLACE, Reason.RISK_LIMIT, past)
         if acct.checks and (leaves > o.leaves or price != o.price or acct.kill == KILL_BLOCK):
-            # cash_mult first: in the compiled build o.leaves and o.price are C ints
-            old_cash = book.cash_mult * o.leaves * o.price if o.side == BUY else 0
-            refusal = self._risk(acct, book, o.side, price, leaves, o.leaves, old_cash, True)
+            old_cash = mult * o.leaves * o.price if o.side == BUY else 0
+            refusal = self._risk(acct, h, o.side, price, leaves, o.leaves, old_cash, True)
             if refusal is not None:
                 return self._reject(cmd, seq, REF_REPLACE, refusal[0], refusal[1])
+        settle = self.settle
         if price == o.price and qty <= o.qty:
-            book.reduce(o, o.leaves - leaves)
+            less = o.leaves - leaves
+            book.reduce(o, less)
+            settle.reduced(o, less)
             o.qty = qty
             ev = Replaced(seq, ts, o.order_id, o.account, o.cl_ord_id, symbol, o.side, price,
                           qty, leaves, True, cl_ord_id)
             self.events.append(ev)
-            return self._answer(origin, key, o, ev)
+            return self._answer(acct, origin, key, o, ev)
         if o.post_only and price != o.price and book.would_cross(o.side, price):
             return self._reject(cmd, seq, REF_REPLACE, Reason.POST_ONLY_WOULD_CROSS,
                                 f"post_only order {o.order_id} at {self._px(symbol, price)} would cross")
         # Loses priority: the old entry dies in its level, a new one joins the back.
         book.unrest(o)
-        n = Order(o.order_id, acct, o.cl_ord_id, symbol, o.side, price, qty, o.stp, o.post_only, o.origin)
+        settle.closed(o, o.leaves)
+        n = Order(o.order_id, h, o.account, o.cl_ord_id, symbol, o.side, price, qty, o.stp,
+                  o.post_only, o.origin)
         n.filled = o.filled
         n.leaves = leaves
         o.leaves = 0  # the old incarnation is dead; everything it had moved to n
+        events = self.events
         ev = Replaced(seq, ts, n.order_id, n.account, n.cl_ord_id, symbol, n.side, price, qty,
                       leaves, False, cl_ord_id)
-        self.events.append(ev)
-        self._answer(origin, key, n, ev)
+        events.append(ev)
+        self._answer(acct, origin, key, n, ev)
         if book.would_cross(n.side, price):
-            if not book.match(n, True, seq, ts) or n.leaves == 0:
+            start = len(events)
+            done = not book.match(n, True, seq, ts)
+            settle.matched(n, start, book.makers, done)
+            if done or n.leaves == 0:
                 return
         book.rest(n)
+        settle.opened(n)
 
     def _cancel_all(self, acct: Account, reason: int, seq: int, ts: int,
                     origin: tuple[str, bytes] | None = None) -> int:
@@ -547,7 +569,8 @@ class Engine:
             book = self.books.get(q.symbol)
             if book is None:
                 return BookAnswer(self.seq, q.req_id, q.symbol, [], [])
-            return BookAnswer(self.seq, q.req_id, q.symbol, book.depth(BUY)[:q.limit], book.depth(2)[:q.limit])
+            return BookAnswer(self.seq, q.req_id, q.symbol, book.depth(BUY)[:q.limit],
+                              book.depth(SELL)[:q.limit])
         if q.what == Q_POSITIONS:
             positions = [Position(h.symbol, h.pos, h.bought, h.sold) for h in acct.traded()]
             return PositionsAnswer(self.seq, q.req_id, acct.cash, positions, len(acct.orders), acct.kill)

@@ -314,7 +314,7 @@ def restore(eng: Engine, st: EngineState) -> None:
         a = eng.account(ast.name)
         a.cash = ast.cash
         for symbol, lots, bought, sold in ast.positions:
-            h = a.holding(symbol)
+            h = a.holding(symbol, eng.cash_mult.get(symbol, 1))
             h.pos, h.bought, h.sold = lots, bought, sold
         a.set_limits(ast.max_open_orders, ast.credit, ast.max_position)
         a.set_kill(ast.kill)
@@ -323,11 +323,14 @@ def restore(eng: Engine, st: EngineState) -> None:
     for bs in st.books:
         book = eng.add_symbol(bs.symbol)
         book.next_trade_id = bs.next_trade_id
+        mult = eng.cash_mult.get(bs.symbol, 1)
         for os_ in (*bs.bids, *bs.asks):
-            o = Order(os_.order_id, eng.account(os_.account), os_.cl_ord_id, bs.symbol, os_.side,
-                      os_.price, os_.qty, os_.stp, os_.post_only, (os_.gw, os_.client))
+            a = eng.account(os_.account)
+            o = Order(os_.order_id, a.holding(bs.symbol, mult), a.name, os_.cl_ord_id, bs.symbol,
+                      os_.side, os_.price, os_.qty, os_.stp, os_.post_only, (os_.gw, os_.client))
             o.leaves, o.filled = os_.leaves, os_.filled
             book.rest(o)
+            eng.settle.opened(o)
     eng.answers = {(a, c): ev for a, c, ev in st.answers}
 
 

@@ -10,7 +10,7 @@ import pytest
 import zmq
 
 from tests.conftest import free_port, wait_for
-from zex.nodes.matcher.book import DIRECT, RESENT
+from zex.nodes.matcher.settle import DIRECT, RESENT
 from zex.nodes.matcher.journal import scan
 from zex.nodes.matcher.workload import mixed_stream
 from zex.protocol.internal import (

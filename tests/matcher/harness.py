@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 from hypothesis import strategies as st
 
-from zex.nodes.matcher.book import RESENT, TAKER
+from zex.nodes.matcher.settle import RESENT, TAKER
 from zex.nodes.matcher.engine import Engine
 from zex.protocol.internal import (
     BUY,
@@ -281,8 +281,10 @@ class Audit:
                 sells = [o for o in mine.values() if o.side == SELL and o.symbol == symbol]
                 assert held(a, symbol, "bid_lots") == sum(o.leaves for o in buys), (name, symbol)
                 assert held(a, symbol, "ask_lots") == sum(o.leaves for o in sells), (name, symbol)
-            assert a.bid_cash == sum(o.leaves * o.price * eng.books[o.symbol].cash_mult
+            assert a.bid_cash == sum(o.leaves * o.price * eng.cash_mult.get(o.symbol, 1)
                                      for o in mine.values() if o.side == BUY), name
+            assert a.ask_cash == sum(o.leaves * o.price * eng.cash_mult.get(o.symbol, 1)
+                                     for o in mine.values() if o.side == SELL), name
             for role, ev in a.log:
                 if type(ev) is Trade:
                     assert (ev.taker_account if role == TAKER else ev.maker_account) == name, (name, role, ev)
