@@ -53,6 +53,8 @@ HEADER = struct.Struct("<III")  # body length, crc32 of the body, crc32 of the f
 _LEN_CRC = struct.Struct("<II")
 _U32 = struct.Struct("<I")
 MAGIC_SIZE = 8
+_crc32, _os_write = zlib.crc32, os.write  # module-level names: the append path is per matcher turn
+_pack_len_crc, _pack_u32 = _LEN_CRC.pack, _U32.pack
 
 
 class RecordDamaged(ZexError):
@@ -167,8 +169,8 @@ class Layout:
 
 def frame(head: bytes, payload: bytes) -> bytes:
     """One record whose body is ``head`` + ``payload`` (the payload is copied once)."""
-    h = _LEN_CRC.pack(len(head) + len(payload), zlib.crc32(payload, zlib.crc32(head)))
-    return b"".join((h, _U32.pack(zlib.crc32(h)), head, payload))
+    h = _LEN_CRC.pack(len(head) + len(payload), _crc32(payload, _crc32(head)))
+    return b"".join((h, _U32.pack(_crc32(h)), head, payload))
 
 
 class RecordWriter:
@@ -190,6 +192,7 @@ class RecordWriter:
         self.dir = Path(directory)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.sync_policy = sync
+        self._after_write = None if sync.policy == "off" else sync.after_write
         self.segment_bytes = segment_bytes
         self.rotate_s = rotate_s
         self.counted = counted  # segments numbered 1, 2, ... instead of by the number appends give
@@ -238,12 +241,37 @@ class RecordWriter:
         data = pending[0] if len(pending) == 1 else b"".join(pending)
         pending.clear()
         self._write(data)
-        self.sync_policy.after_write(self._fd)
+        if self._after_write is not None:
+            self._after_write(self._fd)
 
     def write(self, number: int, head: bytes, payload: bytes = b"") -> None:
-        """Append one record and commit it."""
-        self.append(number, head, payload)
-        self.commit()
+        """Append one record and commit it: ``append`` + ``commit``, flat.
+
+        The journal's and the event log's path, once per matcher turn: measured
+        (bench/records_bench.py), the calls between those two cost a third of an
+        event-log append.
+        """
+        if self._pending:
+            self.commit()
+        h = _pack_len_crc(len(head) + len(payload), _crc32(payload, _crc32(head)))
+        record = b"".join((h, _pack_u32(_crc32(h)), head, payload))
+        size = self.size
+        n = len(record)
+        if self._fd < 0 or size > MAGIC_SIZE and (
+                size + n > self.segment_bytes
+                or self.rotate_s and monotonic() - self._opened >= self.rotate_s):
+            self._rotate(number)
+        written = 0
+        if self._failed is None:
+            try:
+                written = _os_write(self._fd, record)
+            except OSError as exc:
+                raise self._fail(exc, n, 0) from exc
+        if written != n:
+            self._write(record, written)  # finishes a short write, or refuses after a failure
+        self.size += n
+        if self._after_write is not None:
+            self._after_write(self._fd)
 
     def sync(self) -> None:
         """fsync what is written now, whatever the policy (before a snapshot is taken)."""
@@ -262,22 +290,25 @@ class RecordWriter:
                 self._fd = -1
             self.sync_policy.close()
 
-    def _write(self, data: bytes) -> None:
+    def _write(self, data: bytes, written: int = 0) -> None:
+        """Write ``data`` from offset ``written`` on, all of it or raise (and stop the writer)."""
         if self._failed is not None:
             raise OSError(f"{self.path}: writing stopped after an earlier failure "
-                          f"({self._failed}); "
-                          "restart once the disk is fixed (the torn tail is cut then)")
-        view = memoryview(data)
+                          f"({self._failed}); restart once the disk is fixed (the torn tail is "
+                          "cut then)")
         try:
-            while view:
-                view = view[os.write(self._fd, view):]
+            while written < len(data):  # after a short write the next call says why, or goes on
+                written += os.write(self._fd, memoryview(data)[written:])
         except OSError as exc:
-            # A part of a record may be in the file: appending after it would put damage
-            # in the middle, so this writer stops, and a restart cuts the torn tail.
-            self._failed = exc
-            raise OSError(exc.errno, f"{self.path}: write failed with {len(view)} of {len(data)} "
-                          f"bytes unwritten: {exc.strerror}; check the disk (full? read-only?) "
-                          "and restart") from exc
+            raise self._fail(exc, len(data), written) from exc
+
+    def _fail(self, exc: OSError, size: int, written: int) -> OSError:
+        # A part of a record may be in the file: appending after it would put damage
+        # in the middle, so this writer stops, and a restart cuts the torn tail.
+        self._failed = exc
+        return OSError(exc.errno, f"{self.path}: write failed with {size - written} of {size} "
+                       f"bytes unwritten: {exc.strerror}; check the disk (full? read-only?) "
+                       "and restart")
 
     def _rotate(self, number: int) -> None:
         if self._fd >= 0:

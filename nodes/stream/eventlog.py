@@ -39,6 +39,7 @@ log = logging.getLogger("zex.stream")
 LAYOUT = Layout(b"ZEXEVLG2", "events", ".ze", what="zex event log segment")
 MAGIC = LAYOUT.magic
 SEQS = struct.Struct("<QQ")  # the body's head: first and last seq
+_pack_seqs = SEQS.pack
 SEGMENT_BYTES = 64 * 1024 * 1024  # rotate at this size; 16..1024 MiB is reasonable
 RECORD_OVERHEAD = HEADER.size + SEQS.size  # bytes a record adds to its batch
 
@@ -64,6 +65,7 @@ class EventLog:
         self.segment_bytes = segment_bytes
         self.last_seq = 0
         self._w = self._open_tail()
+        self._write = self._w.write
 
     def _open_tail(self) -> RecordWriter:
         # Derived data: no fsync (a crash loses nothing the journal cannot regenerate).
@@ -101,10 +103,11 @@ class EventLog:
             break
         self.last_seq = 0
         self._w = self._open_tail()
+        self._write = self._w.write
 
     def append(self, first_seq: int, last_seq: int, batch: bytes) -> None:
         """Add the batch of commands first_seq..last_seq (one write: readers see all or none)."""
-        self._w.write(first_seq, SEQS.pack(first_seq, last_seq), batch)
+        self._write(first_seq, _pack_seqs(first_seq, last_seq), batch)
         self.last_seq = last_seq
 
     def close(self) -> None:
