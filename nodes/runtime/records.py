@@ -247,9 +247,8 @@ class RecordWriter:
     def write(self, number: int, head: bytes, payload: bytes = b"") -> None:
         """Append one record and commit it: ``append`` + ``commit``, flat.
 
-        The journal's and the event log's path, once per matcher turn: measured
-        (bench/records_bench.py), the calls between those two cost a third of an
-        event-log append.
+        The journal's and the event log's path, once per matcher turn, so it frames
+        and writes in one function instead of going through both (bench/records_bench.py).
         """
         if self._pending:
             self.commit()
