@@ -1,4 +1,4 @@
-"""The fsync policy the journal and the audit segments share: always, batch or off.
+"""The fsync policy of the record files (records.py: journal, audit segments): always, batch or off.
 
     sync = SyncPolicy("batch", interval_ms=5.0, what="matcher.fsync")
     sync.after_write(f.fileno())    # after each group commit
