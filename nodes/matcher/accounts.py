@@ -35,7 +35,7 @@ class Holding:
     updates plain fields instead of looking the account and symbol up in dicts.
     """
 
-    __slots__ = ("acct", "symbol", "mult", "pos", "bought", "sold", "bid_lots", "ask_lots")
+    __slots__ = ("acct", "ask_lots", "bid_lots", "bought", "mult", "pos", "sold", "symbol")
 
     def __init__(self, acct: Account, symbol: str, mult: int) -> None:
         self.acct = acct
@@ -53,8 +53,20 @@ class Holding:
 
 class Account:
     __slots__ = (
-        "name", "cash", "holdings", "orders", "bid_cash", "ask_cash",
-        "kill", "max_open_orders", "credit", "max_position", "checks", "origin", "log", "reports",
+        "ask_cash",
+        "bid_cash",
+        "cash",
+        "checks",
+        "credit",
+        "holdings",
+        "kill",
+        "log",
+        "max_open_orders",
+        "max_position",
+        "name",
+        "orders",
+        "origin",
+        "reports",
     )
 
     def __init__(self, name: str, reports: list) -> None:

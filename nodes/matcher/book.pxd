@@ -40,6 +40,7 @@ cdef class Book:
     cpdef list orders_in_priority(self, int side)
     @cython.locals(o=Order, out=list)
     cpdef list encoded_in_priority(self, int side)
+    # in the book, not in state.py, so that the compiled build reads an order's fields as C fields
     @cython.locals(o=Order, fresh=list, take=list, done="long long")
     cpdef long long encode_fresh(self, object encode, long long budget) except -1
     cpdef long long highest_ask(self) except -1

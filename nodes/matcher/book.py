@@ -22,7 +22,6 @@ from collections.abc import Callable
 from typing import Any
 
 from sortedcontainers import SortedList
-
 from zex.protocol.internal import (
     BUY,
     CXL_STP,
@@ -57,8 +56,22 @@ class Order:
     """
 
     __slots__ = (
-        "order_id", "owner", "account", "cl_ord_id", "symbol", "side", "price", "qty",
-        "leaves", "filled", "cancelled", "stp", "post_only", "origin", "live", "enc",
+        "account",
+        "cancelled",
+        "cl_ord_id",
+        "enc",
+        "filled",
+        "leaves",
+        "live",
+        "order_id",
+        "origin",
+        "owner",
+        "post_only",
+        "price",
+        "qty",
+        "side",
+        "stp",
+        "symbol",
     )
 
     def __init__(self, order_id: int, owner: Any, account: str, cl_ord_id: str, symbol: str,
@@ -84,7 +97,7 @@ class Order:
 
 
 class Level:
-    __slots__ = ("price", "orders", "qty", "count")
+    __slots__ = ("count", "orders", "price", "qty")
 
     def __init__(self, price: int) -> None:
         self.price = price
@@ -148,7 +161,7 @@ class Book:
     def encode_fresh(self, encode: Callable[[tuple], bytes], budget: int) -> int:
         """Encode up to ``budget`` of the fresh orders that still rest and are out of date:
         o.enc = encode(the fields of state.OrderState, in its order); return how many.
-        Here, not in state.py, so that the compiled build reads the fields as C fields."""
+        Here, not in state.py, for the fields' types (book.pxd)."""
         fresh = self.fresh
         take = fresh[:budget]
         del fresh[:len(take)]
@@ -187,15 +200,13 @@ class Book:
             if level is None:
                 level = self.bids[price] = Level(price)
                 self.bid_prices.add(price)
-                if price > self.best_bid_px:
-                    self.best_bid_px = price
+                self.best_bid_px = max(self.best_bid_px, price)
         else:
             level = self.asks.get(price)
             if level is None:
                 level = self.asks[price] = Level(price)
                 self.ask_prices.add(price)
-                if price < self.best_ask_px:
-                    self.best_ask_px = price
+                self.best_ask_px = min(self.best_ask_px, price)
         level.orders.append(o)
         level.qty += o.leaves
         level.count += 1
@@ -330,7 +341,7 @@ class Book:
                         self._drop_level(maker_side, best)
                     self._cancel_taker(taker, seq, ts)
                     return False
-                q = m.leaves if m.leaves < taker.leaves else taker.leaves
+                q = min(taker.leaves, m.leaves)
                 m.leaves -= q
                 m.filled += q
                 taker.leaves -= q

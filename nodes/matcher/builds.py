@@ -34,7 +34,9 @@ def pure() -> types.ModuleType:
     for m in MODULES:
         name = f"{PURE}.{m}"
         loader = SourceFileLoader(name, str(here / f"{m}.py"))
-        mod = importlib.util.module_from_spec(importlib.util.spec_from_loader(name, loader))
+        spec = importlib.util.spec_from_loader(name, loader)
+        assert spec is not None  # a SourceFileLoader always gives one
+        mod = importlib.util.module_from_spec(spec)
         sys.modules[name] = mod
         loader.exec_module(mod)
         setattr(pkg, m, mod)

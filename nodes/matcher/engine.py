@@ -42,7 +42,6 @@ from zex.protocol.internal import (
     BookAnswer,
     CancelCmd,
     Cancelled,
-    Command,
     Digest,
     Event,
     KillSwitchCmd,
@@ -80,8 +79,24 @@ MAX_TICKS = (1 << 62) - 1
 MAX_LOTS = (1 << 62) - 1
 MAX_CASH = (1 << 62) - 1
 
-# Ref tags of the command a Rejected answers (its internal tag).
-REF_NEW, REF_CANCEL, REF_REPLACE, REF_KILL = 1, 2, 3, 5
+# Rejected.ref: the internal tag of the command a Rejected answers.
+REF_NEW, REF_CANCEL, REF_REPLACE, REF_KILL = (
+    c.__struct_config__.tag for c in (NewOrderCmd, CancelCmd, ReplaceCmd, KillSwitchCmd))
+
+
+def _pin_fields(cls: type, order: str) -> None:
+    """Refuse to import if ``cls``'s fields are not ``order``: the hot path unpacks its
+    commands by position (astuple), so a field added or moved in protocol/internal.py
+    must fail here, not shift every value into the wrong name."""
+    if cls.__struct_fields__ != tuple(order.split()):  # type: ignore[attr-defined]
+        raise ImportError(f"engine.py unpacks {cls.__name__} as ({', '.join(order.split())}) but "
+                          f"its fields are {cls.__struct_fields__}: "  # type: ignore[attr-defined]
+                          f"update the astuple unpacking in engine.py")
+
+
+_pin_fields(NewOrderCmd, "ts gw client account cl_ord_id symbol side ord_type tif price qty post_only stp")
+_pin_fields(CancelCmd, "ts gw client account cl_ord_id symbol order_id orig_cl_ord_id")
+_pin_fields(ReplaceCmd, "ts gw client account cl_ord_id symbol price qty order_id orig_cl_ord_id")
 
 
 class Engine:
@@ -230,8 +245,7 @@ class Engine:
 
     def _new_order(self, cmd: NewOrderCmd, seq: int) -> None:
         # The hot path: a new order. Plain and flat on purpose (measured in bench/). The
-        # fields come out in one astuple: a C copy of the Struct's slots, where reading
-        # them one by one costs the compiled build a generic attribute lookup each.
+        # fields come out in one astuple (why: engine.pxd), in the order _pin_fields checks.
         ts, gw, client, account, cl_ord_id, symbol, side, ord_type, tif, price, qty, post_only, stp \
             = astuple(cmd)
         acct = self.accounts.get(account)
@@ -363,8 +377,8 @@ class Engine:
         # position must shrink towards zero and not flip.
         if acct.kill == KILL_REDUCE_ONLY and not (pos < 0 and worst <= 0 if side == BUY else pos > 0 and worst >= 0):
             return (Reason.KILL_SWITCH,
-                    f"account {acct.name} is reduce-only: position {self._qty(sym, pos)} {sym}, "
-                    f"this order would take it to {self._qty(sym, worst)}")
+                    (f"account {acct.name} is reduce-only: position {self._qty(sym, pos)} {sym}, "
+                     f"this order would take it to {self._qty(sym, worst)}"))
         if rests and acct.max_open_orders is not None and not old_qty \
                 and len(acct.orders) >= acct.max_open_orders:
             return (Reason.MAX_OPEN_ORDERS,
@@ -372,8 +386,8 @@ class Engine:
         limit = acct.max_position.get(sym)
         if limit is not None and abs(worst) > limit and abs(worst) > abs(pos):
             return (Reason.MAX_POSITION,
-                    f"max_position {self._qty(sym, limit)} {sym}: position {self._qty(sym, pos)} "
-                    f"with open orders and this order could reach {self._qty(sym, worst)}")
+                    (f"max_position {self._qty(sym, limit)} {sym}: position {self._qty(sym, pos)} "
+                     f"with open orders and this order could reach {self._qty(sym, worst)}"))
         if acct.credit is not None and side == BUY:
             if price <= 0:
                 return Reason.CREDIT_LIMIT, "a market buy without a protection price cannot be checked against credit"
@@ -381,9 +395,9 @@ class Engine:
             left = acct.cash - acct.bid_cash + acct.credit
             if need > left:
                 return (Reason.CREDIT_LIMIT,
-                        f"credit {self._cash(acct.credit)}: this buy needs {self._cash(need)}, "
-                        f"{self._cash(left)} left (cash {self._cash(acct.cash)}, "
-                        f"open buys {self._cash(acct.bid_cash)})")
+                        (f"credit {self._cash(acct.credit)}: this buy needs {self._cash(need)}, "
+                         f"{self._cash(left)} left (cash {self._cash(acct.cash)}, "
+                         f"open buys {self._cash(acct.bid_cash)})"))
         return None
 
     def _lookup(self, cmd: CancelCmd | ReplaceCmd, seq: int, ref: int, acct: Account, symbol: str,

@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING
 
 import msgspec
 from msgspec import Struct
-
 from zex.protocol.internal import BUY, SELL, Event
 
 from .book import Book, Order
@@ -95,7 +94,7 @@ class _Growing:
     commands of the book benchmark's stream).
     """
 
-    __slots__ = ("n", "chunks", "tail", "hash")
+    __slots__ = ("chunks", "hash", "n", "tail")
 
     def __init__(self) -> None:
         self.n = 0
@@ -276,12 +275,12 @@ def _encode_orders(eng: Engine, budget: int) -> int:
     done = 0
     for book in eng.books.values():
         if book.fresh and done < budget:
-            done += book.encode_fresh(encode, min(budget - done, 1 << 62))  # a C int in the compiled book
+            done += book.encode_fresh(encode, min(budget - done, 1 << 62))  # a C long long: book.pxd
     return done
 
 
 def _orders_raw(book: Book, side: int) -> msgspec.Raw:
-    encoded = book.encoded_in_priority(side)
+    encoded: list = book.encoded_in_priority(side)  # every one encoded: see _fixed
     encoded.insert(0, _array_header(len(encoded)))
     return msgspec.Raw(b"".join(encoded))
 

@@ -14,7 +14,17 @@ from __future__ import annotations
 import random
 from collections.abc import Iterator
 
-from zex.protocol.internal import BUY, GTC, IOC, LIMIT, SELL, STP_NONE, CancelCmd, Command, NewOrderCmd
+from zex.protocol.internal import (
+    BUY,
+    GTC,
+    IOC,
+    LIMIT,
+    SELL,
+    STP_NONE,
+    CancelCmd,
+    Command,
+    NewOrderCmd,
+)
 
 
 def mixed_stream(n: int, seed: int = 1, symbols: tuple[str, ...] = ("XYZ",), accounts: int = 50,

@@ -15,11 +15,25 @@ import os
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
 from zex.nodes.matcher.book import Book, Order
 from zex.protocol.internal import (
-    BUY, CXL_USER, FOK, GTC, IOC, LIMIT, MARKET, SELL, STP_CANCEL_BOTH, STP_CANCEL_NEWEST,
-    STP_CANCEL_OLDEST, STP_NONE, Cancelled, CancelCmd, NewOrderCmd, ReplaceCmd, Trade,
+    BUY,
+    CXL_USER,
+    FOK,
+    GTC,
+    IOC,
+    LIMIT,
+    MARKET,
+    SELL,
+    STP_CANCEL_BOTH,
+    STP_CANCEL_NEWEST,
+    STP_CANCEL_OLDEST,
+    STP_NONE,
+    CancelCmd,
+    Cancelled,
+    NewOrderCmd,
+    ReplaceCmd,
+    Trade,
 )
 
 from .harness import event_key

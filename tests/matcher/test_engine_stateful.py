@@ -19,7 +19,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, pr
 
 from zex.nodes.matcher.engine import Engine
 from zex.nodes.matcher.state import state_decoder
-from zex.protocol.internal import encoder
+from zex.protocol.internal import BUY, SELL, encoder
 
 from zex.nodes.matcher.builds import other_engine
 from .harness import SYMBOLS, Driver, commands
@@ -45,10 +45,10 @@ class EngineMachine(RuleBasedStateMachine):
     @rule(i=st.integers(0, 1000))
     def resend(self, i: int) -> None:
         """The client resends an earlier command after a timeout: nothing may change."""
-        books = {s: (b.depth(1), b.depth(2)) for s, b in self.d.engine.books.items()}
+        books = {s: (b.depth(BUY), b.depth(SELL)) for s, b in self.d.engine.books.items()}
         self.d.apply(self.d.commands[-1 - i % len(self.d.commands)])
         assert self.d.last == []
-        assert books == {s: (b.depth(1), b.depth(2)) for s, b in self.d.engine.books.items()}
+        assert books == {s: (b.depth(BUY), b.depth(SELL)) for s, b in self.d.engine.books.items()}
         self._twin_agrees()
 
     @rule()

@@ -10,11 +10,24 @@ from __future__ import annotations
 import re
 
 import pytest
-
 from zex.nodes.matcher.engine import MAX_LOTS, MAX_TICKS, Engine
 from zex.protocol.internal import (
-    BUY, FOK, GTC, IOC, KILL_BLOCK, KILL_REDUCE_ONLY, LIMIT, MARKET, SELL, STP_NONE,
-    CancelCmd, KillSwitchCmd, LimitsCmd, NewOrderCmd, Rejected, ReplaceCmd,
+    BUY,
+    FOK,
+    GTC,
+    IOC,
+    KILL_BLOCK,
+    KILL_REDUCE_ONLY,
+    LIMIT,
+    MARKET,
+    SELL,
+    STP_NONE,
+    CancelCmd,
+    KillSwitchCmd,
+    LimitsCmd,
+    NewOrderCmd,
+    Rejected,
+    ReplaceCmd,
 )
 from zex.protocol.numbers import Cash, Instrument
 from zex.protocol.reasons import Reason

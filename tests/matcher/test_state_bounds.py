@@ -12,11 +12,20 @@ from __future__ import annotations
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
 from zex.nodes.matcher.engine import MAX_CASH, MAX_LOTS, MAX_TICKS, Engine
 from zex.nodes.matcher.state import state_decoder
 from zex.protocol.internal import (
-    BUY, FOK, GTC, IOC, LIMIT, MARKET, SELL, STP_NONE, NewOrderCmd, Rejected, ReplaceCmd,
+    BUY,
+    FOK,
+    GTC,
+    IOC,
+    LIMIT,
+    MARKET,
+    SELL,
+    STP_NONE,
+    NewOrderCmd,
+    Rejected,
+    ReplaceCmd,
 )
 from zex.protocol.reasons import Reason
 
