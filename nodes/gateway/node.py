@@ -7,8 +7,10 @@
     PULL    inproc              replies and session changes from the workers (worker.py)
     PAIR    inproc control      stop() sends b"STOP"
 
-``workers = 0`` (the default) runs no worker threads: the front decodes and
-validates each request itself and sends the command out of its own DEALER.
+Every request is decided by intake (intake.py: decode, validate, authorise,
+stateless risk; no I/O), run by one of two thin runners (worker.py).
+``workers = 0`` (the default) runs no worker threads: the front runs intake
+itself and sends the command out of its own DEALER.
 On CPython that is measured fastest (bench/README.md): the GIL lets one
 thread run Python at a time, so a worker thread adds a hand-off per request
 and no parallel work; a gateway scales by running more gateway processes.
@@ -53,13 +55,15 @@ from zex.protocol.internal import (
 )
 from zex.protocol.numbers import Cash
 
+from ..runtime.audit import AuditPush
 from ..runtime.config import Config
 from ..runtime.hotpath import EVENTS, MORE_NOBLOCK, NOBLOCK, POLLIN, RCVMORE, send
 from ..runtime.metrics import LATENCY_BUCKETS, histogram
 from ..runtime.service import NodeThread
 from .reports import Reports
 from .risk import AccountRules
-from .worker import Worker
+from .intake import Intake
+from .worker import FrontRunner, Runner, WorkerThread
 
 log = logging.getLogger("zex.gateway")
 
@@ -108,8 +112,8 @@ class GatewayNode(NodeThread):
         self.sessions: dict[bytes, Session] = {}
         self.by_account: dict[str, set[bytes]] = defaultdict(set)
         self.next_rseq: dict[str, int] = {}
-        self.workers: list[Worker] = []
-        self._inline: Worker | None = None  # workers = 0: the front's own Worker
+        self.workers: list[Runner] = []
+        self._inline: FrontRunner | None = None  # workers = 0: intake runs in the front thread
         self._threads: list[threading.Thread] = []  # the workers; the front joins them
         self.dropped_reports = 0  # frames a client could not take (gone or not reading)
         self.orphan_reports = 0  # rseq-0 reports whose session had ended
@@ -169,6 +173,10 @@ class GatewayNode(NodeThread):
         a = self.gc.audit
         return "" if a == "off" else (a or self.cfg.logger.bind)
 
+    def _intake(self) -> Intake:
+        """One runner's intake: its own sessions, the shared rules and the front's price references."""
+        return Intake(self.gc.name, self.cfg.instruments, self.rules, self.cash, self.refs)
+
     # ---------------------------------------------------------- the front
 
     def _run(self) -> None:
@@ -201,15 +209,13 @@ class GatewayNode(NodeThread):
                 def out(frames: list[bytes]) -> None:
                     self._from_worker(router, frames, time.monotonic())
 
-                self._inline = Worker.inline(gc.name, ctx, out, dealer, self.cfg.instruments, self.rules,
-                                             self.cash, self.refs, audit=self.audit_endpoint,
-                                             matcher_hwm=gc.matcher_hwm)
+                self._inline = FrontRunner(self._intake(), out, dealer, AuditPush(ctx, self.audit_endpoint, gc.name),
+                                           gc.matcher_hwm)
                 self.workers.append(self._inline)
             started = threading.Semaphore(0)
             for i in range(gc.workers):
-                w = Worker(i, gc.name, ctx, self._work_addr[i], self._back_addr, self.matcher_endpoint,
-                           self.cfg.instruments, self.rules, self.cash, self.refs, audit=self.audit_endpoint,
-                           matcher_hwm=gc.matcher_hwm)
+                w = WorkerThread(i, self._intake(), ctx, self._work_addr[i], self._back_addr, self.matcher_endpoint,
+                                 audit=self.audit_endpoint, matcher_hwm=gc.matcher_hwm)
                 self.workers.append(w)
                 t = threading.Thread(target=w.run, args=(started.release,), name=f"zex-gw-worker-{i}", daemon=True)
                 self._threads.append(t)

@@ -116,11 +116,11 @@ class TokenBucket:
 
     __slots__ = ("rate", "burst", "tokens", "stamp")
 
-    def __init__(self, rate: float, burst: float) -> None:
+    def __init__(self, rate: float, burst: float, now: float | None = None) -> None:
         self.rate = rate
         self.burst = burst
         self.tokens = burst
-        self.stamp = time.monotonic()
+        self.stamp = time.monotonic() if now is None else now  # the clock ``take`` will be given
 
     def take(self, now: float) -> bool:
         tokens = self.tokens + (now - self.stamp) * self.rate

@@ -1,29 +1,31 @@
-"""Drive the gateway's request handling with no sockets: frames in, replies out."""
+"""Drive the gateway's intake and the runners' reply path with no sockets: frames in, replies out."""
 
 from __future__ import annotations
 
 import zmq
-
-from zex.nodes.gateway.worker import Session, Worker
+from zex.nodes.gateway.intake import Intake, Session
+from zex.nodes.gateway.worker import Runner
+from zex.nodes.runtime.audit import AuditPush
 from zex.protocol import messages as m
 from zex.protocol.codec import decode_report, encode
 
 
 class Harness:
-    def __init__(self, instruments, rules, cash) -> None:
+    def __init__(self, instruments, rules, cash, refs: dict[str, int] | None = None) -> None:
         self.replies: list[list[bytes]] = []
-        self.worker = Worker.inline("gw-test", zmq.Context.instance(), self.replies.append, None, instruments,
-                                    rules, cash, {}, audit="")
+        self.intake = Intake("gw-test", instruments, rules, cash, refs if refs is not None else {})
+        # audit "" makes no socket: the runner's reply path is all that runs
+        self.runner = Runner(self.intake, self.replies.append, AuditPush(zmq.Context.instance(), "", "gw-test"))
 
     def close(self) -> None:
-        self.worker.close()
+        self.runner.close()
 
     def log_on(self, client: bytes, account: str) -> None:
-        self.worker.sessions[client] = Session(self.worker.rules[account])
+        self.intake.sessions[client] = Session(self.intake.rules[account], self.intake.clock())
 
     def reject_frame(self, client: bytes, frame: bytes) -> m.Reject:
         self.replies.clear()
-        self.worker.handle(client, frame)
+        self.runner.handle(client, frame)
         assert len(self.replies) == 1 and self.replies[0][:2] == [b"R", client], self.replies
         msg = decode_report(self.replies[0][2])
         assert isinstance(msg, m.Reject), msg

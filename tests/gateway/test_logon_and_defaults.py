@@ -4,7 +4,6 @@ logon_ack, and a market order without tif is ioc."""
 from __future__ import annotations
 
 import msgpack
-
 from zex.protocol import messages as m
 from zex.protocol.reasons import Reason
 

@@ -13,7 +13,6 @@ from decimal import Decimal
 
 import msgpack
 import pytest
-
 from zex.nodes.gateway.risk import AccountRules
 from zex.nodes.runtime.config import AccountConfig
 from zex.protocol import messages as m
