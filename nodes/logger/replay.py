@@ -47,11 +47,12 @@ def _trail_batches(trail: Path) -> Iterator[EventBatch]:
             yield batch_decoder.decode(e.payload)
 
 
-def replay(journal: Path, trail: Path, symbols, cash_mult, digest_every: int, *, show: int = 20,
+def replay(journal: Path, trail: Path, instruments, cash_mult, digest_every: int, *, show: int = 20,
            progress=None) -> Result:
     """Replay ``journal`` and compare with ``trail``; ``progress(result)`` is called now and then."""
     res = Result()
-    engine = Engine(symbols, digest_every, cash_mult)
+    # the instruments, not their names: the engine's reject texts show their decimals
+    engine = Engine(instruments, digest_every, cash_mult)
     decode = command_decoder.decode
     theirs = _trail_batches(trail)
     pending: list = []  # the trail's events not yet matched, with their seqs
@@ -114,14 +115,13 @@ def cmd_replay(args) -> int:
     for p, what in ((journal, "journal directory"), (trail, "audit trail directory (--trail)")):
         if not p.is_dir():
             sys.exit(f"zex replay: {p} is not a directory; give the {what}")
-    symbols = [i.symbol for i in cfg.instruments]
 
     def progress(r: Result) -> None:
         print(f"  ... {r.commands:,} commands replayed, seq {r.journal_ends:,}, {r.compared:,} records compared",
               file=sys.stderr, flush=True)
 
     started = time.monotonic()
-    r = replay(journal, trail, symbols, Cash(cfg.instruments).mult, cfg.matcher.digest_every,
+    r = replay(journal, trail, cfg.instruments, Cash(cfg.instruments).mult, cfg.matcher.digest_every,
                show=args.show, progress=progress)
     took = time.monotonic() - started
     print(f"replayed {r.commands:,} commands ({r.records:,} journal records) in {took:.1f} s; "

@@ -160,12 +160,11 @@ class MatcherNode(NodeThread):
 
     def _run(self) -> None:
         mc = self.mc
-        symbols = [i.symbol for i in self.cfg.instruments]
         cash = Cash(self.cfg.instruments)
         publisher = Publisher(Path(mc.data_dir), mc.heartbeat_ms)
         try:
             engine, journal = recover(
-                Path(mc.data_dir), symbols, digest_every=mc.digest_every, fsync=mc.fsync,
+                Path(mc.data_dir), self.cfg.instruments, digest_every=mc.digest_every, fsync=mc.fsync,
                 fsync_interval_ms=mc.fsync_interval_ms, segment_bytes=mc.segment_mb * 1024 * 1024,
                 cash_mult=cash.mult, events_after=publisher.last_seq, on_batch=publisher.regenerate)
         except BaseException:

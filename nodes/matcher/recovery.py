@@ -22,6 +22,7 @@ from pathlib import Path
 
 from zex.protocol.errors import ZexError
 from zex.protocol.internal import command_decoder
+from zex.protocol.numbers import Instrument
 
 from .engine import Engine
 from .journal import Journal, Record
@@ -34,7 +35,7 @@ class RecoveryError(ZexError):
     """The snapshot and the journal do not agree; the data directory needs an operator."""
 
 
-def recover(directory: Path, symbols: Iterable[str], *, digest_every: int = 0, fsync: str = "always",
+def recover(directory: Path, symbols: Iterable[str | Instrument], *, digest_every: int = 0, fsync: str = "always",
             fsync_interval_ms: float = 5.0, segment_bytes: int | None = None,
             use_snapshot: bool = True, cash_mult: Mapping[str, int] | None = None,
             events_after: int | None = None,

@@ -79,7 +79,7 @@ def replay_journal(cl: Cluster, orders_at: dict[str, int] | None = None) -> Trut
     were right after command ``seq`` (when its client asked), in ``Truth.orders_at``.
     """
     cfg = cl.cfg
-    engine = Engine([i.symbol for i in cfg.instruments], cfg.matcher.digest_every, Cash(cfg.instruments).mult)
+    engine = Engine(cfg.instruments, cfg.matcher.digest_every, Cash(cfg.instruments).mult)
     t = Truth(engine, instruments=cfg.instruments)
     decode = command_decoder.decode
     expect = 1
