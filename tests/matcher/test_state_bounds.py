@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from zex.nodes.matcher.builds import other_engine
 from zex.nodes.matcher.engine import MAX_CASH, MAX_LOTS, MAX_TICKS, Engine
 from zex.nodes.matcher.state import state_decoder
 from zex.protocol.internal import (
@@ -26,6 +27,7 @@ from zex.protocol.internal import (
     NewOrderCmd,
     Rejected,
     ReplaceCmd,
+    encoder,
 )
 from zex.protocol.reasons import Reason
 
@@ -83,6 +85,7 @@ def test_a_sell_is_bounded_at_the_best_bid_it_could_trade_at():
 EXTREME = st.sampled_from([1, 2, 3, 1 << 20, 1 << 31, 1 << 40, (1 << 61), MAX_TICKS - 1, MAX_TICKS])
 MULTS = st.sampled_from([1, 100, 10_000, 1 << 20])
 ACCOUNTS = ["a", "b", "c"]
+SEEN: set = set()  # what the property test made happen (checked by the test after it)
 
 orders = st.tuples(
     st.sampled_from(["new", "new", "new", "replace"]),
@@ -90,15 +93,19 @@ orders = st.tuples(
     st.sampled_from([BUY, SELL]),
     st.sampled_from([(LIMIT, GTC)] * 4 + [(LIMIT, IOC), (LIMIT, FOK), (MARKET, IOC), (MARKET, FOK)]),
     st.one_of(EXTREME, st.integers(1, MAX_TICKS)),
-    st.one_of(EXTREME, st.integers(1, MAX_LOTS)),
+    st.one_of(EXTREME, st.integers(1, MAX_LOTS), st.integers(1, 1 << 20)),
     st.integers(0, 50),
 )
 
 
-@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=200, deadline=None, derandomize=True, database=None,
+          suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(orders, min_size=1, max_size=40), MULTS)
 def test_extreme_numbers_are_refused_with_a_reason_and_the_state_always_encodes(cmds, mult):
+    """And the other build (builds.py: plain Python beside a compiled install), whose C ints
+    meet these numbers first, gives the same bytes."""
     eng = Engine(["XYZ"], digest_every=7, cash_mult={"XYZ": mult})
+    twin = other_engine()(["XYZ"], digest_every=7, cash_mult={"XYZ": mult})
     codes = {int(r) for r in Reason}
     for i, (kind, acct, side, (ord_type, tif), price, qty, pick) in enumerate(cmds):
         if kind == "replace":
@@ -111,13 +118,24 @@ def test_extreme_numbers_are_refused_with_a_reason_and_the_state_always_encodes(
             cmd = NewOrderCmd(i, "gw", b"c", acct, f"n{i}", "XYZ", side, ord_type, tif, price, qty,
                               False, STP_NONE)
         eng.process(cmd)
-        for ev in eng.take_events():
+        twin.process(cmd)
+        events = eng.take_events()
+        assert encoder.encode(twin.take_events()) == encoder.encode(events)
+        for ev in events:
             if type(ev) is Rejected:
                 assert ev.reason in codes and ev.text, ev
-        eng.state_bytes()
-        eng.digest()
+            SEEN.add(type(ev).__name__ if type(ev) is not Rejected else ev.reason)
+        assert eng.state_bytes() == twin.state_bytes()
+        assert eng.digest() == twin.digest()
         for a in eng.accounts.values():
             assert -MAX_CASH <= a.cash <= MAX_CASH, a.cash
             for h in a.holdings.values():
                 assert -MAX_LOTS <= h.pos <= MAX_LOTS and 0 <= h.bought <= MAX_LOTS
                 assert 0 <= h.sold <= MAX_LOTS
+
+
+def test_the_extreme_streams_trade_and_meet_the_bounds():
+    """The property test above means something only if its streams trade and hit the bounds."""
+    if not SEEN:
+        test_extreme_numbers_are_refused_with_a_reason_and_the_state_always_encodes()
+    assert {"Trade", Reason.RISK_LIMIT, Reason.QTY_TOO_LARGE} <= SEEN, SEEN
