@@ -12,7 +12,7 @@ from pathlib import Path
 import zmq
 
 from tests.conftest import wait_for
-from tests.matcher.test_eventlog import _config, feed
+from tests.matcher.test_eventlog import _config
 from zex.nodes.stream.eventlog import EventLogReader
 from zex.nodes.matcher.node import MatcherNode
 from zex.nodes.matcher.workload import mixed_stream
@@ -20,7 +20,39 @@ from zex.nodes.stream.consumer import EventStream
 from zex.protocol.internal import ReplayChunk, ReplayRequest, encoder, replay_chunk_decoder
 
 
-def drain(stream: EventStream, got: list, until, timeout: float = 20.0) -> None:
+# Deadlines for a loaded 2-core machine (the suite's node processes and a benchmark beside them):
+# each step takes well under a second alone, and was seen to take 20 s and more under such load.
+# They only bound a failure; a passing run waits for the condition, not the deadline.
+DEADLINE = 90.0
+
+
+class Gateway:
+    """Commands into the matcher as gateway gw1, through one DEALER for the whole test.
+
+    One socket, not one per batch: the matcher's ROUTER ignores a second peer named gw1 while
+    it still holds the first one's pipe, and on a busy machine it still did when the next batch
+    came (seen: every later command lost). Each ``feed`` waits until the matcher sequenced all
+    it sent (a close with a linger would instead drop what was still undelivered).
+    """
+
+    def __init__(self, ctx: zmq.Context, cfg) -> None:
+        self.dealer = ctx.socket(zmq.DEALER)
+        self.dealer.linger = 0
+        self.dealer.identity = b"gw1"
+        self.dealer.connect(cfg.matcher.bind)
+
+    def feed(self, node: MatcherNode, cmds) -> None:
+        target = node.engine.seq
+        for c in cmds:
+            self.dealer.send(encoder.encode(c))
+            target += 1
+        wait_for(lambda: node.engine.seq >= target, DEADLINE, f"the matcher to sequence up to {target}")
+
+    def close(self) -> None:
+        self.dealer.close(0)
+
+
+def drain(stream: EventStream, got: list, until, timeout: float = DEADLINE) -> None:
     """Poll the stream's sockets, collecting batches, until ``until()`` or the deadline."""
     deadline = time.monotonic() + timeout
     while not until():
@@ -60,9 +92,10 @@ def test_late_and_paused_consumers_end_complete(tmp_path, ipc_dir, ctx):
     cfg.matcher.max_batch = 4  # many small batches
     node = MatcherNode(cfg, ctx)
     node.start()
+    gw = Gateway(ctx, cfg)
     try:
-        feed(ctx, cfg, mixed_stream(800, seed=3))
-        wait_for(lambda: node.engine.seq == 800, 20, "first 800 sequenced")
+        gw.feed(node, mixed_stream(800, seed=3))
+        assert node.engine.seq == 800
         # Late: joins after 800 commands and before the rest.
         late = EventStream(ctx, cfg.matcher.events_bind, cfg.matcher.replay_bind)
         # Paused: a tiny receive HWM and nobody reading while 3000 commands flow.
@@ -70,8 +103,8 @@ def test_late_and_paused_consumers_end_complete(tmp_path, ipc_dir, ctx):
         paused.sub.setsockopt(zmq.RCVBUF, 4096)
         got_late, got_paused = [], []
         drain(late, got_late, lambda: late.caught_up and late.next_seq > 800)
-        feed(ctx, cfg, mixed_stream(3000, seed=4, prefix="b", first_order_id=10_000))
-        wait_for(lambda: node.engine.seq == 3800, 20, "3800 sequenced")
+        gw.feed(node, mixed_stream(3000, seed=4, prefix="b", first_order_id=10_000))
+        assert node.engine.seq == 3800
         drain(late, got_late, lambda: late.next_seq > 3800)
         drain(paused, got_paused, lambda: paused.next_seq > 3800)
         check_complete(got_late, cfg, 3800)
@@ -81,6 +114,7 @@ def test_late_and_paused_consumers_end_complete(tmp_path, ipc_dir, ctx):
         late.close()
         paused.close()
     finally:
+        gw.close()
         node.stop()
 
 
@@ -89,19 +123,21 @@ def test_consumer_continues_across_a_matcher_restart(tmp_path, ipc_dir, ctx):
     node = MatcherNode(cfg, ctx)
     node.start()
     stream = EventStream(ctx, cfg.matcher.events_bind, cfg.matcher.replay_bind, timeout=0.5)
+    gw = Gateway(ctx, cfg)  # its DEALER reconnects to the restarted matcher, as a gateway's does
     got: list = []
     try:
-        feed(ctx, cfg, mixed_stream(500, seed=8))
+        gw.feed(node, mixed_stream(500, seed=8))
         drain(stream, got, lambda: stream.next_seq > 500)
         node.stop()
         # Commands sequenced while the consumer cannot see the live stream.
         node = MatcherNode(cfg, ctx)
         node.start()
-        feed(ctx, cfg, mixed_stream(400, seed=9, prefix="r", first_order_id=5000))
-        wait_for(lambda: node.engine.seq == 900, 20, "900 sequenced")
+        gw.feed(node, mixed_stream(400, seed=9, prefix="r", first_order_id=5000))
+        assert node.engine.seq == 900
         drain(stream, got, lambda: stream.next_seq > 900)
         check_complete(got, cfg, 900)
     finally:
+        gw.close()
         stream.close()
         node.stop()
 
@@ -113,17 +149,25 @@ def test_replay_service_answers_past_the_end_and_refuses_garbage(tmp_path, ipc_d
     d = ctx.socket(zmq.DEALER)
     d.linger = 0
     d.connect(cfg.matcher.replay_bind)
+    gw = Gateway(ctx, cfg)
     try:
-        feed(ctx, cfg, mixed_stream(50, seed=1))
-        wait_for(lambda: node.engine.seq == 50, 10, "50 sequenced")
+        gw.feed(node, mixed_stream(50, seed=1))
+        # The service answers from the event log, which the matcher writes at the end of its
+        # turn, after engine.seq moved: wait for the log, or a busy machine sees head 0.
+        reader = EventLogReader(Path(cfg.matcher.data_dir))
+        try:
+            wait_for(lambda: reader.refresh() or reader.last_seq == 50, DEADLINE, "50 in the event log")
+        finally:
+            reader.close()
         d.send(b"\xc1garbage")
         d.send(encoder.encode(ReplayRequest(7, 51, 10)))
-        assert d.poll(5000)
+        assert d.poll(DEADLINE * 1000)
         frames = d.recv_multipart()
         chunk = replay_chunk_decoder.decode(frames[0])
         assert chunk == ReplayChunk(7, 51, 50, 50, 0, 1) and len(frames) == 1
-        wait_for(lambda: node.replay.bad_requests == 1, 5, "the garbage counted")
+        wait_for(lambda: node.replay.bad_requests == 1, DEADLINE, "the garbage counted")
     finally:
+        gw.close()
         d.close(0)
         node.stop()
 
