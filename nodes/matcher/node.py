@@ -199,15 +199,24 @@ class MatcherNode(NodeThread):
             self._ready.set()
             self._loop(engine, journal, publisher, router, ctrl)
         finally:
-            if self.snapshots is not None:
-                self.snapshots.close(8.0)  # a pending snapshot is written before the node stops
-            journal.close()
-            gc.unfreeze()  # the state is garbage once this node is gone (tests, zex run)
-            if gc_before is not None:
-                gc.set_threshold(*gc_before)
-            publisher.close()
-            for s in (router, ctrl):
-                s.close(linger=0)
+            # Nested so that every step runs even when one raises (a journal that failed a
+            # write fails its close too): the sockets, the event log and the GC policy are
+            # released and the first error is the one the node reports.
+            try:
+                try:
+                    if self.snapshots is not None:
+                        self.snapshots.close(8.0)  # a pending snapshot is written before the node stops
+                finally:
+                    journal.close()
+            finally:
+                gc.unfreeze()  # the state is garbage once this node is gone (tests, zex run)
+                if gc_before is not None:
+                    gc.set_threshold(*gc_before)
+                try:
+                    publisher.close()
+                finally:
+                    for s in (router, ctrl):
+                        s.close(linger=0)
 
     def _apply_limits(self, engine, journal, publisher: Publisher, cash: Cash) -> None:
         """Journal a LimitsCmd for every account whose configured limits differ from the state."""
