@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import random
 import shutil
@@ -53,6 +54,44 @@ def free_port() -> int:
         _HANDED_OUT.add(port)
         return port
     raise RuntimeError(f"no free loopback port in {low}..{high}: close what holds them and run again")
+
+
+def default_binds() -> dict[tuple[str, str], str]:
+    """Every endpoint the built-in defaults bind: {(section, key): "tcp://127.0.0.1:7100", ...}.
+
+    Read from the config's own dataclasses, so a bind added to a node later is covered.
+    """
+    from zex.nodes.runtime import config as config_mod
+
+    out = {}
+    for section in dataclasses.fields(config_mod.Config):
+        factory = section.default_factory
+        value = factory() if factory is not dataclasses.MISSING else None
+        if not dataclasses.is_dataclass(value):
+            continue
+        for f in dataclasses.fields(value):
+            default = getattr(value, f.name)
+            if (f.name == "bind" or f.name.endswith("_bind")) and default:
+                out[section.name, f.name] = default
+    return out
+
+
+def free_port_config(path: Path, data_dir: Path, extra: str = "") -> Path:
+    """Write a config whose every bind is on a free loopback port and whose data is in ``data_dir``.
+
+    So a test never meets what holds the default ports (an exchange `make run` left up, another
+    test run); ``extra`` is appended (more TOML). The file is plain TOML any zex reads.
+    """
+    sections: dict[str, list[str]] = {
+        "matcher": [f'data_dir = "{data_dir / "matcher"}"'],
+        "logger": [f'data_dir = "{data_dir / "logger"}"'],
+    }
+    for (section, key), default in default_binds().items():
+        head, _, _ = default.rpartition(":")  # keep the form: tcp://127.0.0.1:N or 127.0.0.1:N
+        sections.setdefault(section, []).append(f'{key} = "{head}:{free_port()}"')
+    text = "".join(f"[{name}]\n" + "\n".join(lines) + "\n" for name, lines in sections.items())
+    path.write_text(text + extra)
+    return path
 
 
 def wait_for(predicate, timeout: float = 10.0, what: str = "condition", interval: float = 0.01):
@@ -134,6 +173,28 @@ def nodes():
     yield start
     for n in started:
         n.stop()
+
+
+@pytest.fixture
+def default_ports_held():
+    """Listen on every port the built-in defaults bind, as another exchange on this host would.
+
+    A port something else already holds is left to it (held all the same). Yields the ports.
+    """
+    held: list[socket.socket] = []
+    ports = sorted({int(ep.rpartition(":")[2]) for ep in default_binds().values()})
+    for port in ports:
+        s = socket.socket()
+        try:
+            s.bind(("127.0.0.1", port))
+            s.listen()
+        except OSError:
+            s.close()
+            continue
+        held.append(s)
+    yield ports
+    for s in held:
+        s.close()
 
 
 @pytest.fixture

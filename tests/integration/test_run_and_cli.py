@@ -5,8 +5,9 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+import tomllib
 
-from tests.conftest import free_port
+from tests.conftest import free_port, free_port_config
 
 
 def zex(*args: str, timeout: float = 30) -> subprocess.CompletedProcess:
@@ -14,14 +15,11 @@ def zex(*args: str, timeout: float = 30) -> subprocess.CompletedProcess:
                           timeout=timeout)
 
 
-def test_zex_run_starts_everything_and_the_cli_trades_against_it(tmp_path, nodes):
-    gw = f"tcp://127.0.0.1:{free_port()}"
-    cfg = tmp_path / "zex.toml"
-    cfg.write_text(f'[matcher]\nbind = "tcp://127.0.0.1:{free_port()}"\nevents_bind = "tcp://127.0.0.1:{free_port()}"\n'
-                   f'replay_bind = "tcp://127.0.0.1:{free_port()}"\nmetrics_bind = ""\n'
-                   f'[gateway]\nbind = "{gw}"\nmetrics_bind = ""\n'
-                   f'[marketdata]\nfeed_bind = "tcp://127.0.0.1:{free_port()}"\n'
-                   f'snapshot_bind = "tcp://127.0.0.1:{free_port()}"\nmetrics_bind = ""\n')
+def test_zex_run_starts_everything_and_the_cli_trades_against_it(tmp_path, nodes, default_ports_held):
+    # Every default port is held (as by an exchange `make run` left up): the test's own config
+    # must move every node off them. It once left the logger's two on the defaults.
+    cfg = free_port_config(tmp_path / "zex.toml", tmp_path / "data")
+    gw = tomllib.loads(cfg.read_text())["gateway"]["bind"]
     run = nodes(["run", "--config", str(cfg), "--data-dir", str(tmp_path / "data"), "--quiet"],
                 "Ctrl+C to quit", tmp_path / "run.log")
     assert gw in run.banner and "zex order buy" in run.banner  # says where to connect, with an example
