@@ -66,6 +66,33 @@ KILL_NAMES = {KILL_OFF: "off", KILL_BLOCK: "block", KILL_REDUCE_ONLY: "reduce_on
 # QueryCmd.what
 Q_ORDERS, Q_POSITIONS, Q_REPORTS, Q_BOOK = 1, 2, 3, 4
 EXP_NAMES = {EXP_IOC: "ioc", EXP_FOK: "fok", EXP_MARKET: "market"}
+QUERY_NAMES = {Q_ORDERS: "orders", Q_POSITIONS: "positions", Q_REPORTS: "reports", Q_BOOK: "book"}
+
+# The other way: the wire's words (protocol/messages.py) to these codes. Each is the exact
+# inverse of its *_NAMES map, so there is one vocabulary, defined here, mapped both ways.
+SIDE_CODES = {name: code for code, name in SIDE_NAMES.items()}
+ORD_TYPE_CODES = {name: code for code, name in ORD_TYPE_NAMES.items()}
+TIF_CODES = {name: code for code, name in TIF_NAMES.items()}
+STP_CODES = {name: code for code, name in STP_NAMES.items()}
+KILL_CODES = {name: code for code, name in KILL_NAMES.items()}
+QUERY_CODES = {name: code for code, name in QUERY_NAMES.items()}
+OTHER_SIDE = {BUY: SELL, SELL: BUY}  # the maker's side of a trade is the other side of the taker's
+
+
+def pin_fields(struct: type, names: str) -> None:
+    """Refuse to import a module that unpacks ``struct`` by position if its fields moved.
+
+    A hot loop may read a command with one ``msgspec.structs.astuple`` and
+    unpack it by position; a field added, removed or reordered here would then
+    shift every value silently. Call this at import, beside the unpacking:
+
+        pin_fields(NewOrderCmd, "ts gw client account cl_ord_id symbol side ord_type tif price qty post_only stp")
+    """
+    want = tuple(names.split())
+    have = tuple(struct.__struct_fields__)
+    if have != want:
+        raise ImportError(f"{struct.__name__} fields are {' '.join(have)}; the code unpacking it by position "
+                          f"expects {' '.join(want)}: update that code and its pin_fields call together")
 
 
 class _Internal(Struct, array_like=True, frozen=True, tag_field="t", gc=False):
@@ -82,65 +109,65 @@ class _Internal(Struct, array_like=True, frozen=True, tag_field="t", gc=False):
 
 
 class NewOrderCmd(_Internal, tag=1):
-    ts: int
-    gw: str
-    client: bytes
-    account: str
-    cl_ord_id: str
-    symbol: str
-    side: Literal[1, 2]
-    ord_type: Literal[1, 2]
-    tif: Literal[1, 2, 3]
+    ts: int  # ns since the epoch: when the request entered zex (the gateway's stamp)
+    gw: str  # the gateway's name (its DEALER identity prefix): where answers go
+    client: bytes  # the client's routing id at that gateway: which session
+    account: str  # the account (of the session; for an event, whose order or request it is)
+    cl_ord_id: str  # the request's client order id, as the client sent it
+    symbol: str  # the instrument
+    side: Literal[1, 2]  # BUY or SELL
+    ord_type: Literal[1, 2]  # LIMIT or MARKET
+    tif: Literal[1, 2, 3]  # GTC, IOC or FOK
     price: int  # ticks; for a market order its protection price (0: none)
     qty: int  # lots, > 0
-    post_only: bool = False
-    stp: Literal[0, 1, 2, 3] = STP_CANCEL_NEWEST
+    post_only: bool = False  # refuse rather than trade on arrival
+    stp: Literal[0, 1, 2, 3] = STP_CANCEL_NEWEST  # self-trade prevention: STP_NONE .. STP_CANCEL_BOTH
 
 
 class CancelCmd(_Internal, tag=2):
-    ts: int
-    gw: str
-    client: bytes
-    account: str
-    cl_ord_id: str
-    symbol: str
+    ts: int  # ns since the epoch: when the request entered zex (the gateway's stamp)
+    gw: str  # the gateway's name (its DEALER identity prefix): where answers go
+    client: bytes  # the client's routing id at that gateway: which session
+    account: str  # the account (of the session; for an event, whose order or request it is)
+    cl_ord_id: str  # the request's client order id, as the client sent it
+    symbol: str  # the instrument
     order_id: int = 0  # 0: look the order up by orig_cl_ord_id
-    orig_cl_ord_id: str = ""
+    orig_cl_ord_id: str = ""  # or the cl_ord_id of the new_order that made it, when order_id is 0
 
 
 class ReplaceCmd(_Internal, tag=3):
-    ts: int
-    gw: str
-    client: bytes
-    account: str
-    cl_ord_id: str
-    symbol: str
-    price: int
+    ts: int  # ns since the epoch: when the request entered zex (the gateway's stamp)
+    gw: str  # the gateway's name (its DEALER identity prefix): where answers go
+    client: bytes  # the client's routing id at that gateway: which session
+    account: str  # the account (of the session; for an event, whose order or request it is)
+    cl_ord_id: str  # the request's client order id, as the client sent it
+    symbol: str  # the instrument
+    price: int  # ticks
     qty: int  # new total quantity, filled included (FIX OrderQty semantics)
-    order_id: int = 0
-    orig_cl_ord_id: str = ""
+    order_id: int = 0  # the matcher's id of the order
+    orig_cl_ord_id: str = ""  # or the cl_ord_id of the new_order that made it, when order_id is 0
 
 
 class MassCancelCmd(_Internal, tag=4):
     """Cancel-on-disconnect: cancel the open orders ``account`` entered through session (gw, client)."""
 
-    ts: int
-    gw: str
-    client: bytes
-    account: str
+    ts: int  # ns since the epoch: when the request entered zex (the gateway's stamp)
+    gw: str  # the gateway's name (its DEALER identity prefix): where answers go
+    client: bytes  # the client's routing id at that gateway: which session
+    account: str  # the account (of the session; for an event, whose order or request it is)
     reason: int  # CXL_DISCONNECT
 
 
 class KillSwitchCmd(_Internal, tag=5):
     """An operator (``account``) sets ``target``'s kill switch to ``mode``."""
 
-    ts: int
-    gw: str
-    client: bytes
-    account: str
-    cl_ord_id: str
-    target: str
-    mode: Literal[0, 1, 2]
+    ts: int  # ns since the epoch: when the request entered zex (the gateway's stamp)
+    gw: str  # the gateway's name (its DEALER identity prefix): where answers go
+    client: bytes  # the client's routing id at that gateway: which session
+    account: str  # the account (of the session; for an event, whose order or request it is)
+    cl_ord_id: str  # the request's client order id, as the client sent it
+    target: str  # the account whose kill switch is set
+    mode: Literal[0, 1, 2]  # KILL_OFF, KILL_BLOCK or KILL_REDUCE_ONLY
 
 
 class LimitsCmd(_Internal, tag=6):
@@ -151,29 +178,37 @@ class LimitsCmd(_Internal, tag=6):
     were in force when each order arrived.
     """
 
-    ts: int
-    account: str
-    max_open_orders: int | None = None
+    ts: int  # ns since the epoch: when the request entered zex (the gateway's stamp)
+    account: str  # the account (of the session; for an event, whose order or request it is)
+    max_open_orders: int | None = None  # None: no limit
     credit: int | None = None  # cash units the account may owe, open buys included
     max_position: dict[str, int] = {}  # symbol -> lots, long or short; absent: no limit
-    gw: str = ""
-    client: bytes = b""
+    gw: str = ""  # the gateway's name (its DEALER identity prefix): where answers go
+    client: bytes = b""  # the client's routing id at that gateway: which session
 
 
 class QueryCmd(_Internal, tag=7):
     """Read-only: answered from the matcher's state, never journaled or sequenced."""
 
-    gw: str
-    client: bytes
-    account: str
+    gw: str  # the gateway's name (its DEALER identity prefix): where answers go
+    client: bytes  # the client's routing id at that gateway: which session
+    account: str  # the account (of the session; for an event, whose order or request it is)
     what: Literal[1, 2, 3, 4]  # Q_ORDERS, Q_POSITIONS, Q_REPORTS, Q_BOOK (limit = depth)
-    req_id: str = ""
-    symbol: str = ""
-    from_rseq: int = 0
-    limit: int = 1000
+    req_id: str = ""  # the query's req_id, echoed
+    symbol: str = ""  # the instrument
+    from_rseq: int = 0  # the first report sequence number asked for
+    limit: int = 1000  # at most this many items (reports, or levels of a book)
 
 
 Command = NewOrderCmd | CancelCmd | ReplaceCmd | MassCancelCmd | KillSwitchCmd | LimitsCmd
+
+# Rejected.ref: the tag of the command refused, and the client request type it answers.
+REF_NEW_ORDER, REF_CANCEL, REF_REPLACE, REF_KILL_SWITCH = (
+    NewOrderCmd.__struct_config__.tag, CancelCmd.__struct_config__.tag, ReplaceCmd.__struct_config__.tag,
+    KillSwitchCmd.__struct_config__.tag)
+REF_TYPE_NAMES = {REF_NEW_ORDER: "new_order", REF_CANCEL: "cancel", REF_REPLACE: "replace",
+                  REF_KILL_SWITCH: "kill_switch"}
+REF_TYPE_CODES = {name: code for code, name in REF_TYPE_NAMES.items()}
 
 # ------------------------------------------------------------------ events
 # Every event carries the sequence number of the command that caused it; one
@@ -182,111 +217,111 @@ Command = NewOrderCmd | CancelCmd | ReplaceCmd | MassCancelCmd | KillSwitchCmd |
 
 
 class Accepted(_Internal, tag=10):
-    seq: int
-    ts: int
-    order_id: int
-    account: str
-    cl_ord_id: str
-    symbol: str
-    side: int
-    ord_type: int
-    tif: int
-    price: int
-    qty: int
+    seq: int  # the sequence number of the command that caused it
+    ts: int  # ns since the epoch: when the request entered zex (the gateway's stamp)
+    order_id: int  # the matcher's id of the order
+    account: str  # the account (of the session; for an event, whose order or request it is)
+    cl_ord_id: str  # the request's client order id, as the client sent it
+    symbol: str  # the instrument
+    side: int  # BUY or SELL
+    ord_type: int  # LIMIT or MARKET
+    tif: int  # GTC, IOC or FOK
+    price: int  # ticks
+    qty: int  # lots
 
 
 class Rejected(_Internal, tag=11):
-    seq: int
-    ts: int
-    account: str
-    cl_ord_id: str
-    symbol: str
+    seq: int  # the sequence number of the command that caused it
+    ts: int  # ns since the epoch: when the request entered zex (the gateway's stamp)
+    account: str  # the account (of the session; for an event, whose order or request it is)
+    cl_ord_id: str  # the request's client order id, as the client sent it
+    symbol: str  # the instrument
     ref: int  # tag of the rejected command
-    reason: int
-    text: str
+    reason: int  # why (the *_NAMES map of its kind)
+    text: str  # the refusal in words, decimals as the client writes them (SPEC 4.8)
 
 
 class Trade(_Internal, tag=12):
-    seq: int
-    ts: int
-    trade_id: int
-    symbol: str
-    price: int
-    qty: int
-    taker_side: int
-    taker_order_id: int
-    taker_account: str
-    taker_cl_ord_id: str
-    taker_leaves: int
-    maker_order_id: int
-    maker_account: str
-    maker_cl_ord_id: str
-    maker_leaves: int
+    seq: int  # the sequence number of the command that caused it
+    ts: int  # ns since the epoch: when the request entered zex (the gateway's stamp)
+    trade_id: int  # the matcher's id of the trade
+    symbol: str  # the instrument
+    price: int  # ticks
+    qty: int  # lots
+    taker_side: int  # BUY or SELL: the maker's is OTHER_SIDE[taker_side]
+    taker_order_id: int  # the arriving order
+    taker_account: str  # its account
+    taker_cl_ord_id: str  # its cl_ord_id
+    taker_leaves: int  # its lots still open after this trade
+    maker_order_id: int  # the resting order
+    maker_account: str  # its account
+    maker_cl_ord_id: str  # its cl_ord_id
+    maker_leaves: int  # its lots still open after this trade
 
 
 class Cancelled(_Internal, tag=13):
-    seq: int
-    ts: int
-    order_id: int
-    account: str
-    cl_ord_id: str
-    symbol: str
-    side: int
-    price: int
+    seq: int  # the sequence number of the command that caused it
+    ts: int  # ns since the epoch: when the request entered zex (the gateway's stamp)
+    order_id: int  # the matcher's id of the order
+    account: str  # the account (of the session; for an event, whose order or request it is)
+    cl_ord_id: str  # the request's client order id, as the client sent it
+    symbol: str  # the instrument
+    side: int  # BUY or SELL
+    price: int  # ticks
     qty: int  # quantity cancelled (the leaves at that moment)
-    reason: int
+    reason: int  # why (the *_NAMES map of its kind)
     req_cl_ord_id: str = ""  # the cancel request's cl_ord_id; "" when unsolicited (stp, kill, disconnect)
 
 
 class Expired(_Internal, tag=14):
-    seq: int
-    ts: int
-    order_id: int
-    account: str
-    cl_ord_id: str
-    symbol: str
-    side: int
-    price: int
-    qty: int
-    reason: int
+    seq: int  # the sequence number of the command that caused it
+    ts: int  # ns since the epoch: when the request entered zex (the gateway's stamp)
+    order_id: int  # the matcher's id of the order
+    account: str  # the account (of the session; for an event, whose order or request it is)
+    cl_ord_id: str  # the request's client order id, as the client sent it
+    symbol: str  # the instrument
+    side: int  # BUY or SELL
+    price: int  # ticks
+    qty: int  # lots
+    reason: int  # why (the *_NAMES map of its kind)
 
 
 class Replaced(_Internal, tag=15):
-    seq: int
-    ts: int
-    order_id: int
-    account: str
-    cl_ord_id: str
-    symbol: str
-    side: int
-    price: int
+    seq: int  # the sequence number of the command that caused it
+    ts: int  # ns since the epoch: when the request entered zex (the gateway's stamp)
+    order_id: int  # the matcher's id of the order
+    account: str  # the account (of the session; for an event, whose order or request it is)
+    cl_ord_id: str  # the request's client order id, as the client sent it
+    symbol: str  # the instrument
+    side: int  # BUY or SELL
+    price: int  # ticks
     qty: int  # new total quantity
-    leaves: int
-    kept_priority: bool
+    leaves: int  # lots still open
+    kept_priority: bool  # the order kept its place in its level
     req_cl_ord_id: str = ""  # the replace request's cl_ord_id
 
 
 class KillSwitchSet(_Internal, tag=17):
-    seq: int
-    ts: int
+    seq: int  # the sequence number of the command that caused it
+    ts: int  # ns since the epoch: when the request entered zex (the gateway's stamp)
     account: str  # the operator who set it
-    cl_ord_id: str
-    target: str
-    mode: int
+    cl_ord_id: str  # the request's client order id, as the client sent it
+    target: str  # the account whose kill switch is set
+    mode: int  # KILL_OFF, KILL_BLOCK or KILL_REDUCE_ONLY
     cancelled: int  # open orders it cancelled
 
 
 class LimitsSet(_Internal, tag=18):
-    seq: int
-    ts: int
-    account: str
+    seq: int  # the sequence number of the command that caused it
+    ts: int  # ns since the epoch: when the request entered zex (the gateway's stamp)
+    account: str  # the account (of the session; for an event, whose order or request it is)
 
 
 class Digest(_Internal, tag=16):
     """The engine's whole state hashed after command ``seq`` (see engine.digest)."""
 
-    seq: int
-    digest: bytes
+    seq: int  # the sequence number of the command that caused it
+    digest: bytes  # the hash
 
 
 Event = Accepted | Rejected | Trade | Cancelled | Expired | Replaced | Digest | KillSwitchSet | LimitsSet
@@ -296,64 +331,64 @@ Event = Accepted | Rejected | Trade | Cancelled | Expired | Replaced | Digest | 
 
 
 class OpenOrder(Struct, array_like=True, frozen=True):
-    order_id: int
-    cl_ord_id: str
-    symbol: str
-    side: int
-    price: int
-    qty: int
-    leaves: int
-    filled: int
+    order_id: int  # the matcher's id of the order
+    cl_ord_id: str  # the request's client order id, as the client sent it
+    symbol: str  # the instrument
+    side: int  # BUY or SELL
+    price: int  # ticks
+    qty: int  # lots
+    leaves: int  # lots still open
+    filled: int  # lots traded
 
 
 class OrdersAnswer(_Internal, tag=20):
-    seq: int
-    req_id: str
-    orders: list[OpenOrder]
+    seq: int  # the sequence number of the command that caused it
+    req_id: str  # the query's req_id, echoed
+    orders: list[OpenOrder]  # the account's open orders, by order_id
 
 
 class Position(Struct, array_like=True, frozen=True):
-    symbol: str
+    symbol: str  # the instrument
     lots: int  # net, negative is short
-    bought: int
-    sold: int
+    bought: int  # lots bought today
+    sold: int  # lots sold today
 
 
 class PositionsAnswer(_Internal, tag=21):
-    seq: int
-    req_id: str
+    seq: int  # the sequence number of the command that caused it
+    req_id: str  # the query's req_id, echoed
     cash: int  # cash units (see numbers.cash_units)
-    positions: list[Position]
-    open_orders: int
-    kill: int
+    positions: list[Position]  # one per symbol the account traded
+    open_orders: int  # how many orders the account has open
+    kill: int  # the account's kill switch mode (KILL_NAMES)
 
 
 class ReportsAnswer(_Internal, tag=22):
     """Reports from_rseq..to_rseq of the account, each [rseq, role, event]."""
 
-    from_rseq: int
-    to_rseq: int
-    last_rseq: int
-    reports: list[tuple[int, int, Event]]
+    from_rseq: int  # the first report sequence number asked for
+    to_rseq: int  # the last one sent
+    last_rseq: int  # the account's latest rseq
+    reports: list[tuple[int, int, Event]]  # [rseq, role, event] each
 
 
 class BookAnswer(_Internal, tag=23):
     """Levels of a book, best first: [price ticks, qty lots, orders]."""
 
-    seq: int
-    req_id: str
-    symbol: str
-    bids: list[tuple[int, int, int]]
-    asks: list[tuple[int, int, int]]
+    seq: int  # the sequence number of the command that caused it
+    req_id: str  # the query's req_id, echoed
+    symbol: str  # the instrument
+    bids: list[tuple[int, int, int]]  # best first
+    asks: list[tuple[int, int, int]]  # best first
 
 
 Answer = OrdersAnswer | PositionsAnswer | ReportsAnswer | BookAnswer
 
 
 class EventBatch(Struct, array_like=True, frozen=True):
-    first_seq: int
-    last_seq: int
-    events: list[Event]
+    first_seq: int  # the first command seq the batch covers
+    last_seq: int  # the last command seq the batch covers
+    events: list[Event]  # in the order they happened
 
 
 class ReplayRequest(_Internal, tag=30):
@@ -363,9 +398,9 @@ class ReplayRequest(_Internal, tag=30):
     its current request from a late answer to one it gave up on.
     """
 
-    req_id: int
-    from_seq: int
-    max_batches: int = 256
+    req_id: int  # the query's req_id, echoed
+    from_seq: int  # the first command seq wanted
+    max_batches: int = 256  # at most this many batches in the answer
 
 
 class ReplayChunk(_Internal, tag=31):
@@ -376,11 +411,11 @@ class ReplayChunk(_Internal, tag=31):
     any more: ``first`` above ``from_seq`` says the log starts later).
     """
 
-    req_id: int
-    from_seq: int
-    last_seq: int
-    head: int
-    count: int
+    req_id: int  # the query's req_id, echoed
+    from_seq: int  # the first command seq wanted
+    last_seq: int  # the last command seq the batch covers
+    head: int  # the last seq in the event log
+    count: int  # batches following this chunk
     first: int = 1  # the first seq the log holds
 
 
@@ -394,12 +429,12 @@ class AuditRecord(_Internal, tag=40):
 
     ts: int  # ns since the epoch, when it happened at ``source``
     source: str  # the node that saw it, e.g. the gateway's name
-    kind: str
-    account: str = ""
-    client: bytes = b""
-    cl_ord_id: str = ""
-    reason: int = 0
-    text: str = ""
+    kind: str  # what happened (see the class docstring)
+    account: str = ""  # the account (of the session; for an event, whose order or request it is)
+    client: bytes = b""  # the client's routing id at that gateway: which session
+    cl_ord_id: str = ""  # the request's client order id, as the client sent it
+    reason: int = 0  # why (the *_NAMES map of its kind)
+    text: str = ""  # the refusal in words, decimals as the client writes them (SPEC 4.8)
 
 
 encoder = msgspec.msgpack.Encoder()
@@ -414,11 +449,11 @@ batch_decoder = msgspec.msgpack.Decoder(EventBatch)
 class ReportItem(Struct, array_like=True, frozen=True):
     """One report to a gateway: deliver ``payload`` to ``client`` of ``account``."""
 
-    client: bytes
-    account: str
-    role: int
-    rseq: int
-    payload: Event | Answer
+    client: bytes  # the client's routing id at that gateway: which session
+    account: str  # the account (of the session; for an event, whose order or request it is)
+    role: int  # why the session gets it (the *_ROLE constants)
+    rseq: int  # the account's report sequence number, 0 when not in it
+    payload: Event | Answer  # an Event or an Answer
 
 
 report_decoder = msgspec.msgpack.Decoder(list[ReportItem])

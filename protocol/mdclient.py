@@ -65,7 +65,7 @@ from .marketdata import (
     topic,
 )
 from .messages import VERSION, Side
-from .reasons import Reason
+from .reasons import reason_name
 
 JOIN_WAIT = 3 * HEARTBEAT_MS / 1000  # s: ask for the first snapshot by then, heard or not
 BUFFER_LIMIT = 100_000  # l2 updates held per symbol while its snapshot is on the way
@@ -80,7 +80,7 @@ class SnapshotRejected(ZexError):
     """The snapshot service refused a request; ``code`` is a reason code (SPEC.md §5)."""
 
     def __init__(self, symbol: str, code: int, text: str) -> None:
-        name = Reason(code).name if code in Reason._value2member_map_ else "UNKNOWN"
+        name = reason_name(code)
         super().__init__(f"snapshot of {symbol} rejected: {code} {name}: {text}")
         self.symbol = symbol
         self.code = code

@@ -55,6 +55,12 @@ class Reason(IntEnum):
         return _SENTENCES[self]
 
 
+def reason_name(code: int) -> str:
+    """The stable name of a reason code, "UNKNOWN" for a code this version does not know (SPEC 5)."""
+    reason = Reason._value2member_map_.get(code)
+    return reason.name if reason is not None else "UNKNOWN"
+
+
 _SENTENCES: dict[Reason, str] = {
     Reason.MALFORMED: "the frame is not a MessagePack map",
     Reason.UNKNOWN_TYPE: "the message type is not one this version knows",

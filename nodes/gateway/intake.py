@@ -27,23 +27,14 @@ from zex.protocol.errors import DecodeFailed, ProtocolError
 from zex.protocol.internal import (
     BUY,
     CXL_DISCONNECT,
-    FOK,
-    GTC,
-    IOC,
-    KILL_BLOCK,
-    KILL_OFF,
-    KILL_REDUCE_ONLY,
+    KILL_CODES,
     LIMIT,
     MARKET,
-    Q_BOOK,
-    Q_ORDERS,
-    Q_POSITIONS,
     Q_REPORTS,
-    SELL,
-    STP_CANCEL_BOTH,
-    STP_CANCEL_NEWEST,
-    STP_CANCEL_OLDEST,
-    STP_NONE,
+    QUERY_CODES,
+    SIDE_CODES,
+    STP_CODES,
+    TIF_CODES,
     CancelCmd,
     KillSwitchCmd,
     MassCancelCmd,
@@ -55,12 +46,6 @@ from zex.protocol.numbers import Cash, Instrument
 from zex.protocol.reasons import Reason
 
 from .risk import AccountRules, TokenBucket
-
-TIFS = {"gtc": GTC, "ioc": IOC, "fok": FOK}
-STPS = {"none": STP_NONE, "cancel_newest": STP_CANCEL_NEWEST, "cancel_oldest": STP_CANCEL_OLDEST,
-        "cancel_both": STP_CANCEL_BOTH}
-KILLS = {"off": KILL_OFF, "block": KILL_BLOCK, "reduce_only": KILL_REDUCE_ONLY}
-QUERIES = {"orders": Q_ORDERS, "positions": Q_POSITIONS, "book": Q_BOOK}
 
 
 class Refusal:
@@ -168,7 +153,7 @@ class Intake:
             if msg.what == "book" and not msg.symbol:
                 return Refusal("query", msg.req_id, Reason.MISSING_FIELD, "symbol is required for a book query",
                                rules.id)
-            return QueryCmd(self.name, client, rules.id, QUERIES[msg.what], msg.req_id, msg.symbol, 0, msg.depth)
+            return QueryCmd(self.name, client, rules.id, QUERY_CODES[msg.what], msg.req_id, msg.symbol, 0, msg.depth)
         if t is m.Recover:
             return QueryCmd(self.name, client, rules.id, Q_REPORTS, "", "", msg.from_rseq, msg.limit)
         if t is m.KillSwitch:
@@ -230,7 +215,7 @@ class Intake:
             ticks = 0 if market else inst.price_ticks[msg.price]
         except ProtocolError as exc:
             return Refusal("new_order", msg.cl_ord_id, exc.reason, exc.text, rules.id)
-        side = BUY if msg.side == "buy" else SELL
+        side = SIDE_CODES[msg.side]
         ref = self.refs.get(inst.symbol) or inst.ref_ticks
         if market:
             ticks = rules.protection(inst, side, ref)
@@ -238,7 +223,8 @@ class Intake:
         if refusal is not None:
             return Refusal("new_order", msg.cl_ord_id, refusal[0], refusal[1], rules.id)
         return NewOrderCmd(self.wall_ns(), self.name, client, rules.id, msg.cl_ord_id, inst.symbol, side,
-                           MARKET if market else LIMIT, TIFS[tif], ticks, lots, msg.post_only, STPS[msg.stp])
+                           MARKET if market else LIMIT, TIF_CODES[tif], ticks, lots,
+                           msg.post_only, STP_CODES[msg.stp])
 
     def cancel(self, client: bytes, msg: m.Cancel, rules: AccountRules) -> CancelCmd | Refusal:
         if msg.symbol not in self.inst:
@@ -277,7 +263,7 @@ class Intake:
             return Refusal("kill_switch", msg.cl_ord_id, Reason.INVALID_VALUE,
                            f"account: {msg.account!r} is not a configured account", rules.id)
         return KillSwitchCmd(self.wall_ns(), self.name, client, rules.id, msg.cl_ord_id, msg.account,
-                             KILLS[msg.mode])
+                             KILL_CODES[msg.mode])
 
     # ------------------------------------------------------------- helpers
 

@@ -10,14 +10,16 @@ from __future__ import annotations
 from zex.protocol import messages as m
 from zex.protocol.codec import encode
 from zex.protocol.internal import (
-    BUY,
     CXL_NAMES,
     EXP_NAMES,
     KILL_NAMES,
     MAKER_ROLE,
     MARKET,
     ORD_TYPE_NAMES,
+    OTHER_SIDE,
+    REF_TYPE_NAMES,
     RESENT_ROLE,
+    SIDE_NAMES,
     TAKER_ROLE,
     TIF_NAMES,
     Accepted,
@@ -33,10 +35,8 @@ from zex.protocol.internal import (
     Trade,
 )
 from zex.protocol.numbers import Cash, Instrument
-from zex.protocol.reasons import Reason
+from zex.protocol.reasons import reason_name
 
-SIDES = {BUY: "buy", 2: "sell"}
-REF_TYPES = {1: "new_order", 2: "cancel", 3: "replace", 5: "kill_switch"}
 
 
 class Reports:
@@ -60,7 +60,7 @@ class Reports:
         t = type(ev)
         resent = role == RESENT_ROLE
         if t is Accepted:
-            return m.Ack(cl_ord_id=ev.cl_ord_id, order_id=ev.order_id, symbol=ev.symbol, side=SIDES[ev.side],
+            return m.Ack(cl_ord_id=ev.cl_ord_id, order_id=ev.order_id, symbol=ev.symbol, side=SIDE_NAMES[ev.side],
                          ord_type=ORD_TYPE_NAMES[ev.ord_type], tif=TIF_NAMES[ev.tif],
                          price=None if ev.ord_type == MARKET else self.price(ev.symbol, ev.price),
                          qty=self.qty(ev.symbol, ev.qty), seq=ev.seq, ts=ev.ts, rseq=rseq, resent=resent)
@@ -70,30 +70,29 @@ class Reports:
                 oid, cl, side, leaves = ev.taker_order_id, ev.taker_cl_ord_id, ev.taker_side, ev.taker_leaves
             elif role == MAKER_ROLE:
                 oid, cl, leaves = ev.maker_order_id, ev.maker_cl_ord_id, ev.maker_leaves
-                side = 2 if ev.taker_side == BUY else BUY
+                side = OTHER_SIDE[ev.taker_side]
             else:
                 return None
-            return m.Fill(order_id=oid, cl_ord_id=cl, symbol=ev.symbol, side=SIDES[side],
+            return m.Fill(order_id=oid, cl_ord_id=cl, symbol=ev.symbol, side=SIDE_NAMES[side],
                           price=self.price(ev.symbol, ev.price), qty=self.qty(ev.symbol, ev.qty),
                           leaves=self.qty(ev.symbol, leaves), trade_id=ev.trade_id,
                           liquidity="taker" if taker else "maker", seq=ev.seq, ts=ev.ts, rseq=rseq)
         if t is Rejected:
-            reason = Reason(ev.reason) if ev.reason in Reason._value2member_map_ else None
-            return m.Reject(cl_ord_id=ev.cl_ord_id, ref_type=REF_TYPES.get(ev.ref, "new_order"), reason=ev.reason,
-                            reason_name=reason.name if reason else "UNKNOWN", text=ev.text, seq=ev.seq,
+            return m.Reject(cl_ord_id=ev.cl_ord_id, ref_type=REF_TYPE_NAMES.get(ev.ref, "new_order"), reason=ev.reason,
+                            reason_name=reason_name(ev.reason), text=ev.text, seq=ev.seq,
                             rseq=rseq, resent=resent)
         if t is Cancelled:
             return m.Cancelled(order_id=ev.order_id, cl_ord_id=ev.req_cl_ord_id or ev.cl_ord_id,
-                               orig_cl_ord_id=ev.cl_ord_id, symbol=ev.symbol, side=SIDES[ev.side],
+                               orig_cl_ord_id=ev.cl_ord_id, symbol=ev.symbol, side=SIDE_NAMES[ev.side],
                                qty=self.qty(ev.symbol, ev.qty), reason=CXL_NAMES[ev.reason], seq=ev.seq, ts=ev.ts,
                                rseq=rseq, resent=resent)
         if t is Expired:
-            return m.Expired(order_id=ev.order_id, cl_ord_id=ev.cl_ord_id, symbol=ev.symbol, side=SIDES[ev.side],
+            return m.Expired(order_id=ev.order_id, cl_ord_id=ev.cl_ord_id, symbol=ev.symbol, side=SIDE_NAMES[ev.side],
                              qty=self.qty(ev.symbol, ev.qty), reason=EXP_NAMES[ev.reason], seq=ev.seq, ts=ev.ts,
                              rseq=rseq)
         if t is Replaced:
             return m.Replaced(order_id=ev.order_id, cl_ord_id=ev.req_cl_ord_id or ev.cl_ord_id,
-                              orig_cl_ord_id=ev.cl_ord_id, symbol=ev.symbol, side=SIDES[ev.side],
+                              orig_cl_ord_id=ev.cl_ord_id, symbol=ev.symbol, side=SIDE_NAMES[ev.side],
                               price=self.price(ev.symbol, ev.price), qty=self.qty(ev.symbol, ev.qty),
                               leaves=self.qty(ev.symbol, ev.leaves), kept_priority=ev.kept_priority,
                               seq=ev.seq, ts=ev.ts, rseq=rseq, resent=resent)
@@ -106,7 +105,7 @@ class Reports:
         """The frames answering a query: one message, or for recover the reports then ``recovered``."""
         t = type(ans)
         if t is OrdersAnswer:
-            orders = [m.OrderInfo(order_id=o.order_id, cl_ord_id=o.cl_ord_id, symbol=o.symbol, side=SIDES[o.side],
+            orders = [m.OrderInfo(order_id=o.order_id, cl_ord_id=o.cl_ord_id, symbol=o.symbol, side=SIDE_NAMES[o.side],
                                   price=self.price(o.symbol, o.price), qty=self.qty(o.symbol, o.qty),
                                   leaves=self.qty(o.symbol, o.leaves), filled=self.qty(o.symbol, o.filled))
                       for o in ans.orders]

@@ -35,7 +35,7 @@ from zmq.utils.monitor import recv_monitor_message
 
 from zex.protocol import marketdata as md
 from zex.protocol.codec import classify, peek
-from zex.protocol.internal import BUY
+from zex.protocol.internal import BUY, SELL, SIDE_NAMES
 from zex.protocol.reasons import Reason
 
 from ..runtime.config import Config
@@ -50,7 +50,6 @@ log = logging.getLogger("zex.marketdata")
 POLL_MS = 100  # idle wake-up for heartbeats and replay timeouts
 MAX_REQUEST = 4096  # bytes; a SnapshotRequest is well under 100 (SPEC.md §12.4)
 MAX_WAITING = 10_000  # snapshot requests held while catching up at start
-SIDES = {1: "buy", 2: "sell"}
 
 
 class MarketDataNode(NodeThread):
@@ -239,17 +238,17 @@ class MarketDataNode(NodeThread):
             seq = self._next(t)
             if ch == "trades":
                 msg = md.Trades(symbol=sym, seq=seq, mseq=u.seq, ts=u.ts, trades=[
-                    md.TradeInfo(trade_id=tid, price=px(p), qty=lots(q), aggressor=SIDES[side])
+                    md.TradeInfo(trade_id=tid, price=px(p), qty=lots(q), aggressor=SIDE_NAMES[side])
                     for tid, p, q, side in u.trades])
             elif ch == "l2":
                 msg = md.L2Update(symbol=sym, seq=seq, mseq=u.seq, ts=u.ts, changes=[
-                    md.LevelChange(action=a, side=SIDES[side], price=px(p), qty=lots(q), orders=n)
+                    md.LevelChange(action=a, side=SIDE_NAMES[side], price=px(p), qty=lots(q), orders=n)
                     for a, side, p, q, n in u.levels])
             elif ch == "bbo":
                 msg = self._bbo(sym, seq, u.seq, u.ts, u.bbo)
             else:
                 msg = md.L3Update(symbol=sym, seq=seq, mseq=u.seq, ts=u.ts, changes=[
-                    md.OrderChange(action=a, order_id=oid, side=SIDES[side], price=px(p), qty=lots(q))
+                    md.OrderChange(action=a, order_id=oid, side=SIDE_NAMES[side], price=px(p), qty=lots(q))
                     for a, oid, side, p, q in u.orders])
             self._send(pub, t, msg)
 
@@ -338,13 +337,13 @@ class MarketDataNode(NodeThread):
                 return [md.SnapLevel(price=inst.ticks_to_price(p), qty=inst.lots_to_qty(q), orders=n)
                         for p, q, n in book.levels(side)[:depth]]
             msg = md.Snapshot(req_id=req.req_id, symbol=req.symbol, seq=seq, mseq=mseq,
-                              bids=levels(BUY), asks=levels(2))
+                              bids=levels(BUY), asks=levels(SELL))
         else:
             def orders(side):
                 return [md.SnapOrder(order_id=oid, price=inst.ticks_to_price(p), qty=inst.lots_to_qty(q))
                         for oid, p, q in book.orders(side)[:depth]]
             msg = md.L3Snapshot(req_id=req.req_id, symbol=req.symbol, seq=seq, mseq=mseq,
-                                bids=orders(BUY), asks=orders(2))
+                                bids=orders(BUY), asks=orders(SELL))
         self._reply(router, peer, msg)
 
     def _refuse(self, router: zmq.Socket, peer: bytes, req_id: str, code: Reason, text: str) -> None:
