@@ -12,6 +12,7 @@ CONFIG ?=
 help:
 	@echo "make run    start the exchange on this host with a demo market (Ctrl+C to stop)"
 	@echo "make test   run the whole test suite"
+	@echo "make lint   ruff (format and check) and mypy; .ci/run runs it before the suite"
 	@echo "make build  rebuild the compiled matcher now (ZEX_PURE=1 make build: plain Python)"
 	@echo "make bench  run the benchmarks in bench/ (prints figures; see bench/README.md)"
 	@echo "make bench-e2e  the end-to-end order entry benchmark (real processes, a few minutes)"
@@ -72,6 +73,19 @@ test-deps:
 
 test: $(STAMP) test-deps
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# Checked style: ruff's formatter and linter, then mypy over the installed module names
+# (zex.protocol, zex.nodes), through a tree of links named zex/ under build/typecheck.
+TYPECHECK := build/typecheck
+
+lint: $(STAMP)
+	@$(BIN)/python -c 'import ruff, mypy' 2>/dev/null || \
+	  $(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[lint]'
+	$(BIN)/ruff format --check .
+	$(BIN)/ruff check .
+	@mkdir -p $(TYPECHECK)/zex && ln -sfn ../../../protocol $(TYPECHECK)/zex/protocol \
+	  && ln -sfn ../../../nodes $(TYPECHECK)/zex/nodes
+	cd $(TYPECHECK) && ../../$(BIN)/mypy --config-file ../../pyproject.toml zex/protocol zex/nodes
 
 bench: $(STAMP)
 	$(BIN)/python bench/book_bench.py
