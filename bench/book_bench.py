@@ -37,10 +37,11 @@ from pathlib import Path
 
 from sortedcontainers import SortedDict
 
-import zex.nodes.matcher.accounts
-import zex.nodes.matcher.book
-import zex.nodes.matcher.engine  # noqa: F401  (with the two above: the installed build)
-import zex.nodes.matcher.settle
+# the installed build of the four hot modules, loaded before builds.pure() makes its copies
+import zex.nodes.matcher.accounts  # noqa: F401
+import zex.nodes.matcher.book  # noqa: F401
+import zex.nodes.matcher.engine  # noqa: F401
+import zex.nodes.matcher.settle  # noqa: F401
 from zex.nodes import matcher as installed
 from zex.nodes.matcher import build_kind
 from zex.nodes.matcher.builds import pure
@@ -48,7 +49,14 @@ from zex.nodes.matcher.journal import Journal
 from zex.nodes.matcher.node import GC_YOUNG
 from zex.nodes.matcher.workload import mixed_stream
 from zex.protocol.internal import (
-    BUY, GTC, LIMIT, STP_NONE, CancelCmd, EventBatch, command_decoder, encoder,
+    BUY,
+    GTC,
+    LIMIT,
+    STP_NONE,
+    CancelCmd,
+    EventBatch,
+    command_decoder,
+    encoder,
 )
 
 
@@ -117,7 +125,7 @@ def run_baseline(cmds, batch: int) -> float:
     b = BaselineBook()
     t0 = time.perf_counter()
     for i in range(0, len(cmds), batch):
-        for c in cmds[i:i + batch]:
+        for c in cmds[i : i + batch]:
             if type(c) is CancelCmd:
                 b.cancel(c.order_id)
             else:
@@ -141,7 +149,7 @@ def run_bare_book(m, cmds, batch: int) -> float:
     next_id = 1
     t0 = time.perf_counter()
     for i in range(0, len(cmds), batch):
-        for c in cmds[i:i + batch]:
+        for c in cmds[i : i + batch]:
             if type(c) is CancelCmd:
                 acct = accounts.get(c.account)
                 o = None if acct is None else acct.orders.get(c.order_id)
@@ -153,8 +161,19 @@ def run_bare_book(m, cmds, batch: int) -> float:
             if acct is None:
                 acct = accounts[c.account] = Account(c.account, reports)
             h = acct.holding("XYZ", 1)
-            o = Order(next_id, h, acct.name, c.cl_ord_id, "XYZ", c.side, c.price, c.qty, STP_NONE,
-                      False, origin)
+            o = Order(
+                next_id,
+                h,
+                acct.name,
+                c.cl_ord_id,
+                "XYZ",
+                c.side,
+                c.price,
+                c.qty,
+                STP_NONE,
+                False,
+                origin,
+            )
             next_id += 1
             if book.would_cross(c.side, c.price):
                 start = len(events)
@@ -176,7 +195,7 @@ def run_engine_only(m, cmds, batch: int) -> float:
     process, events, reports = eng.process, eng.events, eng.reports
     t0 = time.perf_counter()
     for i in range(0, len(cmds), batch):
-        for c in cmds[i:i + batch]:
+        for c in cmds[i : i + batch]:
             process(c)
         events.clear()
         reports.clear()
@@ -190,7 +209,7 @@ def run_engine(m, raws, batch: int, journal: Journal | None) -> float:
     decode, encode = command_decoder.decode, encoder.encode
     t0 = time.perf_counter()
     for i in range(0, len(raws), batch):
-        chunk = raws[i:i + batch]
+        chunk = raws[i : i + batch]
         first = eng.seq + 1
         for raw in chunk:
             process(decode(raw))
@@ -212,15 +231,25 @@ def timed(fn) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=1_000_000, help="commands in the stream")
-    ap.add_argument("--batch", type=int, default=256, help="commands per loop turn / journal record")
+    ap.add_argument(
+        "--batch", type=int, default=256, help="commands per loop turn / journal record"
+    )
     ap.add_argument("--fsync", default="batch", choices=["always", "batch", "off"])
     ap.add_argument("--repeat", type=int, default=3, help="runs per variant; the best is kept")
-    ap.add_argument("--gc", default="freeze", choices=["freeze", "default"],
-                    help="freeze: the matcher's policy, gc.freeze() after each batch and young "
-                         "collections every GC_YOUNG allocations (all variants); "
-                         "default: Python's collector as it comes")
-    ap.add_argument("--build", default="both", choices=["both", "installed", "pure"],
-                    help="both: the installed build and, if it is compiled, plain Python beside it")
+    ap.add_argument(
+        "--gc",
+        default="freeze",
+        choices=["freeze", "default"],
+        help="freeze: the matcher's policy, gc.freeze() after each batch and young "
+        "collections every GC_YOUNG allocations (all variants); "
+        "default: Python's collector as it comes",
+    )
+    ap.add_argument(
+        "--build",
+        default="both",
+        choices=["both", "installed", "pure"],
+        help="both: the installed build and, if it is compiled, plain Python beside it",
+    )
     args = ap.parse_args()
     global FREEZE
     FREEZE = args.gc == "freeze"
@@ -256,8 +285,16 @@ def main() -> None:
         tag = f" [{build_kind() if label == 'installed' else 'pure'}]"
         variants += [
             ("(a) zex book (bare Book)" + tag, m, lambda m: run_bare_book(m, cmds, args.batch)),
-            ("    engine (Engine.process)" + tag, m, lambda m: run_engine_only(m, cmds, args.batch)),
-            ("(b) + decode + event encoding" + tag, m, lambda m: run_engine(m, raws, args.batch, None)),
+            (
+                "    engine (Engine.process)" + tag,
+                m,
+                lambda m: run_engine_only(m, cmds, args.batch),
+            ),
+            (
+                "(b) + decode + event encoding" + tag,
+                m,
+                lambda m: run_engine(m, raws, args.batch, None),
+            ),
             (f"(c) + journal (fsync={args.fsync})" + tag, m, with_journal),
         ]
     # Round robin, best of each: a slow spell of the machine then hits every variant
@@ -265,18 +302,24 @@ def main() -> None:
     results: dict[str, float] = {}
     for r in range(1, args.repeat + 1):
         for i, (name, m, fn) in enumerate(variants, 1):
-            print(f"round {r}/{args.repeat}, [{i}/{len(variants)}] {name.strip()} ...",
-                  file=sys.stderr, flush=True)
-            secs = timed(lambda: fn(m))
+            print(
+                f"round {r}/{args.repeat}, [{i}/{len(variants)}] {name.strip()} ...",
+                file=sys.stderr,
+                flush=True,
+            )
+            secs = timed(lambda fn=fn, m=m: fn(m))
             results[name] = min(secs, results.get(name, secs))
 
     base = args.n / results["baseline SortedDict book"]
-    print(f"\n{args.n:,} commands, batch {args.batch}, best of {args.repeat}, gc {args.gc}, "
-          f"Python {sys.version.split()[0]}, installed matcher build: {build_kind()}")
+    print(
+        f"\n{args.n:,} commands, batch {args.batch}, best of {args.repeat}, gc {args.gc}, "
+        f"Python {sys.version.split()[0]}, installed matcher build: {build_kind()}"
+    )
     print(f"{'variant':44} {'commands/s':>12} {'vs baseline':>12}")
     for name, secs in results.items():
         rate = args.n / secs
         print(f"{name:44} {rate:12,.0f} {rate / base:11.2f}x")
+
 
 if __name__ == "__main__":
     main()

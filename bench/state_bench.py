@@ -60,7 +60,7 @@ def main() -> None:
     kept = 0.0
     t0 = time.perf_counter()
     for i in range(0, len(cmds), args.batch):
-        for c in cmds[i:i + args.batch]:
+        for c in cmds[i : i + args.batch]:
             eng.process(c)
         t = time.perf_counter()
         eng.keep_up({r[1] for r in eng.reports if r[3]})  # as the node does after each turn
@@ -74,22 +74,39 @@ def main() -> None:
     total = time.perf_counter() - t0
     book = eng.books["XYZ"]
     logged = sum(len(a.log) for a in eng.accounts.values())
-    print(f"timing digest and snapshot on {book.resting:,} resting orders, {logged:,} reports, "
-          f"{len(eng.answers):,} answers ...", file=sys.stderr, flush=True)
+    print(
+        f"timing digest and snapshot on {book.resting:,} resting orders, {logged:,} reports, "
+        f"{len(eng.answers):,} answers ...",
+        file=sys.stderr,
+        flush=True,
+    )
 
     rows = [
-        ("digest", best(eng.digest, args.repeat),
-         best(lambda: hashlib.blake2b(encode(eng.state()), digest_size=16).digest(), args.repeat)),
-        ("state_parts", best(eng.state_parts, args.repeat), best(lambda: encode(eng.state()), args.repeat)),
+        (
+            "digest",
+            best(eng.digest, args.repeat),
+            best(
+                lambda: hashlib.blake2b(encode(eng.state()), digest_size=16).digest(), args.repeat
+            ),
+        ),
+        (
+            "state_parts",
+            best(eng.state_parts, args.repeat),
+            best(lambda: encode(eng.state()), args.repeat),
+        ),
         ("state_bytes", best(eng.state_bytes, args.repeat), None),
     ]
     size = sum(len(p) for p in eng.state_parts())
     assert eng.state_bytes() == encode(eng.state())  # the same bytes either way
 
-    print(f"\n{args.n:,} commands, batch {args.batch}, Python {sys.version.split()[0]}, "
-          f"matcher build: {build_kind()}; state {size / 1e6:.0f} MB")
-    print(f"process + keep_up: {args.n / total:,.0f} commands/s; keep_up {kept / args.n * 1e6:.2f} us "
-          f"a command ({100 * kept / total:.0f} % of the time)")
+    print(
+        f"\n{args.n:,} commands, batch {args.batch}, Python {sys.version.split()[0]}, "
+        f"matcher build: {build_kind()}; state {size / 1e6:.0f} MB"
+    )
+    print(
+        f"process + keep_up: {args.n / total:,.0f} commands/s; keep_up {kept / args.n * 1e6:.2f} us "
+        f"a command ({100 * kept / total:.0f} % of the time)"
+    )
     print(f"{'call':14} {'zex ms':>9} {'cold ms':>9} {'cold / zex':>11}")
     cold_state = rows[1][2]
     for name, zex_s, cold in rows:

@@ -36,7 +36,8 @@ def _check_compiled() -> None:
             raise ImportError(
                 f"the compiled {m} module in {_HERE} was built from another version of {m}.py; "
                 f"rebuild it with `make build` (or `pip install -e .`), or run pure Python with "
-                f"`ZEX_PURE=1 make build`")
+                f"`ZEX_PURE=1 make build`"
+            )
 
 
 _check_compiled()

@@ -103,8 +103,9 @@ class Account:
         log.append((role, ev))
         self.reports.append((origin, self.name, role, len(log), ev))
 
-    def set_limits(self, max_open_orders: int | None, credit: int | None,
-                   max_position: dict[str, int]) -> None:
+    def set_limits(
+        self, max_open_orders: int | None, credit: int | None, max_position: dict[str, int]
+    ) -> None:
         self.max_open_orders = max_open_orders
         self.credit = credit
         self.max_position = dict(max_position)
@@ -115,5 +116,9 @@ class Account:
         self._refresh()
 
     def _refresh(self) -> None:
-        self.checks = bool(self.kill != KILL_OFF or self.max_open_orders is not None
-                           or self.credit is not None or self.max_position)
+        self.checks = bool(
+            self.kill != KILL_OFF
+            or self.max_open_orders is not None
+            or self.credit is not None
+            or self.max_position
+        )

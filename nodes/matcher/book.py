@@ -22,6 +22,7 @@ from collections.abc import Callable
 from typing import Any
 
 from sortedcontainers import SortedList
+
 from zex.protocol.internal import (
     BUY,
     CXL_STP,
@@ -74,8 +75,20 @@ class Order:
         "symbol",
     )
 
-    def __init__(self, order_id: int, owner: Any, account: str, cl_ord_id: str, symbol: str,
-                 side: int, price: int, qty: int, stp: int, post_only: bool, origin: Origin) -> None:
+    def __init__(
+        self,
+        order_id: int,
+        owner: Any,
+        account: str,
+        cl_ord_id: str,
+        symbol: str,
+        side: int,
+        price: int,
+        qty: int,
+        stp: int,
+        post_only: bool,
+        origin: Origin,
+    ) -> None:
         self.order_id = order_id
         self.owner = owner
         self.account = account
@@ -164,12 +177,26 @@ class Book:
         Here, not in state.py, for the fields' types (book.pxd)."""
         fresh = self.fresh
         take = fresh[:budget]
-        del fresh[:len(take)]
+        del fresh[: len(take)]
         done = 0
         for o in take:
             if o.live and o.enc is None:
-                o.enc = encode((o.order_id, o.account, o.cl_ord_id, o.side, o.price, o.qty,
-                                o.leaves, o.filled, o.stp, o.post_only, o.origin[0], o.origin[1]))
+                o.enc = encode(
+                    (
+                        o.order_id,
+                        o.account,
+                        o.cl_ord_id,
+                        o.side,
+                        o.price,
+                        o.qty,
+                        o.leaves,
+                        o.filled,
+                        o.stp,
+                        o.post_only,
+                        o.origin[0],
+                        o.origin[1],
+                    )
+                )
                 done += 1
         return done
 
@@ -272,8 +299,19 @@ class Book:
         q = o.leaves
         o.cancelled += q
         o.leaves = 0
-        ev = Cancelled(seq, ts, o.order_id, o.account, o.cl_ord_id, self.symbol, o.side, o.price,
-                       q, reason, req)
+        ev = Cancelled(
+            seq,
+            ts,
+            o.order_id,
+            o.account,
+            o.cl_ord_id,
+            self.symbol,
+            o.side,
+            o.price,
+            q,
+            reason,
+            req,
+        )
         self.events.append(ev)
         return ev
 
@@ -349,9 +387,23 @@ class Book:
                 level.qty -= q
                 tid = self.next_trade_id
                 self.next_trade_id = tid + 1
-                ev = Trade(seq, ts, tid, symbol, best, q, taker.side, taker.order_id, t_account,
-                           taker.cl_ord_id, taker.leaves, m.order_id, m.account, m.cl_ord_id,
-                           m.leaves)
+                ev = Trade(
+                    seq,
+                    ts,
+                    tid,
+                    symbol,
+                    best,
+                    q,
+                    taker.side,
+                    taker.order_id,
+                    t_account,
+                    taker.cl_ord_id,
+                    taker.leaves,
+                    m.order_id,
+                    m.account,
+                    m.cl_ord_id,
+                    m.leaves,
+                )
                 events.append(ev)
                 makers.append(m)
                 if m.leaves == 0:
@@ -378,8 +430,9 @@ class Book:
         level.qty -= q
         level.count -= 1
         self.resting -= 1
-        ev = Cancelled(seq, ts, m.order_id, m.account, m.cl_ord_id, self.symbol, m.side, m.price,
-                       q, reason)
+        ev = Cancelled(
+            seq, ts, m.order_id, m.account, m.cl_ord_id, self.symbol, m.side, m.price, q, reason
+        )
         self.events.append(ev)
         self.makers.append(m)
 
@@ -387,8 +440,9 @@ class Book:
         q = t.leaves
         t.cancelled += q
         t.leaves = 0
-        ev = Cancelled(seq, ts, t.order_id, t.account, t.cl_ord_id, self.symbol, t.side, t.price,
-                       q, CXL_STP)
+        ev = Cancelled(
+            seq, ts, t.order_id, t.account, t.cl_ord_id, self.symbol, t.side, t.price, q, CXL_STP
+        )
         self.events.append(ev)
 
     def expire(self, t: Order, tif: int, ord_type: int, seq: int, ts: int) -> Expired:
@@ -397,9 +451,8 @@ class Book:
         t.cancelled += q
         t.leaves = 0
         reason = EXP_FOK if tif == FOK else (EXP_MARKET if ord_type == MARKET else EXP_IOC)
-        ev = Expired(seq, ts, t.order_id, t.account, t.cl_ord_id, self.symbol, t.side, t.price,
-                     q, reason)
+        ev = Expired(
+            seq, ts, t.order_id, t.account, t.cl_ord_id, self.symbol, t.side, t.price, q, reason
+        )
         self.events.append(ev)
         return ev
-
-

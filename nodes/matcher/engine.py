@@ -23,6 +23,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from msgspec.structs import astuple
+
 from zex.protocol.internal import (
     BUY,
     CXL_KILL,
@@ -81,7 +82,8 @@ MAX_CASH = (1 << 62) - 1
 
 # Rejected.ref: the internal tag of the command a Rejected answers.
 REF_NEW, REF_CANCEL, REF_REPLACE, REF_KILL = (
-    c.__struct_config__.tag for c in (NewOrderCmd, CancelCmd, ReplaceCmd, KillSwitchCmd))
+    c.__struct_config__.tag for c in (NewOrderCmd, CancelCmd, ReplaceCmd, KillSwitchCmd)
+)
 
 
 def _pin_fields(cls: type, order: str) -> None:
@@ -89,12 +91,16 @@ def _pin_fields(cls: type, order: str) -> None:
     commands by position (astuple), so a field added or moved in protocol/internal.py
     must fail here, not shift every value into the wrong name."""
     if cls.__struct_fields__ != tuple(order.split()):  # type: ignore[attr-defined]
-        raise ImportError(f"engine.py unpacks {cls.__name__} as ({', '.join(order.split())}) but "
-                          f"its fields are {cls.__struct_fields__}: "  # type: ignore[attr-defined]
-                          f"update the astuple unpacking in engine.py")
+        raise ImportError(
+            f"engine.py unpacks {cls.__name__} as ({', '.join(order.split())}) but "
+            f"its fields are {cls.__struct_fields__}: "  # type: ignore[attr-defined]
+            f"update the astuple unpacking in engine.py"
+        )
 
 
-_pin_fields(NewOrderCmd, "ts gw client account cl_ord_id symbol side ord_type tif price qty post_only stp")
+_pin_fields(
+    NewOrderCmd, "ts gw client account cl_ord_id symbol side ord_type tif price qty post_only stp"
+)
 _pin_fields(CancelCmd, "ts gw client account cl_ord_id symbol order_id orig_cl_ord_id")
 _pin_fields(ReplaceCmd, "ts gw client account cl_ord_id symbol price qty order_id orig_cl_ord_id")
 
@@ -102,8 +108,12 @@ _pin_fields(ReplaceCmd, "ts gw client account cl_ord_id symbol price qty order_i
 class Engine:
     """Books, accounts, a sequence counter, and the first answer to every cl_ord_id."""
 
-    def __init__(self, symbols: Iterable[str | Instrument], digest_every: int = 0,
-                 cash_mult: Mapping[str, int] | None = None) -> None:
+    def __init__(
+        self,
+        symbols: Iterable[str | Instrument],
+        digest_every: int = 0,
+        cash_mult: Mapping[str, int] | None = None,
+    ) -> None:
         """``symbols``: the listed instruments (protocol.numbers.Instrument), whose tick and lot
         the reject texts use to show decimals; a bare symbol name lists one with tick and lot 1.
         ``cash_mult``: cash units per tick * lot of each symbol; by default the instruments'
@@ -193,7 +203,9 @@ class Engine:
     def _cash(self, units: int) -> str:
         return self.cash.to_str(units)
 
-    def _past_bounds(self, acct: Account, h: Holding, side: int, lots: int, cash: int) -> str | None:
+    def _past_bounds(
+        self, acct: Account, h: Holding, side: int, lots: int, cash: int
+    ) -> str | None:
         """Why an order adding ``lots`` and at worst ``cash`` (net of what a replaced order
         counted for) could take the account past what the state holds, or None. Open orders
         count as if filled at their prices, so no fill after this check passes the bounds."""
@@ -201,28 +213,37 @@ class Engine:
         if side == BUY:
             low = acct.cash - acct.bid_cash - cash
             if low < -MAX_CASH:
-                return (f"account {acct.name}'s cash could reach {self._cash(low)} with its open buys "
-                        f"and this order filled, past the matcher's limit {self._cash(-MAX_CASH)}")
+                return (
+                    f"account {acct.name}'s cash could reach {self._cash(low)} with its open buys "
+                    f"and this order filled, past the matcher's limit {self._cash(-MAX_CASH)}"
+                )
             lots += h.bought + h.bid_lots
             if lots > MAX_LOTS:
-                return (f"account {acct.name} could buy {self._qty(sym, lots)} {sym} today with its "
-                        f"open buys and this order, past the matcher's limit {self._qty(sym, MAX_LOTS)}")
+                return (
+                    f"account {acct.name} could buy {self._qty(sym, lots)} {sym} today with its "
+                    f"open buys and this order, past the matcher's limit {self._qty(sym, MAX_LOTS)}"
+                )
         else:
             high = acct.cash + acct.ask_cash + cash
             if high > MAX_CASH:
-                return (f"account {acct.name}'s cash could reach {self._cash(high)} with its open sells "
-                        f"and this order filled, past the matcher's limit {self._cash(MAX_CASH)}")
+                return (
+                    f"account {acct.name}'s cash could reach {self._cash(high)} with its open sells "
+                    f"and this order filled, past the matcher's limit {self._cash(MAX_CASH)}"
+                )
             lots += h.sold + h.ask_lots
             if lots > MAX_LOTS:
-                return (f"account {acct.name} could sell {self._qty(sym, lots)} {sym} today with its "
-                        f"open sells and this order, past the matcher's limit {self._qty(sym, MAX_LOTS)}")
+                return (
+                    f"account {acct.name} could sell {self._qty(sym, lots)} {sym} today with its "
+                    f"open sells and this order, past the matcher's limit {self._qty(sym, MAX_LOTS)}"
+                )
         return None
 
     def _reject(self, cmd: Any, seq: int, ref: int, reason: Reason, text: str) -> None:
         code = int(reason)
         self.reject_counts[code] = self.reject_counts.get(code, 0) + 1
-        ev = Rejected(seq, cmd.ts, cmd.account, cmd.cl_ord_id, getattr(cmd, "symbol", ""), ref,
-                      code, text)
+        ev = Rejected(
+            seq, cmd.ts, cmd.account, cmd.cl_ord_id, getattr(cmd, "symbol", ""), ref, code, text
+        )
         self.events.append(ev)
         self.account(cmd.account).report((cmd.gw, cmd.client), DIRECT, ev)
         self.answers[(cmd.account, cmd.cl_ord_id)] = ev
@@ -246,8 +267,21 @@ class Engine:
     def _new_order(self, cmd: NewOrderCmd, seq: int) -> None:
         # The hot path: a new order. Plain and flat on purpose (measured in bench/). The
         # fields come out in one astuple (why: engine.pxd), in the order _pin_fields checks.
-        ts, gw, client, account, cl_ord_id, symbol, side, ord_type, tif, price, qty, post_only, stp \
-            = astuple(cmd)
+        (
+            ts,
+            gw,
+            client,
+            account,
+            cl_ord_id,
+            symbol,
+            side,
+            ord_type,
+            tif,
+            price,
+            qty,
+            post_only,
+            stp,
+        ) = astuple(cmd)
         acct = self.accounts.get(account)
         if acct is None:
             acct = self.account(account)
@@ -266,46 +300,85 @@ class Engine:
         acct.origin = origin
         book = self.books.get(symbol)
         if book is None:
-            return self._reject(cmd, seq, REF_NEW, Reason.UNKNOWN_SYMBOL, f"symbol {symbol!r} is not listed")
+            return self._reject(
+                cmd, seq, REF_NEW, Reason.UNKNOWN_SYMBOL, f"symbol {symbol!r} is not listed"
+            )
         symbol = book.symbol
         # The gateway checked all of this; the engine re-checks what would
         # corrupt a book if a gateway were wrong, because it is cheap.
         if qty <= 0:
-            return self._reject(cmd, seq, REF_NEW, Reason.BAD_QTY,
-                                f"qty must be positive, was {self._qty(symbol, qty)}")
+            return self._reject(
+                cmd,
+                seq,
+                REF_NEW,
+                Reason.BAD_QTY,
+                f"qty must be positive, was {self._qty(symbol, qty)}",
+            )
         if qty > MAX_LOTS:
-            return self._reject(cmd, seq, REF_NEW, Reason.QTY_TOO_LARGE,
-                                f"qty must be at most {self._qty(symbol, MAX_LOTS)} for {symbol}, "
-                                f"was {self._qty(symbol, qty)}")
+            return self._reject(
+                cmd,
+                seq,
+                REF_NEW,
+                Reason.QTY_TOO_LARGE,
+                f"qty must be at most {self._qty(symbol, MAX_LOTS)} for {symbol}, "
+                f"was {self._qty(symbol, qty)}",
+            )
         limit = ord_type == LIMIT
         if limit:
             if price <= 0:
-                return self._reject(cmd, seq, REF_NEW, Reason.BAD_PRICE,
-                                    f"price must be positive, was {self._px(symbol, price)}")
+                return self._reject(
+                    cmd,
+                    seq,
+                    REF_NEW,
+                    Reason.BAD_PRICE,
+                    f"price must be positive, was {self._px(symbol, price)}",
+                )
             if price > MAX_TICKS:
-                return self._reject(cmd, seq, REF_NEW, Reason.PRICE_OUT_OF_BAND,
-                                    f"price must be at most {self._px(symbol, MAX_TICKS)} for {symbol}, "
-                                    f"was {self._px(symbol, price)}")
+                return self._reject(
+                    cmd,
+                    seq,
+                    REF_NEW,
+                    Reason.PRICE_OUT_OF_BAND,
+                    f"price must be at most {self._px(symbol, MAX_TICKS)} for {symbol}, "
+                    f"was {self._px(symbol, price)}",
+                )
             crosses = price >= book.best_ask_px if side == BUY else price <= book.best_bid_px
             if post_only:
                 if tif != GTC:
-                    return self._reject(cmd, seq, REF_NEW, Reason.INVALID_COMBINATION, "post_only needs tif gtc")
+                    return self._reject(
+                        cmd, seq, REF_NEW, Reason.INVALID_COMBINATION, "post_only needs tif gtc"
+                    )
                 if crosses:
-                    return self._reject(cmd, seq, REF_NEW, Reason.POST_ONLY_WOULD_CROSS,
-                                        f"post_only {'buy' if side == BUY else 'sell'} at {self._px(symbol, price)} "
-                                        f"would cross")
+                    return self._reject(
+                        cmd,
+                        seq,
+                        REF_NEW,
+                        Reason.POST_ONLY_WOULD_CROSS,
+                        f"post_only {'buy' if side == BUY else 'sell'} at {self._px(symbol, price)} "
+                        f"would cross",
+                    )
         else:
             if tif == GTC or post_only:
-                return self._reject(cmd, seq, REF_NEW, Reason.INVALID_COMBINATION,
-                                    "a market order needs tif ioc or fok and no post_only")
+                return self._reject(
+                    cmd,
+                    seq,
+                    REF_NEW,
+                    Reason.INVALID_COMBINATION,
+                    "a market order needs tif ioc or fok and no post_only",
+                )
             # A market order's price, when the gateway sets one, is its protection:
             # it trades up to that price and no further (0: no protection).
             if price < 0:
                 price = 0
             elif price > MAX_TICKS:
-                return self._reject(cmd, seq, REF_NEW, Reason.PRICE_OUT_OF_BAND,
-                                    f"a market order's protection price must be at most "
-                                    f"{self._px(symbol, MAX_TICKS)} for {symbol}, was {self._px(symbol, price)}")
+                return self._reject(
+                    cmd,
+                    seq,
+                    REF_NEW,
+                    Reason.PRICE_OUT_OF_BAND,
+                    f"a market order's protection price must be at most "
+                    f"{self._px(symbol, MAX_TICKS)} for {symbol}, was {self._px(symbol, price)}",
+                )
             crosses = True
         # the account's numbers in the symbol: what the book knows the order's owner by
         h = acct.holdings.get(symbol)
@@ -314,18 +387,26 @@ class Engine:
         mult = h.mult
         notional = qty * price * mult
         if notional > MAX_CASH:
-            return self._reject(cmd, seq, REF_NEW, Reason.QTY_TOO_LARGE,
-                                f"notional {self._cash(notional)} is above the "
-                                f"matcher's limit {self._cash(MAX_CASH)}")
+            return self._reject(
+                cmd,
+                seq,
+                REF_NEW,
+                Reason.QTY_TOO_LARGE,
+                f"notional {self._cash(notional)} is above the "
+                f"matcher's limit {self._cash(MAX_CASH)}",
+            )
         # What the state can hold: the account's cash and lots, were its open orders and this
         # one to fill at their worst, within MAX_CASH and MAX_LOTS (a buy pays at most its
         # limit, or the highest ask without one; a sell gets at most the best bid or its limit).
         if side == BUY:
-            past = self._past_bounds(acct, h, side, qty,
-                                     notional if price else qty * book.highest_ask() * mult)
+            past = self._past_bounds(
+                acct, h, side, qty, notional if price else qty * book.highest_ask() * mult
+            )
         else:
             best = book.best_bid_px
-            past = self._past_bounds(acct, h, side, qty, notional if price >= best else qty * best * mult)
+            past = self._past_bounds(
+                acct, h, side, qty, notional if price >= best else qty * best * mult
+            )
         if past is not None:
             return self._reject(cmd, seq, REF_NEW, Reason.RISK_LIMIT, past)
         if acct.checks:
@@ -335,7 +416,9 @@ class Engine:
         oid = self.next_order_id
         self.next_order_id = oid + 1
         o = Order(oid, h, account, cl_ord_id, symbol, side, price, qty, stp, post_only, origin)
-        ack = Accepted(seq, ts, o.order_id, account, cl_ord_id, symbol, side, ord_type, tif, price, qty)
+        ack = Accepted(
+            seq, ts, o.order_id, account, cl_ord_id, symbol, side, ord_type, tif, price, qty
+        )
         events = self.events
         events.append(ack)
         acct.report(origin, DIRECT, ack)
@@ -356,8 +439,17 @@ class Engine:
         else:
             settle.expired(o, book.expire(o, tif, ord_type, seq, ts))
 
-    def _risk(self, acct: Account, h: Holding, side: int, price: int, qty: int,
-              old_qty: int, old_cash: int, rests: bool) -> tuple[Reason, str] | None:
+    def _risk(
+        self,
+        acct: Account,
+        h: Holding,
+        side: int,
+        price: int,
+        qty: int,
+        old_qty: int,
+        old_cash: int,
+        rests: bool,
+    ) -> tuple[Reason, str] | None:
         """The stateful pre-trade checks; None if the order may go to the book.
 
         ``old_qty``/``old_cash`` are what a replaced order already counts for.
@@ -375,33 +467,64 @@ class Engine:
             worst = pos - open_lots - qty
         # Reduce-only: even if every open order on this side filled, the
         # position must shrink towards zero and not flip.
-        if acct.kill == KILL_REDUCE_ONLY and not (pos < 0 and worst <= 0 if side == BUY else pos > 0 and worst >= 0):
-            return (Reason.KILL_SWITCH,
-                    (f"account {acct.name} is reduce-only: position {self._qty(sym, pos)} {sym}, "
-                     f"this order would take it to {self._qty(sym, worst)}"))
-        if rests and acct.max_open_orders is not None and not old_qty \
-                and len(acct.orders) >= acct.max_open_orders:
-            return (Reason.MAX_OPEN_ORDERS,
-                    f"max_open_orders {acct.max_open_orders} reached: {len(acct.orders)} open")
+        if acct.kill == KILL_REDUCE_ONLY and not (
+            pos < 0 and worst <= 0 if side == BUY else pos > 0 and worst >= 0
+        ):
+            return (
+                Reason.KILL_SWITCH,
+                (
+                    f"account {acct.name} is reduce-only: position {self._qty(sym, pos)} {sym}, "
+                    f"this order would take it to {self._qty(sym, worst)}"
+                ),
+            )
+        if (
+            rests
+            and acct.max_open_orders is not None
+            and not old_qty
+            and len(acct.orders) >= acct.max_open_orders
+        ):
+            return (
+                Reason.MAX_OPEN_ORDERS,
+                f"max_open_orders {acct.max_open_orders} reached: {len(acct.orders)} open",
+            )
         limit = acct.max_position.get(sym)
         if limit is not None and abs(worst) > limit and abs(worst) > abs(pos):
-            return (Reason.MAX_POSITION,
-                    (f"max_position {self._qty(sym, limit)} {sym}: position {self._qty(sym, pos)} "
-                     f"with open orders and this order could reach {self._qty(sym, worst)}"))
+            return (
+                Reason.MAX_POSITION,
+                (
+                    f"max_position {self._qty(sym, limit)} {sym}: position {self._qty(sym, pos)} "
+                    f"with open orders and this order could reach {self._qty(sym, worst)}"
+                ),
+            )
         if acct.credit is not None and side == BUY:
             if price <= 0:
-                return Reason.CREDIT_LIMIT, "a market buy without a protection price cannot be checked against credit"
+                return (
+                    Reason.CREDIT_LIMIT,
+                    "a market buy without a protection price cannot be checked against credit",
+                )
             need = h.mult * price * qty - old_cash
             left = acct.cash - acct.bid_cash + acct.credit
             if need > left:
-                return (Reason.CREDIT_LIMIT,
-                        (f"credit {self._cash(acct.credit)}: this buy needs {self._cash(need)}, "
-                         f"{self._cash(left)} left (cash {self._cash(acct.cash)}, "
-                         f"open buys {self._cash(acct.bid_cash)})"))
+                return (
+                    Reason.CREDIT_LIMIT,
+                    (
+                        f"credit {self._cash(acct.credit)}: this buy needs {self._cash(need)}, "
+                        f"{self._cash(left)} left (cash {self._cash(acct.cash)}, "
+                        f"open buys {self._cash(acct.bid_cash)})"
+                    ),
+                )
         return None
 
-    def _lookup(self, cmd: CancelCmd | ReplaceCmd, seq: int, ref: int, acct: Account, symbol: str,
-                oid: int, orig_cl_ord_id: str) -> Order | None:
+    def _lookup(
+        self,
+        cmd: CancelCmd | ReplaceCmd,
+        seq: int,
+        ref: int,
+        acct: Account,
+        symbol: str,
+        oid: int,
+        orig_cl_ord_id: str,
+    ) -> Order | None:
         """The account's open order in ``symbol`` named by ``oid`` (or, when 0, by the
         cl_ord_id that entered it), or None and a reject.
 
@@ -419,8 +542,13 @@ class Engine:
         o = acct.orders.get(oid)
         if o is None or o.symbol != symbol:
             name = named or repr(orig_cl_ord_id)
-            self._reject(cmd, seq, ref, Reason.UNKNOWN_ORDER,
-                         f"no open order {name} of account {acct.name} in {symbol}")
+            self._reject(
+                cmd,
+                seq,
+                ref,
+                Reason.UNKNOWN_ORDER,
+                f"no open order {name} of account {acct.name} in {symbol}",
+            )
             return None
         return o
 
@@ -436,14 +564,17 @@ class Engine:
         ev = self._take_out(self.books[symbol], o, CXL_USER, seq, ts, cl_ord_id)
         self._answer(acct, origin, key, o, ev)
 
-    def _take_out(self, book: Book, o: Order, reason: int, seq: int, ts: int, req: str = "") -> Cancelled:
+    def _take_out(
+        self, book: Book, o: Order, reason: int, seq: int, ts: int, req: str = ""
+    ) -> Cancelled:
         q = o.leaves
         ev = book.cancel(o, reason, seq, ts, req)
         self.settle.closed(o, q)
         return ev
 
-    def _answer(self, acct: Account, origin: tuple[str, bytes], key: tuple[str, str], o: Order,
-                ev: Event) -> None:
+    def _answer(
+        self, acct: Account, origin: tuple[str, bytes], key: tuple[str, str], o: Order, ev: Event
+    ) -> None:
         """Report ``ev``, the answer to the command ``key`` from ``origin`` about ``acct``'s
         order ``o``."""
         acct.report(origin, DIRECT, ev)
@@ -452,7 +583,9 @@ class Engine:
         self.answers[key] = ev
 
     def _replace(self, cmd: ReplaceCmd, seq: int) -> None:
-        ts, gw, client, account, cl_ord_id, symbol, price, qty, order_id, orig_cl_ord_id = astuple(cmd)
+        ts, gw, client, account, cl_ord_id, symbol, price, qty, order_id, orig_cl_ord_id = astuple(
+            cmd
+        )
         acct = self._session(account, cl_ord_id, gw, client)
         if acct is None:
             return
@@ -463,33 +596,63 @@ class Engine:
         book = self.books[symbol]
         symbol = book.symbol
         if price <= 0:
-            return self._reject(cmd, seq, REF_REPLACE, Reason.BAD_PRICE,
-                                f"price must be positive, was {self._px(symbol, price)}")
+            return self._reject(
+                cmd,
+                seq,
+                REF_REPLACE,
+                Reason.BAD_PRICE,
+                f"price must be positive, was {self._px(symbol, price)}",
+            )
         if price > MAX_TICKS:
-            return self._reject(cmd, seq, REF_REPLACE, Reason.PRICE_OUT_OF_BAND,
-                                f"price must be at most {self._px(symbol, MAX_TICKS)} for {symbol}, "
-                                f"was {self._px(symbol, price)}")
+            return self._reject(
+                cmd,
+                seq,
+                REF_REPLACE,
+                Reason.PRICE_OUT_OF_BAND,
+                f"price must be at most {self._px(symbol, MAX_TICKS)} for {symbol}, "
+                f"was {self._px(symbol, price)}",
+            )
         if qty > MAX_LOTS:
-            return self._reject(cmd, seq, REF_REPLACE, Reason.QTY_TOO_LARGE,
-                                f"qty must be at most {self._qty(symbol, MAX_LOTS)} for {symbol}, "
-                                f"was {self._qty(symbol, qty)}")
+            return self._reject(
+                cmd,
+                seq,
+                REF_REPLACE,
+                Reason.QTY_TOO_LARGE,
+                f"qty must be at most {self._qty(symbol, MAX_LOTS)} for {symbol}, "
+                f"was {self._qty(symbol, qty)}",
+            )
         h = o.owner
         mult = h.mult
         if mult * qty * price > MAX_CASH:
-            return self._reject(cmd, seq, REF_REPLACE, Reason.QTY_TOO_LARGE,
-                                f"notional {self._cash(mult * qty * price)} is above the "
-                                f"matcher's limit {self._cash(MAX_CASH)}")
+            return self._reject(
+                cmd,
+                seq,
+                REF_REPLACE,
+                Reason.QTY_TOO_LARGE,
+                f"notional {self._cash(mult * qty * price)} is above the "
+                f"matcher's limit {self._cash(MAX_CASH)}",
+            )
         if qty <= o.filled:
-            return self._reject(cmd, seq, REF_REPLACE, Reason.INVALID_REPLACE,
-                                f"qty must be above the filled {self._qty(symbol, o.filled)}, "
-                                f"was {self._qty(symbol, qty)}")
+            return self._reject(
+                cmd,
+                seq,
+                REF_REPLACE,
+                Reason.INVALID_REPLACE,
+                f"qty must be above the filled {self._qty(symbol, o.filled)}, "
+                f"was {self._qty(symbol, qty)}",
+            )
         leaves = qty - o.filled
         if leaves > o.leaves or price != o.price:  # it could add to the account's numbers
             worst = price
             if o.side != BUY and book.best_bid_px > price:
                 worst = book.best_bid_px
-            past = self._past_bounds(acct, h, o.side, leaves - o.leaves,
-                                     mult * leaves * worst - mult * o.leaves * o.price)
+            past = self._past_bounds(
+                acct,
+                h,
+                o.side,
+                leaves - o.leaves,
+                mult * leaves * worst - mult * o.leaves * o.price,
+            )
             if past is not None:
                 return self._reject(cmd, seq, REF_REPLACE, Reason.RISK_LIMIT, past)
         if acct.checks and (leaves > o.leaves or price != o.price or acct.kill == KILL_BLOCK):
@@ -503,24 +666,64 @@ class Engine:
             book.reduce(o, less)
             settle.reduced(o, less)
             o.qty = qty
-            ev = Replaced(seq, ts, o.order_id, o.account, o.cl_ord_id, symbol, o.side, price,
-                          qty, leaves, True, cl_ord_id)
+            ev = Replaced(
+                seq,
+                ts,
+                o.order_id,
+                o.account,
+                o.cl_ord_id,
+                symbol,
+                o.side,
+                price,
+                qty,
+                leaves,
+                True,
+                cl_ord_id,
+            )
             self.events.append(ev)
             return self._answer(acct, origin, key, o, ev)
         if o.post_only and price != o.price and book.would_cross(o.side, price):
-            return self._reject(cmd, seq, REF_REPLACE, Reason.POST_ONLY_WOULD_CROSS,
-                                f"post_only order {o.order_id} at {self._px(symbol, price)} would cross")
+            return self._reject(
+                cmd,
+                seq,
+                REF_REPLACE,
+                Reason.POST_ONLY_WOULD_CROSS,
+                f"post_only order {o.order_id} at {self._px(symbol, price)} would cross",
+            )
         # Loses priority: the old entry dies in its level, a new one joins the back.
         book.unrest(o)
         settle.closed(o, o.leaves)
-        n = Order(o.order_id, h, o.account, o.cl_ord_id, symbol, o.side, price, qty, o.stp,
-                  o.post_only, o.origin)
+        n = Order(
+            o.order_id,
+            h,
+            o.account,
+            o.cl_ord_id,
+            symbol,
+            o.side,
+            price,
+            qty,
+            o.stp,
+            o.post_only,
+            o.origin,
+        )
         n.filled = o.filled
         n.leaves = leaves
         o.leaves = 0  # the old incarnation is dead; everything it had moved to n
         events = self.events
-        ev = Replaced(seq, ts, n.order_id, n.account, n.cl_ord_id, symbol, n.side, price, qty,
-                      leaves, False, cl_ord_id)
+        ev = Replaced(
+            seq,
+            ts,
+            n.order_id,
+            n.account,
+            n.cl_ord_id,
+            symbol,
+            n.side,
+            price,
+            qty,
+            leaves,
+            False,
+            cl_ord_id,
+        )
         events.append(ev)
         self._answer(acct, origin, key, n, ev)
         if book.would_cross(n.side, price):
@@ -532,8 +735,9 @@ class Engine:
         book.rest(n)
         settle.opened(n)
 
-    def _cancel_all(self, acct: Account, reason: int, seq: int, ts: int,
-                    origin: tuple[str, bytes] | None = None) -> int:
+    def _cancel_all(
+        self, acct: Account, reason: int, seq: int, ts: int, origin: tuple[str, bytes] | None = None
+    ) -> int:
         """Cancel the account's open orders (only those entered from ``origin`` if given)."""
         n = 0
         for o in list(acct.orders.values()):
@@ -575,23 +779,36 @@ class Engine:
         """Answer a read-only query from the current state (nothing changes, no seq)."""
         acct = self.accounts.get(q.account) or Account(q.account, [])
         if q.what == Q_ORDERS:
-            orders = [OpenOrder(o.order_id, o.cl_ord_id, o.symbol, o.side, o.price, o.qty, o.leaves, o.filled)
-                      for _, o in sorted(acct.orders.items())
-                      if not q.symbol or o.symbol == q.symbol]
+            orders = [
+                OpenOrder(
+                    o.order_id, o.cl_ord_id, o.symbol, o.side, o.price, o.qty, o.leaves, o.filled
+                )
+                for _, o in sorted(acct.orders.items())
+                if not q.symbol or o.symbol == q.symbol
+            ]
             return OrdersAnswer(self.seq, q.req_id, orders)
         if q.what == Q_BOOK:
             book = self.books.get(q.symbol)
             if book is None:
                 return BookAnswer(self.seq, q.req_id, q.symbol, [], [])
-            return BookAnswer(self.seq, q.req_id, q.symbol, book.depth(BUY)[:q.limit],
-                              book.depth(SELL)[:q.limit])
+            return BookAnswer(
+                self.seq,
+                q.req_id,
+                q.symbol,
+                book.depth(BUY)[: q.limit],
+                book.depth(SELL)[: q.limit],
+            )
         if q.what == Q_POSITIONS:
             positions = [Position(h.symbol, h.pos, h.bought, h.sold) for h in acct.traded()]
-            return PositionsAnswer(self.seq, q.req_id, acct.cash, positions, len(acct.orders), acct.kill)
+            return PositionsAnswer(
+                self.seq, q.req_id, acct.cash, positions, len(acct.orders), acct.kill
+            )
         last = len(acct.log)
         start = max(q.from_rseq, 1)
         end = min(last, start + max(q.limit, 0) - 1)
-        reports: list = [(r, role, ev) for r, (role, ev) in enumerate(acct.log[start - 1:end], start)]
+        reports: list = [
+            (r, role, ev) for r, (role, ev) in enumerate(acct.log[start - 1 : end], start)
+        ]
         return ReportsAnswer(start, end if end >= start else start - 1, last, reports)
 
     # ------------------------------------------------------------- state
@@ -624,8 +841,13 @@ class Engine:
         return self._digester.digest(self)
 
     @classmethod
-    def from_state(cls, st: state_mod.EngineState, symbols: Iterable[str | Instrument] = (),
-                   digest_every: int = 0, cash_mult: Mapping[str, int] | None = None) -> Engine:
+    def from_state(
+        cls,
+        st: state_mod.EngineState,
+        symbols: Iterable[str | Instrument] = (),
+        digest_every: int = 0,
+        cash_mult: Mapping[str, int] | None = None,
+    ) -> Engine:
         """Rebuild an engine from a snapshot's state; ``symbols`` as for Engine(): the listed
         instruments, which may add new ones to the snapshot's."""
         eng = cls(symbols, digest_every, cash_mult)

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 import msgspec
 from msgspec import Struct
+
 from zex.protocol.internal import BUY, SELL, Event
 
 from .book import Book, Order
@@ -110,7 +111,7 @@ class _Growing:
             tail = self.tail
             start = len(tail)
             encode_into(entries, tail, start)
-            del tail[start:start + len(_array_header(len(entries)))]
+            del tail[start : start + len(_array_header(len(entries)))]
             with memoryview(tail) as view:
                 self.hash.update(view[start:])
             self.n += len(entries)
@@ -186,7 +187,7 @@ class Digester:
             if n > g.n and done < budget:
                 take = min(n, g.n + budget - done)
                 done += take - g.n
-                g.add(a.log[g.n:take])
+                g.add(a.log[g.n : take])
         if done < budget:
             done += self._add_answers(eng, budget - done)
         return done
@@ -199,7 +200,7 @@ class Digester:
         for name in accounts:
             log, g = eng.accounts[name].log, self._log(name)
             if len(log) > g.n:
-                g.add(log[g.n:])
+                g.add(log[g.n :])
         self._add_answers(eng, 1 << 62)
         _encode_orders(eng, 1 << 62)
 
@@ -245,8 +246,13 @@ class Digester:
         # of buffers, not one encoding. An array_like Struct encodes as the array of its
         # fields, so a tuple of the first nine of AccountState's ten, re-headed for ten and
         # followed by the log, is byte for byte what encoding the AccountState would give.
-        parts = [_array_header(len(EngineState.__struct_fields__)), encode(fixed.seq),
-                 encode(fixed.next_order_id), encode(fixed.books), _array_header(len(fixed.accounts))]
+        parts = [
+            _array_header(len(EngineState.__struct_fields__)),
+            encode(fixed.seq),
+            encode(fixed.next_order_id),
+            encode(fixed.books),
+            _array_header(len(fixed.accounts)),
+        ]
         for a in fixed.accounts:
             head = encode(tuple(getattr(a, f) for f in AccountState.__struct_fields__[:-1]))
             parts.append(_array_header(_ACCOUNT_FIELDS) + head[1:])  # a 1-byte header either way
@@ -263,9 +269,14 @@ def capture(eng: Engine, growing: bool = True) -> EngineState:
     books = []
     for symbol in sorted(eng.books):
         b = eng.books[symbol]
-        books.append(BookState(symbol, b.next_trade_id,
-                               [_order_state(o) for o in b.orders_in_priority(BUY)],
-                               [_order_state(o) for o in b.orders_in_priority(SELL)]))
+        books.append(
+            BookState(
+                symbol,
+                b.next_trade_id,
+                [_order_state(o) for o in b.orders_in_priority(BUY)],
+                [_order_state(o) for o in b.orders_in_priority(SELL)],
+            )
+        )
     answers = [(a, c, ev) for (a, c), ev in eng.answers.items()] if growing else []
     return EngineState(eng.seq, eng.next_order_id, books, _accounts(eng, growing), answers)
 
@@ -275,7 +286,9 @@ def _encode_orders(eng: Engine, budget: int) -> int:
     done = 0
     for book in eng.books.values():
         if book.fresh and done < budget:
-            done += book.encode_fresh(encode, min(budget - done, 1 << 62))  # a C long long: book.pxd
+            done += book.encode_fresh(
+                encode, min(budget - done, 1 << 62)
+            )  # a C long long: book.pxd
     return done
 
 
@@ -291,7 +304,9 @@ def _fixed(eng: Engine) -> FixedStateRaw:
     books = []
     for symbol in sorted(eng.books):
         b = eng.books[symbol]
-        books.append(BookStateRaw(symbol, b.next_trade_id, _orders_raw(b, BUY), _orders_raw(b, SELL)))
+        books.append(
+            BookStateRaw(symbol, b.next_trade_id, _orders_raw(b, BUY), _orders_raw(b, SELL))
+        )
     return FixedStateRaw(eng.seq, eng.next_order_id, books, _accounts(eng, False), [])
 
 
@@ -299,9 +314,20 @@ def _accounts(eng: Engine, growing: bool) -> list[AccountState]:
     accounts = []
     for a in eng.accounts.values():
         positions = [(h.symbol, h.pos, h.bought, h.sold) for h in a.traded()]
-        accounts.append(AccountState(a.name, a.cash, positions, a.kill, a.max_open_orders, a.credit,
-                                     dict(sorted(a.max_position.items())), a.origin[0], a.origin[1],
-                                     list(a.log) if growing else []))
+        accounts.append(
+            AccountState(
+                a.name,
+                a.cash,
+                positions,
+                a.kill,
+                a.max_open_orders,
+                a.credit,
+                dict(sorted(a.max_position.items())),
+                a.origin[0],
+                a.origin[1],
+                list(a.log) if growing else [],
+            )
+        )
     return accounts
 
 
@@ -325,8 +351,19 @@ def restore(eng: Engine, st: EngineState) -> None:
         mult = eng.cash_mult.get(bs.symbol, 1)
         for os_ in (*bs.bids, *bs.asks):
             a = eng.account(os_.account)
-            o = Order(os_.order_id, a.holding(bs.symbol, mult), a.name, os_.cl_ord_id, bs.symbol,
-                      os_.side, os_.price, os_.qty, os_.stp, os_.post_only, (os_.gw, os_.client))
+            o = Order(
+                os_.order_id,
+                a.holding(bs.symbol, mult),
+                a.name,
+                os_.cl_ord_id,
+                bs.symbol,
+                os_.side,
+                os_.price,
+                os_.qty,
+                os_.stp,
+                os_.post_only,
+                (os_.gw, os_.client),
+            )
             o.leaves, o.filled = os_.leaves, os_.filled
             book.rest(o)
             eng.settle.opened(o)
@@ -334,5 +371,17 @@ def restore(eng: Engine, st: EngineState) -> None:
 
 
 def _order_state(o: Order) -> OrderState:
-    return OrderState(o.order_id, o.account, o.cl_ord_id, o.side, o.price, o.qty, o.leaves,
-                      o.filled, o.stp, o.post_only, o.origin[0], o.origin[1])
+    return OrderState(
+        o.order_id,
+        o.account,
+        o.cl_ord_id,
+        o.side,
+        o.price,
+        o.qty,
+        o.leaves,
+        o.filled,
+        o.stp,
+        o.post_only,
+        o.origin[0],
+        o.origin[1],
+    )

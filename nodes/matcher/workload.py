@@ -27,9 +27,17 @@ from zex.protocol.internal import (
 )
 
 
-def mixed_stream(n: int, seed: int = 1, symbols: tuple[str, ...] = ("XYZ",), accounts: int = 50,
-                 gw: str = "gw1", mid: int = 10_000, first_order_id: int = 1,
-                 ts0: int = 1_700_000_000_000_000_000, prefix: str = "") -> Iterator[Command]:
+def mixed_stream(
+    n: int,
+    seed: int = 1,
+    symbols: tuple[str, ...] = ("XYZ",),
+    accounts: int = 50,
+    gw: str = "gw1",
+    mid: int = 10_000,
+    first_order_id: int = 1,
+    ts0: int = 1_700_000_000_000_000_000,
+    prefix: str = "",
+) -> Iterator[Command]:
     rng = random.Random(seed)
     rand = rng.random
     randint = rng.randint
@@ -53,13 +61,39 @@ def mixed_stream(n: int, seed: int = 1, symbols: tuple[str, ...] = ("XYZ",), acc
         if r < 0.30:
             side = BUY if rand() < 0.5 else SELL
             px = m + randint(1, 5) if side == BUY else m - randint(1, 5)
-            yield NewOrderCmd(ts, gw, client, acct, f"{prefix}o{i}", sym, side, LIMIT, IOC, px,
-                              randint(5, 40), False, STP_NONE)
+            yield NewOrderCmd(
+                ts,
+                gw,
+                client,
+                acct,
+                f"{prefix}o{i}",
+                sym,
+                side,
+                LIMIT,
+                IOC,
+                px,
+                randint(5, 40),
+                False,
+                STP_NONE,
+            )
         else:
             side = BUY if rand() < 0.5 else SELL
             px = m - randint(0, 40) if side == BUY else m + randint(1, 41)
-            yield NewOrderCmd(ts, gw, client, acct, f"{prefix}o{i}", sym, side, LIMIT, GTC, px,
-                              randint(1, 20), False, STP_NONE)
+            yield NewOrderCmd(
+                ts,
+                gw,
+                client,
+                acct,
+                f"{prefix}o{i}",
+                sym,
+                side,
+                LIMIT,
+                GTC,
+                px,
+                randint(1, 20),
+                False,
+                STP_NONE,
+            )
             open_ids.append((next_id, acct, sym))
         next_id += 1
         if rand() < 0.01:

@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 
 from hypothesis import strategies as st
 
-from zex.nodes.matcher.settle import RESENT, TAKER
 from zex.nodes.matcher.engine import Engine
+from zex.nodes.matcher.settle import RESENT, TAKER
 from zex.protocol.internal import (
     BUY,
     FOK,
@@ -33,14 +33,14 @@ from zex.protocol.internal import (
     STP_CANCEL_OLDEST,
     STP_NONE,
     Accepted,
-    Cancelled,
     CancelCmd,
+    Cancelled,
     Digest,
     Expired,
     NewOrderCmd,
     Rejected,
-    Replaced,
     ReplaceCmd,
+    Replaced,
     Trade,
     encoder,
 )
@@ -58,55 +58,65 @@ UNKNOWN_ID = 999_999
 # Weights by repetition in sampled_from (one_of does not weight by repetition);
 # each shrinks towards its first, most ordinary, choice.
 dup_pick = st.tuples(st.sampled_from([False] * 7 + [True]), st.integers(0, 1000)).map(
-    lambda t: t[1] if t[0] else None)  # an int: reuse an earlier cl_ord_id
+    lambda t: t[1] if t[0] else None
+)  # an int: reuse an earlier cl_ord_id
 # ("live", i): an order resting now; ("any", i): any order ever accepted; ("unknown", _)
 target = st.tuples(st.sampled_from(["live"] * 7 + ["any", "unknown"]), st.integers(0, 1000))
 other_account = st.sampled_from([None] * 7 + list(range(len(ACCOUNTS))))  # None: the owner
 flip = st.sampled_from([False] * 19 + [True])
 
-new_orders = st.fixed_dictionaries({
-    "kind": st.just("new"),
-    "acct": st.integers(0, len(ACCOUNTS) - 1),
-    "sym": st.integers(0, len(SYMBOLS) - 1),
-    "side": st.sampled_from([BUY, SELL]),
-    "ord_type": st.sampled_from([LIMIT] * 5 + [MARKET]),
-    "tif": st.sampled_from([GTC] * 4 + [IOC, FOK]),
-    # buys 95..102, sells 98..105: they overlap enough to cross often and
-    # rest often, so books get deep; shrinks towards the passive end
-    "price": st.integers(0, HIGH - LOW - 3),
-    "qty": st.integers(1, 10),
-    "post_only": st.sampled_from([False] * 4 + [True]),
-    "stp": st.sampled_from([STP_NONE, STP_CANCEL_NEWEST, STP_CANCEL_OLDEST, STP_CANCEL_BOTH]),
-    "dup": dup_pick,
-})
+new_orders = st.fixed_dictionaries(
+    {
+        "kind": st.just("new"),
+        "acct": st.integers(0, len(ACCOUNTS) - 1),
+        "sym": st.integers(0, len(SYMBOLS) - 1),
+        "side": st.sampled_from([BUY, SELL]),
+        "ord_type": st.sampled_from([LIMIT] * 5 + [MARKET]),
+        "tif": st.sampled_from([GTC] * 4 + [IOC, FOK]),
+        # buys 95..102, sells 98..105: they overlap enough to cross often and
+        # rest often, so books get deep; shrinks towards the passive end
+        "price": st.integers(0, HIGH - LOW - 3),
+        "qty": st.integers(1, 10),
+        "post_only": st.sampled_from([False] * 4 + [True]),
+        "stp": st.sampled_from([STP_NONE, STP_CANCEL_NEWEST, STP_CANCEL_OLDEST, STP_CANCEL_BOTH]),
+        "dup": dup_pick,
+    }
+)
 
-cancels = st.fixed_dictionaries({
-    "kind": st.just("cancel"),
-    "acct": other_account,
-    "sym_flip": flip,
-    "target": target,
-    "by_clid": st.booleans(),
-    "dup": dup_pick,
-})
+cancels = st.fixed_dictionaries(
+    {
+        "kind": st.just("cancel"),
+        "acct": other_account,
+        "sym_flip": flip,
+        "target": target,
+        "by_clid": st.booleans(),
+        "dup": dup_pick,
+    }
+)
 
-replaces = st.fixed_dictionaries({
-    "kind": st.just("replace"),
-    "acct": other_account,
-    "sym_flip": flip,
-    "target": target,
-    "price": st.one_of(st.none(), st.integers(LOW, HIGH)),  # None: keep the price
-    "qty": st.one_of(st.tuples(st.just("abs"), st.integers(0, 12)),
-                     st.tuples(st.just("rel"), st.integers(-4, 3))),
-    "by_clid": st.sampled_from([False, False, False, True]),
-    "dup": dup_pick,
-})
+replaces = st.fixed_dictionaries(
+    {
+        "kind": st.just("replace"),
+        "acct": other_account,
+        "sym_flip": flip,
+        "target": target,
+        "price": st.one_of(st.none(), st.integers(LOW, HIGH)),  # None: keep the price
+        "qty": st.one_of(
+            st.tuples(st.just("abs"), st.integers(0, 12)),
+            st.tuples(st.just("rel"), st.integers(-4, 3)),
+        ),
+        "by_clid": st.sampled_from([False, False, False, True]),
+        "dup": dup_pick,
+    }
+)
 
 _by_kind = {"new": new_orders, "cancel": cancels, "replace": replaces}
 commands = st.sampled_from(["new"] * 5 + ["cancel", "replace"]).flatmap(_by_kind.__getitem__)
 # Lists of lists: about 25 commands on average (a flat list averages 6), and
 # still shrinks to a handful.
 streams = st.lists(st.lists(commands, min_size=1, max_size=10), min_size=1, max_size=10).map(
-    lambda chunks: [a for chunk in chunks for a in chunk])
+    lambda chunks: [a for chunk in chunks for a in chunk]
+)
 
 # ------------------------------------------------------------ events
 
@@ -115,25 +125,78 @@ def event_key(ev) -> tuple:
     """The fields of an engine event the model predicts (all but seq, ts, text)."""
     t = type(ev)
     if t is Accepted:
-        return ("Accepted", ev.order_id, ev.account, ev.cl_ord_id, ev.symbol, ev.side,
-                ev.ord_type, ev.tif, ev.price, ev.qty)
+        return (
+            "Accepted",
+            ev.order_id,
+            ev.account,
+            ev.cl_ord_id,
+            ev.symbol,
+            ev.side,
+            ev.ord_type,
+            ev.tif,
+            ev.price,
+            ev.qty,
+        )
     if t is Rejected:
         return ("Rejected", ev.account, ev.cl_ord_id, ev.symbol, ev.ref, ev.reason)
     if t is Trade:
-        return ("Trade", ev.trade_id, ev.symbol, ev.price, ev.qty, ev.taker_side,
-                ev.taker_order_id, ev.taker_account, ev.taker_cl_ord_id, ev.taker_leaves,
-                ev.maker_order_id, ev.maker_account, ev.maker_cl_ord_id, ev.maker_leaves)
+        return (
+            "Trade",
+            ev.trade_id,
+            ev.symbol,
+            ev.price,
+            ev.qty,
+            ev.taker_side,
+            ev.taker_order_id,
+            ev.taker_account,
+            ev.taker_cl_ord_id,
+            ev.taker_leaves,
+            ev.maker_order_id,
+            ev.maker_account,
+            ev.maker_cl_ord_id,
+            ev.maker_leaves,
+        )
     if t is Cancelled or t is Expired:
-        return (t.__name__, ev.order_id, ev.account, ev.cl_ord_id, ev.symbol, ev.side, ev.price,
-                ev.qty, ev.reason)
+        return (
+            t.__name__,
+            ev.order_id,
+            ev.account,
+            ev.cl_ord_id,
+            ev.symbol,
+            ev.side,
+            ev.price,
+            ev.qty,
+            ev.reason,
+        )
     if t is Replaced:
-        return ("Replaced", ev.order_id, ev.account, ev.cl_ord_id, ev.symbol, ev.side, ev.price,
-                ev.qty, ev.leaves, ev.kept_priority)
+        return (
+            "Replaced",
+            ev.order_id,
+            ev.account,
+            ev.cl_ord_id,
+            ev.symbol,
+            ev.side,
+            ev.price,
+            ev.qty,
+            ev.leaves,
+            ev.kept_priority,
+        )
     raise AssertionError(f"unexpected event {ev!r}")
 
 
-INT_FIELDS = ("price", "qty", "leaves", "taker_leaves", "maker_leaves", "order_id",
-              "taker_order_id", "maker_order_id", "trade_id", "seq", "ts")
+INT_FIELDS = (
+    "price",
+    "qty",
+    "leaves",
+    "taker_leaves",
+    "maker_leaves",
+    "order_id",
+    "taker_order_id",
+    "maker_order_id",
+    "trade_id",
+    "seq",
+    "ts",
+)
 
 
 def assert_ints(ev) -> None:
@@ -178,8 +241,9 @@ class Audit:
             if t is Accepted:
                 assert ev.order_id not in self.orders, f"order id {ev.order_id} reused"
                 assert ev.qty > 0
-                self.orders[ev.order_id] = Tracked(ev.account, ev.symbol, ev.side, ev.price,
-                                                   ev.qty, self._stamp())
+                self.orders[ev.order_id] = Tracked(
+                    ev.account, ev.symbol, ev.side, ev.price, ev.qty, self._stamp()
+                )
             elif t is Trade:
                 tk, mk = self.orders[ev.taker_order_id], self.orders[ev.maker_order_id]
                 assert ev.qty > 0, ev
@@ -246,8 +310,12 @@ class Audit:
             assert bid is None or ask is None or bid < ask, f"{symbol} crossed: {bid} >= {ask}"
             in_book = {o.order_id for s in (BUY, SELL) for o in book.orders_in_priority(s)}
             assert book.resting == len(in_book)  # the count the open_orders metric reads
-            assert {oid for a in eng.accounts.values() for oid, o in a.orders.items()
-                    if o.symbol == symbol} == in_book
+            assert {
+                oid
+                for a in eng.accounts.values()
+                for oid, o in a.orders.items()
+                if o.symbol == symbol
+            } == in_book
         # an order not in a book is finished: everything filled or closed
         for oid, tr in self.orders.items():
             if oid not in live:
@@ -260,6 +328,7 @@ class Audit:
         for tr in self.orders.values():
             k = (tr.account, tr.symbol)
             expected_pos[k] = expected_pos.get(k, 0) + (tr.filled if tr.side == BUY else -tr.filled)
+
         def held(a, symbol: str, field: str) -> int:
             h = a.holdings.get(symbol)
             return 0 if h is None else getattr(h, field)
@@ -267,27 +336,43 @@ class Audit:
         for symbol in eng.books:
             # every lot bought was sold by someone, and cash only changed hands
             assert sum(held(a, symbol, "pos") for a in eng.accounts.values()) == 0
-            assert sum(held(a, symbol, "bought") for a in eng.accounts.values()) == \
-                sum(held(a, symbol, "sold") for a in eng.accounts.values())
+            assert sum(held(a, symbol, "bought") for a in eng.accounts.values()) == sum(
+                held(a, symbol, "sold") for a in eng.accounts.values()
+            )
         assert sum(a.cash for a in eng.accounts.values()) == 0
         for name, a in eng.accounts.items():
             for symbol in eng.books:
                 assert held(a, symbol, "pos") == expected_pos.get((name, symbol), 0), (name, symbol)
-            mine = {o.order_id: o for b in eng.books.values() for s in (BUY, SELL)
-                    for o in b.orders_in_priority(s) if o.account == name}
+            mine = {
+                o.order_id: o
+                for b in eng.books.values()
+                for s in (BUY, SELL)
+                for o in b.orders_in_priority(s)
+                if o.account == name
+            }
             assert a.orders == mine, name
-            for symbol, book in eng.books.items():
+            for symbol in eng.books:
                 buys = [o for o in mine.values() if o.side == BUY and o.symbol == symbol]
                 sells = [o for o in mine.values() if o.side == SELL and o.symbol == symbol]
                 assert held(a, symbol, "bid_lots") == sum(o.leaves for o in buys), (name, symbol)
                 assert held(a, symbol, "ask_lots") == sum(o.leaves for o in sells), (name, symbol)
-            assert a.bid_cash == sum(o.leaves * o.price * eng.cash_mult.get(o.symbol, 1)
-                                     for o in mine.values() if o.side == BUY), name
-            assert a.ask_cash == sum(o.leaves * o.price * eng.cash_mult.get(o.symbol, 1)
-                                     for o in mine.values() if o.side == SELL), name
+            assert a.bid_cash == sum(
+                o.leaves * o.price * eng.cash_mult.get(o.symbol, 1)
+                for o in mine.values()
+                if o.side == BUY
+            ), name
+            assert a.ask_cash == sum(
+                o.leaves * o.price * eng.cash_mult.get(o.symbol, 1)
+                for o in mine.values()
+                if o.side == SELL
+            ), name
             for role, ev in a.log:
                 if type(ev) is Trade:
-                    assert (ev.taker_account if role == TAKER else ev.maker_account) == name, (name, role, ev)
+                    assert (ev.taker_account if role == TAKER else ev.maker_account) == name, (
+                        name,
+                        role,
+                        ev,
+                    )
                 else:
                     assert ev.account == name, (name, ev)
 
@@ -336,10 +421,21 @@ class Driver:
             account = ACCOUNTS[a["acct"]]
             market = a["ord_type"] == MARKET
             price = LOW + a["price"] if a["side"] == BUY else HIGH - a["price"]
-            cmd = NewOrderCmd(ts, "gw1", account.encode(), account,
-                              self._cl_ord_id(account, a["dup"]), SYMBOLS[a["sym"]], a["side"],
-                              a["ord_type"], a["tif"], 0 if market else price, a["qty"],
-                              a["post_only"], a["stp"])
+            cmd = NewOrderCmd(
+                ts,
+                "gw1",
+                account.encode(),
+                account,
+                self._cl_ord_id(account, a["dup"]),
+                SYMBOLS[a["sym"]],
+                a["side"],
+                a["ord_type"],
+                a["tif"],
+                0 if market else price,
+                a["qty"],
+                a["post_only"],
+                a["stp"],
+            )
         else:
             oid = self._target(a["target"])
             o = self.model.orders.get(oid)
@@ -348,8 +444,11 @@ class Driver:
             symbol = o.symbol if o else SYMBOLS[0]
             if a["sym_flip"]:
                 symbol = SYMBOLS[1 - SYMBOLS.index(symbol)]
-            by = dict(order_id=0, orig_cl_ord_id=o.cl_ord_id if o else "nope") \
-                if a["by_clid"] else dict(order_id=oid)
+            by = (
+                dict(order_id=0, orig_cl_ord_id=o.cl_ord_id if o else "nope")
+                if a["by_clid"]
+                else dict(order_id=oid)
+            )
             clid = self._cl_ord_id(account, a["dup"])
             if a["kind"] == "cancel":
                 cmd = CancelCmd(ts, "gw2", account.encode(), account, clid, symbol, **by)
@@ -359,8 +458,9 @@ class Driver:
                     price = o.price if o and o.price else 100
                 mode, q = a["qty"]
                 qty = q if mode == "abs" or o is None else max(0, o.qty + q)
-                cmd = ReplaceCmd(ts, "gw2", account.encode(), account, clid, symbol, price, qty,
-                                 **by)
+                cmd = ReplaceCmd(
+                    ts, "gw2", account.encode(), account, clid, symbol, price, qty, **by
+                )
         self.used.append((cmd.account, cmd.cl_ord_id))
         return cmd
 
@@ -401,12 +501,18 @@ class Driver:
         for symbol in SYMBOLS:
             book = self.engine.books[symbol]
             for side in (BUY, SELL):
-                got = [(o.order_id, o.account, o.price, o.qty, o.leaves, o.filled)
-                       for o in book.orders_in_priority(side)]
-                want = [(o.order_id, o.account, o.price, o.qty, o.leaves, o.filled)
-                        for o in self.model.priority(symbol, side)]
-                assert got == want, f"{symbol} {'bids' if side == BUY else 'asks'}:\n" \
-                                    f"  engine {got}\n  model  {want}"
+                got = [
+                    (o.order_id, o.account, o.price, o.qty, o.leaves, o.filled)
+                    for o in book.orders_in_priority(side)
+                ]
+                want = [
+                    (o.order_id, o.account, o.price, o.qty, o.leaves, o.filled)
+                    for o in self.model.priority(symbol, side)
+                ]
+                assert got == want, (
+                    f"{symbol} {'bids' if side == BUY else 'asks'}:\n"
+                    f"  engine {got}\n  model  {want}"
+                )
                 assert book.depth(side) == self.model.depth(symbol, side)
 
 

@@ -71,8 +71,18 @@ class MOrder:
 
 
 def accepted(o: MOrder, ord_type: int, tif: int) -> tuple:
-    return ("Accepted", o.order_id, o.account, o.cl_ord_id, o.symbol, o.side, ord_type, tif,
-            o.price, o.qty)
+    return (
+        "Accepted",
+        o.order_id,
+        o.account,
+        o.cl_ord_id,
+        o.symbol,
+        o.side,
+        ord_type,
+        tif,
+        o.price,
+        o.qty,
+    )
 
 
 def rejected(account: str, cl_ord_id: str, symbol: str, ref: int, reason: Reason) -> tuple:
@@ -88,8 +98,18 @@ def expired(o: MOrder, qty: int, reason: int) -> tuple:
 
 
 def replaced(o: MOrder, kept: bool) -> tuple:
-    return ("Replaced", o.order_id, o.account, o.cl_ord_id, o.symbol, o.side, o.price, o.qty,
-            o.leaves, kept)
+    return (
+        "Replaced",
+        o.order_id,
+        o.account,
+        o.cl_ord_id,
+        o.symbol,
+        o.side,
+        o.price,
+        o.qty,
+        o.leaves,
+        kept,
+    )
 
 
 class Model:
@@ -175,8 +195,19 @@ class Model:
             if cmd.tif == GTC or cmd.post_only:
                 return self._reject(cmd, NEW_REF, Reason.INVALID_COMBINATION)
             price = 0
-        o = MOrder(self.next_order_id, cmd.account, cmd.cl_ord_id, cmd.symbol, cmd.side, price,
-                   cmd.qty, cmd.qty, 0, cmd.stp, cmd.post_only)
+        o = MOrder(
+            self.next_order_id,
+            cmd.account,
+            cmd.cl_ord_id,
+            cmd.symbol,
+            cmd.side,
+            price,
+            cmd.qty,
+            cmd.qty,
+            0,
+            cmd.stp,
+            cmd.post_only,
+        )
         self.next_order_id += 1
         self.orders[o.order_id] = o
         self._answer(cmd, accepted(o, cmd.ord_type, cmd.tif))
@@ -234,9 +265,24 @@ class Model:
             taker.leaves -= q
             taker.filled += q
             self.trade_ids[taker.symbol] += 1
-            self.events.append(("Trade", self.trade_ids[taker.symbol], taker.symbol, m.price, q,
-                                taker.side, taker.order_id, taker.account, taker.cl_ord_id,
-                                taker.leaves, m.order_id, m.account, m.cl_ord_id, m.leaves))
+            self.events.append(
+                (
+                    "Trade",
+                    self.trade_ids[taker.symbol],
+                    taker.symbol,
+                    m.price,
+                    q,
+                    taker.side,
+                    taker.order_id,
+                    taker.account,
+                    taker.cl_ord_id,
+                    taker.leaves,
+                    m.order_id,
+                    m.account,
+                    m.cl_ord_id,
+                    m.leaves,
+                )
+            )
             if m.leaves == 0:
                 book.remove(m)
         return True

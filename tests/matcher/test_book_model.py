@@ -15,6 +15,7 @@ import os
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
 from zex.nodes.matcher.book import Book, Order
 from zex.protocol.internal import (
     BUY,
@@ -42,15 +43,27 @@ from .model import Model
 OWNERS = {name: object() for name in ("alice", "bob", "carol")}  # opaque keys, never read
 EXAMPLES = int(os.environ.get("ZEX_PROPERTY_EXAMPLES", "300"))
 
-steps = st.lists(st.one_of(
-    st.tuples(st.just("new"), st.sampled_from(sorted(OWNERS)), st.sampled_from([BUY, SELL]),
-              st.sampled_from([(LIMIT, GTC)] * 4 + [(LIMIT, IOC), (LIMIT, FOK), (MARKET, IOC),
-                                                    (MARKET, FOK)]),
-              st.integers(95, 105), st.integers(1, 10),
-              st.sampled_from([STP_NONE, STP_CANCEL_NEWEST, STP_CANCEL_OLDEST, STP_CANCEL_BOTH])),
-    st.tuples(st.just("cancel"), st.integers(0, 1000)),
-    st.tuples(st.just("replace"), st.integers(0, 1000), st.integers(95, 105), st.integers(-3, 4)),
-), min_size=1, max_size=60)
+steps = st.lists(
+    st.one_of(
+        st.tuples(
+            st.just("new"),
+            st.sampled_from(sorted(OWNERS)),
+            st.sampled_from([BUY, SELL]),
+            st.sampled_from(
+                [(LIMIT, GTC)] * 4 + [(LIMIT, IOC), (LIMIT, FOK), (MARKET, IOC), (MARKET, FOK)]
+            ),
+            st.integers(95, 105),
+            st.integers(1, 10),
+            st.sampled_from([STP_NONE, STP_CANCEL_NEWEST, STP_CANCEL_OLDEST, STP_CANCEL_BOTH]),
+        ),
+        st.tuples(st.just("cancel"), st.integers(0, 1000)),
+        st.tuples(
+            st.just("replace"), st.integers(0, 1000), st.integers(95, 105), st.integers(-3, 4)
+        ),
+    ),
+    min_size=1,
+    max_size=60,
+)
 
 
 class BookDriver:
@@ -65,10 +78,11 @@ class BookDriver:
     def _matched(self, o: Order, start: int, ok: bool) -> None:
         """Check the makers contract, then empty it as the settle step would."""
         book = self.book
-        about = self.events[start:len(self.events) - (0 if ok else 1)]
-        assert [m.order_id for m in book.makers] == \
-            [e.maker_order_id if type(e) is Trade else e.order_id for e in about]
-        for m, e in zip(book.makers, about):
+        about = self.events[start : len(self.events) - (0 if ok else 1)]
+        assert [m.order_id for m in book.makers] == [
+            e.maker_order_id if type(e) is Trade else e.order_id for e in about
+        ]
+        for m, e in zip(book.makers, about, strict=True):
             assert type(e) is Trade or (type(e) is Cancelled and not m.live)
             if not m.live:
                 self.orders.pop(m.order_id, None)
@@ -76,11 +90,24 @@ class BookDriver:
             assert type(self.events[-1]) is Cancelled and self.events[-1].order_id == o.order_id
         book.makers.clear()
 
-    def new(self, owner: str, side: int, ord_type: int, tif: int, price: int, qty: int, stp: int) -> None:
+    def new(
+        self, owner: str, side: int, ord_type: int, tif: int, price: int, qty: int, stp: int
+    ) -> None:
         book = self.book
         price = 0 if ord_type == MARKET else price
-        o = Order(self.next_id, OWNERS[owner], owner, f"c{self.next_id}", "XYZ", side, price, qty, stp,
-                  False, ("gw", b""))
+        o = Order(
+            self.next_id,
+            OWNERS[owner],
+            owner,
+            f"c{self.next_id}",
+            "XYZ",
+            side,
+            price,
+            qty,
+            stp,
+            False,
+            ("gw", b""),
+        )
         self.next_id += 1
         bounded = price > 0
         if tif == FOK and not book.fillable(o, bounded):
@@ -113,8 +140,19 @@ class BookDriver:
             o.qty = qty
             return True
         book.unrest(o)
-        n = Order(o.order_id, o.owner, o.account, o.cl_ord_id, "XYZ", o.side, price, qty, o.stp,
-                  False, o.origin)
+        n = Order(
+            o.order_id,
+            o.owner,
+            o.account,
+            o.cl_ord_id,
+            "XYZ",
+            o.side,
+            price,
+            qty,
+            o.stp,
+            False,
+            o.origin,
+        )
         n.filled, n.leaves, o.leaves = o.filled, leaves, 0
         self.orders[n.order_id] = n
         if book.would_cross(n.side, price):
@@ -136,8 +174,21 @@ def test_the_bare_book_matches_the_model(stream):
         d.events.clear()
         if step[0] == "new":
             _, owner, side, (ord_type, tif), price, qty, stp = step
-            cmd = NewOrderCmd(0, "gw", b"", owner, f"c{d.next_id}", "XYZ", side, ord_type, tif,
-                              0 if ord_type == MARKET else price, qty, False, stp)
+            cmd = NewOrderCmd(
+                0,
+                "gw",
+                b"",
+                owner,
+                f"c{d.next_id}",
+                "XYZ",
+                side,
+                ord_type,
+                tif,
+                0 if ord_type == MARKET else price,
+                qty,
+                False,
+                stp,
+            )
             want = model.process(cmd)[1:]  # the engine's Accepted is not the book's
             d.new(owner, side, ord_type, tif, price, qty, stp)
         else:
@@ -145,13 +196,25 @@ def test_the_bare_book_matches_the_model(stream):
                 continue
             o = d.orders[sorted(d.orders)[step[1] % len(d.orders)]]
             if step[0] == "cancel":
-                want = model.process(CancelCmd(0, "gw", b"", o.account, f"x{len(model.answers)}",
-                                               "XYZ", o.order_id))
+                want = model.process(
+                    CancelCmd(0, "gw", b"", o.account, f"x{len(model.answers)}", "XYZ", o.order_id)
+                )
                 d.cancel(o)
             else:
                 qty = max(0, o.qty + step[3])
-                want = model.process(ReplaceCmd(0, "gw", b"", o.account, f"r{len(model.answers)}",
-                                                "XYZ", step[2], qty, o.order_id))
+                want = model.process(
+                    ReplaceCmd(
+                        0,
+                        "gw",
+                        b"",
+                        o.account,
+                        f"r{len(model.answers)}",
+                        "XYZ",
+                        step[2],
+                        qty,
+                        o.order_id,
+                    )
+                )
                 if not d.replace(o, step[2], qty):
                     assert want[0][0] == "Rejected"
                     continue
@@ -162,10 +225,13 @@ def test_the_bare_book_matches_the_model(stream):
         assert got == want, (step, got, want)
         book = d.book
         for side in (BUY, SELL):
-            assert [(o.order_id, o.price, o.leaves) for o in book.orders_in_priority(side)] == \
-                [(o.order_id, o.price, o.leaves) for o in model.priority("XYZ", side)]
+            assert [(o.order_id, o.price, o.leaves) for o in book.orders_in_priority(side)] == [
+                (o.order_id, o.price, o.leaves) for o in model.priority("XYZ", side)
+            ]
             assert book.depth(side) == model.depth("XYZ", side)
         bid, ask = book.best_bid(), book.best_ask()
         assert bid is None or ask is None or bid < ask
         assert book.resting == len(d.orders) and not book.makers
-        assert sorted(d.orders) == sorted(o.order_id for s in (BUY, SELL) for o in book.orders_in_priority(s))
+        assert sorted(d.orders) == sorted(
+            o.order_id for s in (BUY, SELL) for o in book.orders_in_priority(s)
+        )

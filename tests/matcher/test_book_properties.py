@@ -46,8 +46,11 @@ from .harness import SYMBOLS, Driver, streams
 # 300 examples each take about 5 s on 2 cores; set ZEX_PROPERTY_EXAMPLES=5000
 # for a long hunt.
 EXAMPLES = int(os.environ.get("ZEX_PROPERTY_EXAMPLES", "300"))
-PROPS = settings(max_examples=EXAMPLES, deadline=None,
-                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+PROPS = settings(
+    max_examples=EXAMPLES,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 
 
 @PROPS
@@ -103,10 +106,33 @@ def test_same_commands_same_bytes(stream):
 # engine's events for the last command.
 
 
-def new(acct, clid, side, price, qty, ord_type=LIMIT, tif=GTC, post_only=False,
-        stp=STP_CANCEL_NEWEST, sym="XYZ"):
-    return NewOrderCmd(0, "gw", acct.encode(), acct, clid, sym, side, ord_type, tif,
-                       0 if ord_type == MARKET else price, qty, post_only, stp)
+def new(
+    acct,
+    clid,
+    side,
+    price,
+    qty,
+    ord_type=LIMIT,
+    tif=GTC,
+    post_only=False,
+    stp=STP_CANCEL_NEWEST,
+    sym="XYZ",
+):
+    return NewOrderCmd(
+        0,
+        "gw",
+        acct.encode(),
+        acct,
+        clid,
+        sym,
+        side,
+        ord_type,
+        tif,
+        0 if ord_type == MARKET else price,
+        qty,
+        post_only,
+        stp,
+    )
 
 
 def cancel(acct, clid, order_id, sym="XYZ"):
@@ -149,8 +175,9 @@ def test_stp_cancel_newest_cancels_the_taker():
 
 
 def test_stp_cancel_newest_keeps_the_fills_before_it():
-    d = run(new("b", "r0", SELL, 99, 2), *TWO_ASKS,
-            new("a", "t", BUY, 100, 5, stp=STP_CANCEL_NEWEST))
+    d = run(
+        new("b", "r0", SELL, 99, 2), *TWO_ASKS, new("a", "t", BUY, 100, 5, stp=STP_CANCEL_NEWEST)
+    )
     assert kinds(d) == [("Accepted", 4), "Trade", ("Cancelled", 4)]
     assert d.last[2][7] == 3 and d.last[2][-1] == CXL_STP
 
@@ -231,8 +258,9 @@ def test_cancel_only_by_owner_in_its_symbol():
     d = run(new("a", "o1", BUY, 99, 5))
     for cmd in (cancel("b", "x1", 1), cancel("a", "x2", 1, sym="ABC"), cancel("a", "x3", 7)):
         d.apply(cmd)
-        assert d.last == [("Rejected", cmd.account, cmd.cl_ord_id, cmd.symbol, 2,
-                           Reason.UNKNOWN_ORDER)]
+        assert d.last == [
+            ("Rejected", cmd.account, cmd.cl_ord_id, cmd.symbol, 2, Reason.UNKNOWN_ORDER)
+        ]
     d.apply(cancel("a", "x4", 1))
     assert d.last == [("Cancelled", 1, "a", "o1", "XYZ", BUY, 99, 5, 1)]
     d.apply(cancel("a", "x5", 1))  # dead now

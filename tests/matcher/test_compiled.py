@@ -16,6 +16,7 @@ from collections import Counter
 from importlib.machinery import EXTENSION_SUFFIXES
 
 import pytest
+
 from zex.nodes import matcher
 from zex.nodes.matcher.builds import pure
 from zex.nodes.matcher.engine import MAX_LOTS, MAX_TICKS, Engine
@@ -59,7 +60,8 @@ def test_the_install_is_the_compiled_build_unless_asked_for_pure():
     want = "pure" if os.environ.get("ZEX_PURE") == "1" else "compiled"
     assert matcher.build_kind() == want, (
         f"the matcher is installed {matcher.build_kind()}: see the compile messages of "
-        f"`make build`, or set ZEX_PURE=1 to test plain Python on purpose")
+        f"`make build`, or set ZEX_PURE=1 to test plain Python on purpose"
+    )
 
 
 def every_kind_of_command(n: int, seed: int, big: bool = False):
@@ -105,34 +107,80 @@ def every_kind_of_command(n: int, seed: int, big: bool = False):
         if r < 0.50:
             tif = rng.choice([GTC, GTC, GTC, IOC, FOK])
             market = tif != GTC and rng.random() < 0.2
-            cmd = NewOrderCmd(ts, gw, acct.encode(), acct, f"n{i}", rng.choice(SYMBOLS),
-                              rng.choice([BUY, SELL]), MARKET if market else LIMIT, tif,
-                              0 if market and rng.random() < 0.5 else price(),
-                              rng.randint(1, 9) << lots, tif == GTC and rng.random() < 0.1,
-                              rng.choice([0, 1, 2, 3]))
+            cmd = NewOrderCmd(
+                ts,
+                gw,
+                acct.encode(),
+                acct,
+                f"n{i}",
+                rng.choice(SYMBOLS),
+                rng.choice([BUY, SELL]),
+                MARKET if market else LIMIT,
+                tif,
+                0 if market and rng.random() < 0.5 else price(),
+                rng.randint(1, 9) << lots,
+                tif == GTC and rng.random() < 0.1,
+                rng.choice([0, 1, 2, 3]),
+            )
         elif r < 0.70:
             oid = target(acct, i)
             o = scout.accounts[acct].orders.get(oid) if acct in scout.accounts else None
-            cmd = CancelCmd(ts, gw, acct.encode(), acct, f"x{i}",
-                            o.symbol if o and rng.random() < 0.9 else rng.choice(SYMBOLS), oid)
+            cmd = CancelCmd(
+                ts,
+                gw,
+                acct.encode(),
+                acct,
+                f"x{i}",
+                o.symbol if o and rng.random() < 0.9 else rng.choice(SYMBOLS),
+                oid,
+            )
         elif r < 0.88:
             oid = target(acct, i)
             o = scout.accounts[acct].orders.get(oid) if acct in scout.accounts else None
             if o is not None and rng.random() < 0.4:  # keep the price: a smaller qty keeps priority
-                cmd = ReplaceCmd(ts, gw, acct.encode(), acct, f"r{i}", o.symbol, o.price,
-                                 rng.randint(1, 12) << lots, oid)
+                cmd = ReplaceCmd(
+                    ts,
+                    gw,
+                    acct.encode(),
+                    acct,
+                    f"r{i}",
+                    o.symbol,
+                    o.price,
+                    rng.randint(1, 12) << lots,
+                    oid,
+                )
             else:
-                cmd = ReplaceCmd(ts, gw, acct.encode(), acct, f"r{i}",
-                                 o.symbol if o and rng.random() < 0.9 else rng.choice(SYMBOLS),
-                                 price(), rng.randint(1, 12) << lots, oid)
+                cmd = ReplaceCmd(
+                    ts,
+                    gw,
+                    acct.encode(),
+                    acct,
+                    f"r{i}",
+                    o.symbol if o and rng.random() < 0.9 else rng.choice(SYMBOLS),
+                    price(),
+                    rng.randint(1, 12) << lots,
+                    oid,
+                )
         elif r < 0.91:
             cmd = MassCancelCmd(ts, gw, acct.encode(), acct, CXL_DISCONNECT)
         elif r < 0.94:
-            cmd = KillSwitchCmd(ts, "gw1", b"ops", "ops", f"k{i}", acct,
-                                rng.choice([KILL_OFF, KILL_OFF, KILL_OFF, KILL_BLOCK, KILL_REDUCE_ONLY]))
+            cmd = KillSwitchCmd(
+                ts,
+                "gw1",
+                b"ops",
+                "ops",
+                f"k{i}",
+                acct,
+                rng.choice([KILL_OFF, KILL_OFF, KILL_OFF, KILL_BLOCK, KILL_REDUCE_ONLY]),
+            )
         else:
-            cmd = LimitsCmd(ts, acct, rng.choice([None, 5]), rng.choice([None, 2_000 << (px + lots)]),
-                            rng.choice([{}, {"XYZ": 20 << lots}]))
+            cmd = LimitsCmd(
+                ts,
+                acct,
+                rng.choice([None, 5]),
+                rng.choice([None, 2_000 << (px + lots)]),
+                rng.choice([{}, {"XYZ": 20 << lots}]),
+            )
         sent.append(cmd)
         scout.process(cmd)
         scout.events.clear()
@@ -168,12 +216,23 @@ def run(engine_cls, cmds, every: int = 500):
 
 # what the "every kind" streams must have made happen, so that their agreement means something
 OUTCOMES = {
-    ("Trade", None), ("Replaced", True), ("Replaced", False),
-    ("Cancelled", CXL_USER), ("Cancelled", CXL_STP), ("Cancelled", CXL_KILL), ("Cancelled", CXL_DISCONNECT),
-    ("Expired", EXP_IOC), ("Expired", EXP_FOK), ("Expired", EXP_MARKET),
-    ("Rejected", Reason.CREDIT_LIMIT), ("Rejected", Reason.MAX_POSITION), ("Rejected", Reason.KILL_SWITCH),
-    ("Rejected", Reason.MAX_OPEN_ORDERS), ("Rejected", Reason.UNKNOWN_ORDER),
-    ("Rejected", Reason.POST_ONLY_WOULD_CROSS), ("Rejected", Reason.INVALID_REPLACE),
+    ("Trade", None),
+    ("Replaced", True),
+    ("Replaced", False),
+    ("Cancelled", CXL_USER),
+    ("Cancelled", CXL_STP),
+    ("Cancelled", CXL_KILL),
+    ("Cancelled", CXL_DISCONNECT),
+    ("Expired", EXP_IOC),
+    ("Expired", EXP_FOK),
+    ("Expired", EXP_MARKET),
+    ("Rejected", Reason.CREDIT_LIMIT),
+    ("Rejected", Reason.MAX_POSITION),
+    ("Rejected", Reason.KILL_SWITCH),
+    ("Rejected", Reason.MAX_OPEN_ORDERS),
+    ("Rejected", Reason.UNKNOWN_ORDER),
+    ("Rejected", Reason.POST_ONLY_WOULD_CROSS),
+    ("Rejected", Reason.INVALID_REPLACE),
     ("to the order's own session", None),
 }
 
@@ -188,13 +247,14 @@ def test_both_builds_give_the_same_bytes(stream):
     eng, got, seen = run(Engine, cmds)
     _, want, _ = run(pure().engine.Engine, cmds)
     assert len(got) == len(want)
-    first = next((i for i, (a, b) in enumerate(zip(got, want)) if a != b), None)
+    first = next((i for i, (a, b) in enumerate(zip(got, want, strict=True)) if a != b), None)
     assert first is None, f"the builds differ first at output {first}"
     if stream != "benchmark":
         assert OUTCOMES <= {k for k, n in seen.items() if n}, OUTCOMES - set(seen)
     # and a snapshot of one build restores in the other
-    back = pure().engine.Engine.from_state(pure().state.state_decoder.decode(eng.state_bytes()),
-                                           cash_mult=CASH_MULT)
+    back = pure().engine.Engine.from_state(
+        pure().state.state_decoder.decode(eng.state_bytes()), cash_mult=CASH_MULT
+    )
     assert back.state_bytes() == eng.state_bytes()
     again = Engine.from_state(state_decoder.decode(back.state_bytes()), cash_mult=CASH_MULT)
     assert again.digest() == eng.digest()
@@ -206,6 +266,7 @@ def test_kept_order_encodings_follow_every_change_of_an_order(build):
     replace that keeps priority or one that loses it must each renew it, or the snapshot
     and digest would carry the order as it was. Checked against encoding the state cold."""
     from zex.nodes.matcher.state import encode
+
     engine_cls = Engine if build == "installed" else pure().engine.Engine
     cmds = list(every_kind_of_command(6_000, seed=11))
     eng = engine_cls(SYMBOLS, cash_mult=CASH_MULT)
@@ -226,7 +287,10 @@ def test_kept_order_encodings_follow_every_change_of_an_order(build):
             cold = engine_cls.from_state(eng.state(), cash_mult=CASH_MULT)  # nothing kept
             assert cold.digest() == eng.digest(), i
             if restored is not None:  # its orders were restored, then traded, replaced, cancelled
-                assert restored.state_bytes() == eng.state_bytes() and restored.digest() == eng.digest(), i
+                assert (
+                    restored.state_bytes() == eng.state_bytes()
+                    and restored.digest() == eng.digest()
+                ), i
         if i == len(cmds) // 2:
             restored = engine_cls.from_state(eng.state(), cash_mult=CASH_MULT)
     assert seen["Trade", None] and seen["Replaced", True] and seen["Replaced", False]
@@ -234,13 +298,16 @@ def test_kept_order_encodings_follow_every_change_of_an_order(build):
 
 
 @pytest.mark.parametrize("engine", ["installed", "pure"])
-@pytest.mark.parametrize("price,qty,reason,word", [
-    (100, MAX_LOTS + 1, Reason.QTY_TOO_LARGE, "qty"),
-    (100, 2**64 - 1, Reason.QTY_TOO_LARGE, "qty"),
-    (MAX_TICKS + 1, 5, Reason.PRICE_OUT_OF_BAND, "price"),
-    (2**63, 5, Reason.PRICE_OUT_OF_BAND, "price"),
-    (2**40, 2**30, Reason.QTY_TOO_LARGE, "notional"),  # each within range, the product not
-])
+@pytest.mark.parametrize(
+    "price,qty,reason,word",
+    [
+        (100, MAX_LOTS + 1, Reason.QTY_TOO_LARGE, "qty"),
+        (100, 2**64 - 1, Reason.QTY_TOO_LARGE, "qty"),
+        (MAX_TICKS + 1, 5, Reason.PRICE_OUT_OF_BAND, "price"),
+        (2**63, 5, Reason.PRICE_OUT_OF_BAND, "price"),
+        (2**40, 2**30, Reason.QTY_TOO_LARGE, "notional"),  # each within range, the product not
+    ],
+)
 def test_numbers_beyond_the_engine_range_are_refused_not_raised(engine, price, qty, reason, word):
     # the compiled build keeps an order's numbers in C int64s, and the state's cash must fit
     # msgpack's ints: a number past them is a reject naming it, in both builds, and the
@@ -267,6 +334,7 @@ def test_a_compiled_module_older_than_its_source_is_refused(tmp_path, monkeypatc
     (tmp_path / "compiled.json").write_text(json.dumps({"book": "0" * 64}))
     with pytest.raises(ImportError, match=r"book\.py.*make build"):
         matcher._check_compiled()
-    (tmp_path / "compiled.json").write_text(json.dumps(
-        {"book": hashlib.sha256(b"x = 1\nx = 1\n").hexdigest()}))
+    (tmp_path / "compiled.json").write_text(
+        json.dumps({"book": hashlib.sha256(b"x = 1\nx = 1\n").hexdigest()})
+    )
     matcher._check_compiled()  # built from this very source: fine

@@ -23,7 +23,9 @@ def test_the_same_state_gives_the_same_digest_whatever_digests_came_before():
     cmds = list(mixed_stream(3000, seed=4))
     often, never = run(cmds, every=7), run(cmds)
     assert often.digest() == never.digest()
-    restored = Engine.from_state(often.state(), ["XYZ"])  # a snapshot's engine starts with no running hashes
+    restored = Engine.from_state(
+        often.state(), ["XYZ"]
+    )  # a snapshot's engine starts with no running hashes
     assert restored.digest() == never.digest()
     assert encode(capture(restored)) == encode(capture(never))
 
@@ -47,11 +49,28 @@ def test_any_change_of_state_changes_the_digest():
     cmds = list(mixed_stream(500, seed=5))
     base = run(cmds).digest()
     news = [i for i, c in enumerate(cmds) if type(c) is NewOrderCmd]
-    for i in (news[0], news[len(news) // 2], news[-1]):  # early (deep in the logs and answers), middle, last
+    for i in (
+        news[0],
+        news[len(news) // 2],
+        news[-1],
+    ):  # early (deep in the logs and answers), middle, last
         c = cmds[i]
         changed = list(cmds)
-        changed[i] = NewOrderCmd(c.ts, c.gw, c.client, c.account, c.cl_ord_id + "x", c.symbol, c.side,
-                                 c.ord_type, c.tif, c.price, c.qty, c.post_only, c.stp)
+        changed[i] = NewOrderCmd(
+            c.ts,
+            c.gw,
+            c.client,
+            c.account,
+            c.cl_ord_id + "x",
+            c.symbol,
+            c.side,
+            c.ord_type,
+            c.tif,
+            c.price,
+            c.qty,
+            c.post_only,
+            c.stp,
+        )
         assert run(changed).digest() != base, i
     assert run(cmds[:-1]).digest() != base
 
@@ -63,7 +82,7 @@ def test_keeping_up_each_turn_leaves_the_digest_and_snapshot_bytes_unchanged():
     warm = Engine(["XYZ"], 0)
     i, turn = 0, 1
     while i < len(cmds):
-        for c in cmds[i:i + turn]:
+        for c in cmds[i : i + turn]:
             warm.process(c)
         i += turn
         warm.keep_up({r[1] for r in warm.reports if r[3]})

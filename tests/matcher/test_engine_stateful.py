@@ -17,11 +17,11 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
+from zex.nodes.matcher.builds import other_engine
 from zex.nodes.matcher.engine import Engine
 from zex.nodes.matcher.state import state_decoder
 from zex.protocol.internal import BUY, SELL, encoder
 
-from zex.nodes.matcher.builds import other_engine
 from .harness import SYMBOLS, Driver, commands
 
 

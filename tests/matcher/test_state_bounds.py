@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
 from zex.nodes.matcher.builds import other_engine
 from zex.nodes.matcher.engine import MAX_CASH, MAX_LOTS, MAX_TICKS, Engine
 from zex.nodes.matcher.state import state_decoder
@@ -33,8 +34,9 @@ from zex.protocol.reasons import Reason
 
 
 def new(i, acct, side, price, qty, sym="XYZ", ord_type=LIMIT, tif=GTC):
-    return NewOrderCmd(i, "gw", acct.encode(), acct, f"n{i}", sym, side, ord_type, tif, price, qty,
-                       False, STP_NONE)
+    return NewOrderCmd(
+        i, "gw", acct.encode(), acct, f"n{i}", sym, side, ord_type, tif, price, qty, False, STP_NONE
+    )
 
 
 def test_a_few_trades_at_the_top_of_the_range_are_refused_before_cash_passes_int64():
@@ -91,15 +93,22 @@ orders = st.tuples(
     st.sampled_from(["new", "new", "new", "replace"]),
     st.sampled_from(ACCOUNTS),
     st.sampled_from([BUY, SELL]),
-    st.sampled_from([(LIMIT, GTC)] * 4 + [(LIMIT, IOC), (LIMIT, FOK), (MARKET, IOC), (MARKET, FOK)]),
+    st.sampled_from(
+        [(LIMIT, GTC)] * 4 + [(LIMIT, IOC), (LIMIT, FOK), (MARKET, IOC), (MARKET, FOK)]
+    ),
     st.one_of(EXTREME, st.integers(1, MAX_TICKS)),
     st.one_of(EXTREME, st.integers(1, MAX_LOTS), st.integers(1, 1 << 20)),
     st.integers(0, 50),
 )
 
 
-@settings(max_examples=200, deadline=None, derandomize=True, database=None,
-          suppress_health_check=[HealthCheck.too_slow])
+@settings(
+    max_examples=200,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
 @given(st.lists(orders, min_size=1, max_size=40), MULTS)
 def test_extreme_numbers_are_refused_with_a_reason_and_the_state_always_encodes(cmds, mult):
     """And the other build (builds.py: plain Python beside a compiled install), whose C ints
@@ -115,8 +124,21 @@ def test_extreme_numbers_are_refused_with_a_reason_and_the_state_always_encodes(
         else:
             if ord_type == MARKET and pick % 2:
                 price = 0  # no protection price
-            cmd = NewOrderCmd(i, "gw", b"c", acct, f"n{i}", "XYZ", side, ord_type, tif, price, qty,
-                              False, STP_NONE)
+            cmd = NewOrderCmd(
+                i,
+                "gw",
+                b"c",
+                acct,
+                f"n{i}",
+                "XYZ",
+                side,
+                ord_type,
+                tif,
+                price,
+                qty,
+                False,
+                STP_NONE,
+            )
         eng.process(cmd)
         twin.process(cmd)
         events = eng.take_events()
