@@ -38,12 +38,20 @@ class AuditPush:
             self._sock.sndhwm = hwm
             self._sock.connect(endpoint)
 
-    def record(self, kind: str, account: str = "", client: bytes = b"", cl_ord_id: str = "",
-               reason: int = 0, text: str = "") -> None:
+    def record(
+        self,
+        kind: str,
+        account: str = "",
+        client: bytes = b"",
+        cl_ord_id: str = "",
+        reason: int = 0,
+        text: str = "",
+    ) -> None:
         if self._sock is None:
             return
-        frame = encoder.encode(AuditRecord(time.time_ns(), self.source, kind, account, client, cl_ord_id,
-                                           reason, text))
+        frame = encoder.encode(
+            AuditRecord(time.time_ns(), self.source, kind, account, client, cl_ord_id, reason, text)
+        )
         try:
             self._sock.send(frame, zmq.NOBLOCK)
             self.sent += 1

@@ -47,20 +47,42 @@ from __future__ import annotations
 import dataclasses
 import os
 import tomllib
-from decimal import Decimal
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 from zex.protocol.numbers import Cash, Instrument
 
 DEFAULT_INSTRUMENTS = (
-    Instrument("XYZ", tick="0.01", lot="1", min_price="0.01", max_price="10000", max_qty="100000",
-               reference_price="100"),
-    Instrument("ABC", tick="0.05", lot="1", min_price="0.05", max_price="10000", max_qty="100000",
-               reference_price="50"),
-    Instrument("BTC-USD", tick="0.5", lot="0.001", min_price="1", max_price="1000000", max_qty="100",
-               reference_price="60000"),
+    Instrument(
+        "XYZ",
+        tick="0.01",
+        lot="1",
+        min_price="0.01",
+        max_price="10000",
+        max_qty="100000",
+        reference_price="100",
+    ),
+    Instrument(
+        "ABC",
+        tick="0.05",
+        lot="1",
+        min_price="0.05",
+        max_price="10000",
+        max_qty="100000",
+        reference_price="50",
+    ),
+    Instrument(
+        "BTC-USD",
+        tick="0.5",
+        lot="0.001",
+        min_price="1",
+        max_price="1000000",
+        max_qty="100",
+        reference_price="60000",
+    ),
 )
 
 
@@ -83,7 +105,9 @@ class AccountConfig:
     max_position: str | dict[str, str] = ""
     credit: str = ""
 
-    def matcher_limits(self, instruments, cash: Cash) -> tuple[int | None, int | None, dict[str, int]]:
+    def matcher_limits(
+        self, instruments, cash: Cash
+    ) -> tuple[int | None, int | None, dict[str, int]]:
         """The stateful limits in engine units: (max_open_orders, credit, {symbol: lots})."""
         max_open = self.max_open_orders or None
         try:
@@ -107,8 +131,9 @@ def _lots(inst: Instrument, text: str, what: str) -> int:
         if value <= 0 or rest:
             raise ValueError
     except (ArithmeticError, ValueError):
-        raise ConfigError(f"{what}: must be a positive multiple of lot {inst.lot} for {inst.symbol}, "
-                          f"was {text!r}") from None
+        raise ConfigError(
+            f"{what}: must be a positive multiple of lot {inst.lot} for {inst.symbol}, was {text!r}"
+        ) from None
     return int(lots)
 
 
@@ -119,10 +144,28 @@ def _lots(inst: Instrument, text: str, what: str) -> int:
 DEFAULT_ACCOUNTS = (
     AccountConfig("maker", "maker"),
     AccountConfig("taker", "taker", max_order_qty="1000", collar_pct="20", rate=1000),
-    AccountConfig("alice", "alice", max_order_qty="1000", max_notional="1000000",
-                  collar_pct="20", rate=500, max_open_orders=500, max_position="10000", credit="1000000"),
-    AccountConfig("bob", "bob", max_order_qty="1000", max_notional="1000000",
-                  collar_pct="20", rate=500, max_open_orders=500, max_position="10000", credit="1000000"),
+    AccountConfig(
+        "alice",
+        "alice",
+        max_order_qty="1000",
+        max_notional="1000000",
+        collar_pct="20",
+        rate=500,
+        max_open_orders=500,
+        max_position="10000",
+        credit="1000000",
+    ),
+    AccountConfig(
+        "bob",
+        "bob",
+        max_order_qty="1000",
+        max_notional="1000000",
+        collar_pct="20",
+        rate=500,
+        max_open_orders=500,
+        max_position="10000",
+        credit="1000000",
+    ),
     AccountConfig("ops", "ops", operator=True),
 )
 
@@ -137,7 +180,8 @@ class GatewayConfig:
     heartbeat_liveness: int = 3  # intervals of silence before a session is dropped
     router_hwm: int = 100_000
     matcher_hwm: int = 100_000  # commands queued towards the matcher; past it (workers = 0) requests get UNAVAILABLE
-    metrics_bind: str = "127.0.0.1:7112"  # Prometheus /metrics (host:port); "" = off; unique per gateway
+    # Prometheus /metrics (host:port); "" = off; unique per gateway
+    metrics_bind: str = "127.0.0.1:7112"
     audit: str = ""  # the logger to PUSH audit records to; "" = logger.bind, "off" = none
 
 
@@ -217,7 +261,9 @@ def _apply(section: Any, values: dict[str, Any], where: str) -> None:
     for key, value in values.items():
         f = known.get(key)
         if f is None:
-            raise ConfigError(f"{where}.{key}: unknown key; known keys are {', '.join(sorted(known))}")
+            raise ConfigError(
+                f"{where}.{key}: unknown key; known keys are {', '.join(sorted(known))}"
+            )
         current = getattr(section, key)
         if isinstance(current, bool):
             if isinstance(value, str) and value.lower() in ("1", "true", "yes", "0", "false", "no"):
@@ -232,11 +278,13 @@ def _apply(section: Any, values: dict[str, Any], where: str) -> None:
         try:
             value = type(current)(value)
         except (TypeError, ValueError):
-            raise ConfigError(f"{where}.{key}: expected {type(current).__name__}, was {value!r}") from None
+            raise ConfigError(
+                f"{where}.{key}: expected {type(current).__name__}, was {value!r}"
+            ) from None
         setattr(section, key, value)
 
 
-def load(path: str | Path | None = None, env: dict[str, str] | None = None) -> Config:
+def load(path: str | Path | None = None, env: Mapping[str, str] | None = None) -> Config:
     """Build the config: defaults, then the file (if any), then ZEX_* environment variables."""
     cfg = Config()
     data: dict[str, Any] = {}
@@ -245,7 +293,9 @@ def load(path: str | Path | None = None, env: dict[str, str] | None = None) -> C
             with open(path, "rb") as f:
                 data = tomllib.load(f)
         except FileNotFoundError:
-            raise ConfigError(f"{path}: no such config file; run without --config for the defaults") from None
+            raise ConfigError(
+                f"{path}: no such config file; run without --config for the defaults"
+            ) from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{path}: not valid TOML: {exc}") from None
     for key, value in data.items():
@@ -259,14 +309,15 @@ def load(path: str | Path | None = None, env: dict[str, str] | None = None) -> C
         elif key in ("matcher", "gateway", "marketdata", "logger"):
             _apply(getattr(cfg, key), value, key)
         else:
-            raise ConfigError(f"{path}: unknown section [{key}]; "
-                              "known: matcher, gateway, marketdata, logger, instruments, accounts")
-    env = os.environ if env is None else env
-    for name, value in env.items():
+            raise ConfigError(
+                f"{path}: unknown section [{key}]; "
+                "known: matcher, gateway, marketdata, logger, instruments, accounts"
+            )
+    for name, value in (os.environ if env is None else env).items():
         for section in ("matcher", "gateway", "marketdata", "logger"):
             prefix = f"ZEX_{section.upper()}_"
             if name.startswith(prefix):
-                _apply(getattr(cfg, section), {name[len(prefix):].lower(): value}, prefix[:-1])
+                _apply(getattr(cfg, section), {name[len(prefix) :].lower(): value}, prefix[:-1])
     validate(cfg)
     return cfg
 
@@ -285,8 +336,11 @@ def validate(cfg: Config) -> None:
     if len(set(symbols)) != len(symbols):
         raise ConfigError(f"instruments: a symbol is listed twice: {symbols}")
     for s in symbols:
-        if "." in s:  # market-data topics are md.<SYMBOL>.<channel>: a dot would make them ambiguous
-            raise ConfigError(f"instruments: symbol {s!r} contains '.'; use another separator, e.g. '-'")
+        # market-data topics are md.<SYMBOL>.<channel>: a dot would make them ambiguous
+        if "." in s:
+            raise ConfigError(
+                f"instruments: symbol {s!r} contains '.'; use another separator, e.g. '-'"
+            )
     ids = [a.id for a in cfg.accounts]
     if len(set(ids)) != len(ids):
         raise ConfigError(f"accounts: an id is listed twice: {ids}")
@@ -306,11 +360,17 @@ def validate(cfg: Config) -> None:
                     if Decimal(text) <= 0:
                         raise ValueError
                 except (ArithmeticError, ValueError):
-                    raise ConfigError(f"{where}.{key}: must be a positive decimal string, was {text!r}") from None
+                    raise ConfigError(
+                        f"{where}.{key}: must be a positive decimal string, was {text!r}"
+                    ) from None
         if isinstance(a.max_position, dict):
             unknown = set(a.max_position) - set(symbols)
             if unknown:
-                raise ConfigError(f"{where}.max_position: unknown symbol(s) {sorted(unknown)}; listed: {symbols}")
+                raise ConfigError(
+                    f"{where}.max_position: unknown symbol(s) {sorted(unknown)}; listed: {symbols}"
+                )
     if cfg.gateway.workers < 0:
-        raise ConfigError(f"gateway.workers: must be 0 (validate in the front thread) or more, "
-                          f"was {cfg.gateway.workers}")
+        raise ConfigError(
+            f"gateway.workers: must be 0 (validate in the front thread) or more, "
+            f"was {cfg.gateway.workers}"
+        )

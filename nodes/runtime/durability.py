@@ -32,7 +32,18 @@ FSYNC_POLICIES = ("always", "batch", "off")
 class SyncPolicy:
     """When to fsync the one file that one writer thread appends to."""
 
-    __slots__ = ("policy", "interval", "what", "_fd", "_dirty", "_lock", "_wake", "_thread", "error", "synced")
+    __slots__ = (
+        "policy",
+        "interval",
+        "what",
+        "_fd",
+        "_dirty",
+        "_lock",
+        "_wake",
+        "_thread",
+        "error",
+        "synced",
+    )
 
     def __init__(self, policy: str, interval_ms: float, what: str = "fsync") -> None:
         if policy not in FSYNC_POLICIES:
@@ -53,13 +64,17 @@ class SyncPolicy:
             os.fsync(fd)
         elif self.policy == "batch":
             if self.error is not None:
-                raise OSError(f"{self.what}: a background fsync failed: {self.error}; the disk may be "
-                              f"full or failing, and recent writes may not be durable") from self.error
+                raise OSError(
+                    f"{self.what}: a background fsync failed: {self.error}; the disk may be "
+                    f"full or failing, and recent writes may not be durable"
+                ) from self.error
             self._fd = fd
             self._dirty = True
             if self._thread is None:
                 self._wake.clear()  # a policy used again after close() gets a working syncer
-                self._thread = threading.Thread(target=self._run, name=f"zex-sync-{self.what}", daemon=True)
+                self._thread = threading.Thread(
+                    target=self._run, name=f"zex-sync-{self.what}", daemon=True
+                )
                 self._thread.start()
 
     def sync_now(self, fd: int) -> None:

@@ -20,8 +20,10 @@ the same series, and prometheus-client's multiprocess mode is never needed.
 from __future__ import annotations
 
 import logging
+import threading
 from bisect import bisect_left
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
+from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import ProcessCollector, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
@@ -31,8 +33,24 @@ log = logging.getLogger("zex.metrics")
 
 # Latency buckets in seconds, 10 us to 1 s (prometheus-client's defaults start at 5 ms,
 # above a whole order round trip here). Roughly 1-2-5 per decade.
-LATENCY_BUCKETS = (10e-6, 20e-6, 50e-6, 100e-6, 200e-6, 500e-6, 1e-3, 2e-3, 5e-3, 10e-3, 20e-3, 50e-3,
-                   0.1, 0.2, 0.5, 1.0)
+LATENCY_BUCKETS = (
+    10e-6,
+    20e-6,
+    50e-6,
+    100e-6,
+    200e-6,
+    500e-6,
+    1e-3,
+    2e-3,
+    5e-3,
+    10e-3,
+    20e-3,
+    50e-3,
+    0.1,
+    0.2,
+    0.5,
+    1.0,
+)
 SIZE_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)  # commands per matcher loop turn
 
 # (kind, name, help, read[, label]): kind "counter", "gauge" or "histogram"; read() gives a
@@ -43,9 +61,9 @@ Item = tuple
 class Histogram:
     """A histogram one thread observes into: a bisect and two adds, no lock.
 
-        h = Histogram(LATENCY_BUCKETS)
-        h.observe(0.000123)
-        h.observe(0.000456, n=8)      # eight events that each took that long (a batch)
+    h = Histogram(LATENCY_BUCKETS)
+    h.observe(0.000123)
+    h.observe(0.000456, n=8)      # eight events that each took that long (a batch)
     """
 
     __slots__ = ("bounds", "counts", "sum")
@@ -62,7 +80,7 @@ class Histogram:
     def family(self, name: str, doc: str) -> HistogramMetricFamily:
         counts = list(self.counts)  # one copy, so the buckets add up even while the owner observes
         buckets, total = [], 0
-        for bound, c in zip((*self.bounds, float("inf")), counts):
+        for bound, c in zip((*self.bounds, float("inf")), counts, strict=True):
             total += c
             buckets.append(("+Inf" if bound == float("inf") else repr(bound), total))
         return HistogramMetricFamily(name, doc, buckets=buckets, sum_value=self.sum)
@@ -93,7 +111,9 @@ class Sampled(Collector):
         self.items = list(items)
         for item in self.items:
             if item[0] not in ("counter", "gauge", "histogram"):
-                raise ValueError(f"metric {item[1]}: kind must be counter, gauge or histogram, was {item[0]!r}")
+                raise ValueError(
+                    f"metric {item[1]}: kind must be counter, gauge or histogram, was {item[0]!r}"
+                )
 
     def collect(self):
         for item in self.items:
@@ -119,8 +139,8 @@ class Exporter:
         self.bind = bind
         self.registry = CollectorRegistry(auto_describe=False)
         ProcessCollector(registry=self.registry)  # CPU, memory, open fds of the node's process
-        self._server = None
-        self._thread = None
+        self._server: WSGIServer | None = None
+        self._thread: threading.Thread | None = None
 
     def add(self, collector: Collector) -> None:
         self.registry.register(collector)
@@ -134,14 +154,18 @@ class Exporter:
             return
         host, _, port = self.bind.rpartition(":")
         try:
-            self._server, self._thread = start_http_server(int(port), host or "127.0.0.1", self.registry)
+            self._server, self._thread = start_http_server(
+                int(port), host or "127.0.0.1", self.registry
+            )
         except OSError as exc:
-            raise OSError(f"metrics: cannot listen on {self.bind}: {exc.strerror}; "
-                          "set metrics_bind to a free host:port, or \"\" to turn metrics off") from None
+            raise OSError(
+                f"metrics: cannot listen on {self.bind}: {exc.strerror}; "
+                'set metrics_bind to a free host:port, or "" to turn metrics off'
+            ) from None
         log.info("metrics on %s", self.url)
 
     def stop(self) -> None:
-        if self._server is not None:
+        if self._server is not None and self._thread is not None:
             self._server.shutdown()
             self._server.server_close()
             self._thread.join(5)

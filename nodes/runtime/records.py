@@ -82,7 +82,7 @@ class Segment:
 class Layout:
     """One kind of record file: its magic, its file names, and the words for its errors.
 
-        JOURNAL = Layout(b"ZEXJRNL1", "journal", ".zj", digits=20, what="zex journal segment")
+    JOURNAL = Layout(b"ZEXJRNL1", "journal", ".zj", digits=20, what="zex journal segment")
     """
 
     magic: bytes
@@ -106,8 +106,9 @@ class Layout:
         """The segments in ``directory``, oldest first (the numbers sort as they grow)."""
         return sorted(Path(directory).glob(f"{self.stem}-*{self.suffix}"))
 
-    def scan(self, data: bytes, pos: int, path: Path, *, last: bool,
-             base: int = 0) -> Iterator[tuple[int, int, int]]:
+    def scan(
+        self, data: bytes, pos: int, path: Path, *, last: bool, base: int = 0
+    ) -> Iterator[tuple[int, int, int]]:
         """Yield (offset, body start, body end) of each whole record in ``data`` from ``pos``.
 
         ``data`` is the file from offset ``base`` on (offsets yielded are into ``data``;
@@ -121,7 +122,7 @@ class Layout:
                 self._torn(path, base + pos, last, "partial record header")
                 return
             length, body_crc = head(data, pos)
-            if crc32(data[pos:pos + 8]) != _U32.unpack_from(data, pos + 8)[0]:
+            if crc32(data[pos : pos + 8]) != _U32.unpack_from(data, pos + 8)[0]:
                 if not any(data[pos:]):
                     self._torn(path, base + pos, last, "zero-filled tail")
                     return
@@ -176,16 +177,24 @@ def frame(head: bytes, payload: bytes) -> bytes:
 class RecordWriter:
     """The appending end of one directory of segments, owned by one thread.
 
-        w = RecordWriter(layout, directory, SyncPolicy("batch", 5.0, "matcher.fsync"), 64 << 20)
-        w.resume(tail_path, segment.end)      # after reading the tail: cut a torn tail, go on there
-        w.append(first_seq, head, payload)    # buffered; ``number`` names a segment it starts
-        w.commit()                            # one write(2), then fsync by the policy
-        w.write(first_seq, head, payload)     # append + commit
-        w.close()
+    w = RecordWriter(layout, directory, SyncPolicy("batch", 5.0, "matcher.fsync"), 64 << 20)
+    w.resume(tail_path, segment.end)      # after reading the tail: cut a torn tail, go on there
+    w.append(first_seq, head, payload)    # buffered; ``number`` names a segment it starts
+    w.commit()                            # one write(2), then fsync by the policy
+    w.write(first_seq, head, payload)     # append + commit
+    w.close()
     """
 
-    def __init__(self, layout: Layout, directory: Path, sync: SyncPolicy, segment_bytes: int,
-                 rotate_s: float = 0.0, *, counted: bool = False) -> None:
+    def __init__(
+        self,
+        layout: Layout,
+        directory: Path,
+        sync: SyncPolicy,
+        segment_bytes: int,
+        rotate_s: float = 0.0,
+        *,
+        counted: bool = False,
+    ) -> None:
         if segment_bytes <= MAGIC_SIZE:
             raise ValueError(f"segment_bytes must be above {MAGIC_SIZE}, was {segment_bytes}")
         self.layout = layout
@@ -226,9 +235,13 @@ class RecordWriter:
         """Queue one record (body: ``head`` + ``payload``) for the next commit."""
         record = frame(head, payload)
         size = self.size
-        if self._fd < 0 or size > MAGIC_SIZE and (
+        if self._fd < 0 or (
+            size > MAGIC_SIZE
+            and (
                 size + len(record) > self.segment_bytes
-                or self.rotate_s and monotonic() - self._opened >= self.rotate_s):
+                or (self.rotate_s and monotonic() - self._opened >= self.rotate_s)
+            )
+        ):
             self._rotate(number)
         self._pending.append(record)
         self.size += len(record)
@@ -256,9 +269,13 @@ class RecordWriter:
         record = b"".join((h, _pack_u32(_crc32(h)), head, payload))
         size = self.size
         n = len(record)
-        if self._fd < 0 or size > MAGIC_SIZE and (
+        if self._fd < 0 or (
+            size > MAGIC_SIZE
+            and (
                 size + n > self.segment_bytes
-                or self.rotate_s and monotonic() - self._opened >= self.rotate_s):
+                or (self.rotate_s and monotonic() - self._opened >= self.rotate_s)
+            )
+        ):
             self._rotate(number)
         written = 0
         if self._failed is None:
@@ -292,9 +309,11 @@ class RecordWriter:
     def _write(self, data: bytes, written: int = 0) -> None:
         """Write ``data`` from offset ``written`` on, all of it or raise (and stop the writer)."""
         if self._failed is not None:
-            raise OSError(f"{self.path}: writing stopped after an earlier failure "
-                          f"({self._failed}); restart once the disk is fixed (the torn tail is "
-                          "cut then)")
+            raise OSError(
+                f"{self.path}: writing stopped after an earlier failure "
+                f"({self._failed}); restart once the disk is fixed (the torn tail is "
+                "cut then)"
+            )
         try:
             while written < len(data):  # after a short write the next call says why, or goes on
                 written += os.write(self._fd, memoryview(data)[written:])
@@ -305,9 +324,12 @@ class RecordWriter:
         # A part of a record may be in the file: appending after it would put damage
         # in the middle, so this writer stops, and a restart cuts the torn tail.
         self._failed = exc
-        return OSError(exc.errno, f"{self.path}: write failed with {size - written} of {size} "
-                       f"bytes unwritten: {exc.strerror}; check the disk (full? read-only?) "
-                       "and restart")
+        return OSError(
+            exc.errno,
+            f"{self.path}: write failed with {size - written} of {size} "
+            f"bytes unwritten: {exc.strerror}; check the disk (full? read-only?) "
+            "and restart",
+        )
 
     def _rotate(self, number: int) -> None:
         if self._fd >= 0:

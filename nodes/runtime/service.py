@@ -34,7 +34,9 @@ class NodeThread:
 
     namespace = ""  # metrics are zex_<namespace>_*; a node with metrics sets it and _metrics()
 
-    def __init__(self, role: str, ctx: zmq.Context | None, log: logging.Logger, metrics_bind: str = "") -> None:
+    def __init__(
+        self, role: str, ctx: zmq.Context | None, log: logging.Logger, metrics_bind: str = ""
+    ) -> None:
         self.role = role
         self.exporter = Exporter(metrics_bind)  # its /metrics, served from start() to stop()
         self.ctx = ctx or zmq.Context.instance()

@@ -21,8 +21,9 @@ def writer(directory, segment_bytes: int = 1 << 20, rotate_s: float = 0.0, **kw)
 
 def bodies(n: int) -> list[tuple[bytes, bytes]]:
     """Records of varied sizes (head, payload), the payloads non-zero so a zero run is not one."""
-    return [(i.to_bytes(8, "little"), bytes([i % 250 + 1]) * (i * 7 % 40 + 1))
-            for i in range(1, n + 1)]
+    return [
+        (i.to_bytes(8, "little"), bytes([i % 250 + 1]) * (i * 7 % 40 + 1)) for i in range(1, n + 1)
+    ]
 
 
 def write_all(directory, records, **kw) -> list[int]:
@@ -39,7 +40,7 @@ def write_all(directory, records, **kw) -> list[int]:
 def test_a_record_is_its_header_then_its_body():
     rec = frame(b"ab", b"cdef")
     length, body_crc, head_crc = HEADER.unpack_from(rec)
-    assert length == 6 and rec[HEADER.size:] == b"abcdef" and len(rec) == HEADER.size + 6
+    assert length == 6 and rec[HEADER.size :] == b"abcdef" and len(rec) == HEADER.size + 6
     import zlib
 
     assert body_crc == zlib.crc32(b"abcdef") and head_crc == zlib.crc32(rec[:8])
@@ -117,10 +118,10 @@ def test_a_zero_filled_tail_is_torn_but_zeros_before_a_record_are_damage(tmp_pat
     ends = write_all(tmp_path, bodies(4))
     (path,) = LAYOUT.segments(tmp_path)
     whole = path.read_bytes()
-    path.write_bytes(whole[:ends[1]] + bytes(len(whole) - ends[1]))  # size kept, data lost
+    path.write_bytes(whole[: ends[1]] + bytes(len(whole) - ends[1]))  # size kept, data lost
     seg = LAYOUT.read(path, last=True)
     assert seg.damage is None and seg.end == ends[1] and len(seg.records) == 2
-    path.write_bytes(whole[:ends[1]] + bytes(ends[2] - ends[1]) + whole[ends[2]:])
+    path.write_bytes(whole[: ends[1]] + bytes(ends[2] - ends[1]) + whole[ends[2] :])
     seg = LAYOUT.read(path, last=True)
     assert seg.damage is not None and seg.damage.offset == ends[1]
 
@@ -148,14 +149,17 @@ def test_rotation_at_its_boundaries(tmp_path):
         w.append(n, n.to_bytes(8, "little"), b"pp")
     w.commit()
     w.close()
-    got = [int.from_bytes(b[:8], "little") for p in LAYOUT.segments(tmp_path)[3:]
-           for _, b in LAYOUT.read(p, last=False).records]
+    got = [
+        int.from_bytes(b[:8], "little")
+        for p in LAYOUT.segments(tmp_path)[3:]
+        for _, b in LAYOUT.read(p, last=False).records
+    ]
     assert got == [int.from_bytes(b"h" * 8, "little"), 7, 8, 9, 10, 11]
 
 
 def test_counted_segments_and_a_segment_is_never_created_twice(tmp_path):
     w = writer(tmp_path, segment_bytes=MAGIC_SIZE + HEADER.size + 1, counted=True)
-    for n in range(3):
+    for _ in range(3):
         w.write(999, b"x")  # counted: the number given is ignored
     w.close()
     assert [p.name for p in LAYOUT.segments(tmp_path)] == [LAYOUT.name(n) for n in (1, 2, 3)]
@@ -191,8 +195,9 @@ def test_a_failed_write_stops_the_writer_and_the_torn_tail_is_cut_at_restart(tmp
             print("then", exc)
         w.close()
     """)
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60,
-                         check=False)
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False
+    )
     assert out.returncode == 0, out.stderr
     first, then = out.stdout.splitlines()
     assert "write failed with" in first and "check the disk" in first
