@@ -39,7 +39,8 @@ from zex.protocol.internal import (
 
 log = logging.getLogger("zex.stream")
 
-REQUEST_TIMEOUT_S = 2.0  # an unanswered replay request is sent again after this; 0.5..10 is reasonable
+# an unanswered replay request is sent again after this; 0.5..10 is reasonable
+REQUEST_TIMEOUT_S = 2.0
 CHUNK_BATCHES = 512  # batches asked for per replay request
 MAX_KEPT = 10_000  # live batches kept while filling a gap; beyond it the newest are dropped (replayed later),
 # so a consumer catching up on a long day under live load holds a bounded backlog
@@ -48,8 +49,16 @@ MAX_KEPT = 10_000  # live batches kept while filling a gap; beyond it the newest
 class EventStream:
     """Gap-free EventBatches for one consumer thread (see the module docstring)."""
 
-    def __init__(self, ctx: zmq.Context, events_endpoint: str, replay_endpoint: str, after_seq: int = 0,
-                 *, rcvhwm: int = 100_000, timeout: float = REQUEST_TIMEOUT_S) -> None:
+    def __init__(
+        self,
+        ctx: zmq.Context,
+        events_endpoint: str,
+        replay_endpoint: str,
+        after_seq: int = 0,
+        *,
+        rcvhwm: int = 100_000,
+        timeout: float = REQUEST_TIMEOUT_S,
+    ) -> None:
         self.ctx = ctx
         self.replay_endpoint = replay_endpoint
         self.timeout = timeout
@@ -210,7 +219,12 @@ class EventStream:
 
     def _skip(self, to_seq: int, why: str) -> None:
         """Give up on seqs next_seq..to_seq-1: counted in ``lost`` (an alert), logged."""
-        log.error("replay service cannot provide seq %d..%d (%s); skipping them", self.next_seq, to_seq - 1, why)
+        log.error(
+            "replay service cannot provide seq %d..%d (%s); skipping them",
+            self.next_seq,
+            to_seq - 1,
+            why,
+        )
         self.lost += to_seq - self.next_seq
         self.next_seq = to_seq
 
@@ -219,8 +233,10 @@ class EventStream:
         self._req_at = time.monotonic()
         self.requests += 1
         try:
-            self.replay.send(encoder.encode(ReplayRequest(self._req_id, self.next_seq, CHUNK_BATCHES)),
-                             zmq.NOBLOCK)
+            self.replay.send(
+                encoder.encode(ReplayRequest(self._req_id, self.next_seq, CHUNK_BATCHES)),
+                zmq.NOBLOCK,
+            )
         except zmq.Again:
             pass  # the timeout sends it again
 

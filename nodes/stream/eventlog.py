@@ -30,6 +30,7 @@ import os
 import struct
 from array import array
 from pathlib import Path
+from typing import BinaryIO
 
 from ..runtime.durability import SyncPolicy
 from ..runtime.records import HEADER, MAGIC_SIZE, Layout, RecordDamaged, RecordWriter
@@ -55,9 +56,9 @@ def segments(directory: Path) -> list[Path]:
 class EventLog:
     """The writing end, owned by the matcher thread.
 
-        log = EventLog(directory)
-        log.last_seq                    # the last command whose batch is in the log (0: empty)
-        log.append(first, last, batch)  # after the journal write, before publishing
+    log = EventLog(directory)
+    log.last_seq                    # the last command whose batch is in the log (0: empty)
+    log.append(first, last, batch)  # after the journal write, before publishing
     """
 
     def __init__(self, directory: Path, segment_bytes: int = SEGMENT_BYTES) -> None:
@@ -75,8 +76,11 @@ class EventLog:
             path = paths.pop()
             seg = LAYOUT.read(path, last=True)
             if seg.damage is not None:
-                log.warning("%s: the event log is cut there, and the matcher regenerates the rest "
-                            "from the journal", seg.damage)
+                log.warning(
+                    "%s: the event log is cut there, and the matcher regenerates the rest "
+                    "from the journal",
+                    seg.damage,
+                )
             if not seg.records and paths:
                 path.unlink()  # nothing whole in it: the previous segment holds the end
                 continue
@@ -126,6 +130,10 @@ class EventLogReader:
     are not served, and ``damage`` says where, until the matcher's next start cuts it.
     """
 
+    # Set by _reset, which refresh (earlier in this file) also calls: declared here for mypy.
+    _seg: int
+    _pos: int
+
     def __init__(self, directory: Path) -> None:
         self.dir = Path(directory)
         self.damage: RecordDamaged | None = None  # where indexing stopped at damage, if it did
@@ -143,9 +151,9 @@ class EventLogReader:
     def refresh(self) -> None:
         """Index the records appended since the last call (new segments too)."""
         paths = segments(self.dir)
-        if paths[:len(self._paths)] != self._paths:
+        if paths[: len(self._paths)] != self._paths:
             self._reset()  # segments went away under us (cut back at a matcher restart): start over
-        for path in paths[len(self._paths):]:
+        for path in paths[len(self._paths) :]:
             self._paths.append(path)
             self._files.append(open(path, "rb"))  # noqa: SIM115 - closed by _reset
         while self._seg < len(self._paths):
@@ -182,8 +190,11 @@ class EventLogReader:
 
     def _damaged(self, exc: RecordDamaged) -> None:
         if self.damage is None or (self.damage.path, self.damage.offset) != (exc.path, exc.offset):
-            log.error("%s: batches after it are not served until the matcher restarts and cuts the "
-                      "event log there", exc)
+            log.error(
+                "%s: batches after it are not served until the matcher restarts and cuts the "
+                "event log there",
+                exc,
+            )
         self.damage = exc
 
     def _reset(self) -> None:
@@ -197,13 +208,14 @@ class EventLogReader:
         self._starts = array("q")  # batch start and end offsets in that segment
         self._ends = array("q")
         self._paths: list[Path] = []
-        self._files: list = []
+        self._files: list[BinaryIO] = []
         self._seg = 0  # the segment being indexed, and the offset indexed up to in it
         self._pos = 0
         self.damage = None
 
-    def read(self, from_seq: int, max_batches: int = 256,
-             max_bytes: int = 1 << 20) -> list[tuple[int, int, bytes]]:
+    def read(
+        self, from_seq: int, max_batches: int = 256, max_bytes: int = 1 << 20
+    ) -> list[tuple[int, int, bytes]]:
         """The batches from the one holding command ``from_seq`` on, bounded by count and bytes.
 
         At least one batch when any covers ``from_seq``; empty when ``from_seq`` is past the end.

@@ -63,8 +63,11 @@ class Publisher:
     def cut_back(self, seq: int) -> None:
         """Drop logged batches after ``seq``: the journal lost them (fsync off and a power loss)."""
         if self.log.last_seq > seq:
-            log.warning("event log runs to seq %d, the journal to %d: cutting the event log",
-                        self.log.last_seq, seq)
+            log.warning(
+                "event log runs to seq %d, the journal to %d: cutting the event log",
+                self.log.last_seq,
+                seq,
+            )
             self.log.truncate_after(seq)
 
     def bind(self, ctx: zmq.Context, endpoint: str, hwm: int) -> None:
@@ -84,6 +87,7 @@ class Publisher:
         batch = encoder.encode(EventBatch(first_seq, last_seq, events))
         self.log.append(first_seq, last_seq, batch)
         sock = self.sock
+        assert sock is not None, "Publisher.publish before bind()"
         send(sock, TOPIC_EVENTS, MORE_NOBLOCK)
         send(sock, batch, NOBLOCK)
         self._quiet_until = monotonic() + self.heartbeat_s  # heartbeats are for quiet streams
@@ -93,8 +97,10 @@ class Publisher:
         quiet matcher from a lost last batch."""
         now = monotonic()
         if now >= self._quiet_until:
-            send(self.sock, TOPIC_HEARTBEAT, MORE_NOBLOCK)
-            send(self.sock, encoder.encode(seq), NOBLOCK)
+            sock = self.sock
+            assert sock is not None, "Publisher.idle before bind()"
+            send(sock, TOPIC_HEARTBEAT, MORE_NOBLOCK)
+            send(sock, encoder.encode(seq), NOBLOCK)
             self._quiet_until = now + self.heartbeat_s
 
     def close(self) -> None:

@@ -55,13 +55,19 @@ class ReplayService(NodeThread):
         ctrl = self.ctx.socket(zmq.PAIR)
         try:
             router.linger = 0
-            router.router_mandatory = 1  # a full or vanished consumer: an error we count, not a silent drop
-            router.sndhwm = 16  # answers queued per consumer, each up to MAX_CHUNK_BYTES: memory stays bounded
+            # a full or vanished consumer: an error we count, not a silent drop
+            router.router_mandatory = 1
+            # answers queued per consumer, each up to MAX_CHUNK_BYTES: memory stays bounded
+            router.sndhwm = 16
             router.bind(self.endpoint)
             ctrl.linger = 0
             ctrl.connect(self._ctrl_addr)
-            log.info("replay service on %s (event log from seq %d to %d)",
-                     self.endpoint, reader.first_seq, reader.last_seq)
+            log.info(
+                "replay service on %s (event log from seq %d to %d)",
+                self.endpoint,
+                reader.first_seq,
+                reader.last_seq,
+            )
             self._ready.set()
             poller = zmq.Poller()
             poller.register(router, zmq.POLLIN)
@@ -95,13 +101,17 @@ class ReplayService(NodeThread):
                 continue
             self.requests += 1
             reader.refresh()  # reads only what was appended since: the head must be current
-            batches = reader.read(max(req.from_seq, 1), min(max(req.max_batches, 1), MAX_BATCHES),
-                                  MAX_CHUNK_BYTES)
+            batches = reader.read(
+                max(req.from_seq, 1), min(max(req.max_batches, 1), MAX_BATCHES), MAX_CHUNK_BYTES
+            )
             last = batches[-1][1] if batches else req.from_seq - 1
-            head = ReplayChunk(req.req_id, req.from_seq, last, reader.last_seq, len(batches),
-                               reader.first_seq or 1)
+            head = ReplayChunk(
+                req.req_id, req.from_seq, last, reader.last_seq, len(batches), reader.first_seq or 1
+            )
             try:
-                router.send_multipart([peer, encoder.encode(head), *(b for _, _, b in batches)], zmq.NOBLOCK)
+                router.send_multipart(
+                    [peer, encoder.encode(head), *(b for _, _, b in batches)], zmq.NOBLOCK
+                )
                 self.batches_sent += len(batches)
             except zmq.ZMQError:  # EAGAIN (its queue is full) or EHOSTUNREACH (gone): it asks again
                 self.dropped_answers += 1
