@@ -42,8 +42,11 @@ def last_event_seq(directory: Path) -> int:
     for i in range(len(paths) - 1, -1, -1):
         entries, _, damage = read(paths[i], last=i == len(paths) - 1)
         if damage is not None:
-            raise Damaged(damage.path, damage.offset,
-                          damage.why + "; run `zex audit verify` and restore the segment from a copy")
+            raise Damaged(
+                damage.path,
+                damage.offset,
+                damage.why + "; run `zex audit verify` and restore the segment from a copy",
+            )
         for e in reversed(entries):
             if e.kind == KIND_EVENTS:
                 return batch_decoder.decode(e.payload).last_seq
@@ -82,15 +85,37 @@ class LoggerNode(NodeThread):
         return [
             ("counter", "event_batches", "Matcher event batches written", lambda: self.batches),
             ("counter", "audit_records", "Node audit records written", lambda: self.audit_records),
-            ("counter", "bad_records", "Pushed frames that were not AuditRecords", lambda: self.bad_records),
+            (
+                "counter",
+                "bad_records",
+                "Pushed frames that were not AuditRecords",
+                lambda: self.bad_records,
+            ),
             ("gauge", "matcher_seq", "Last matcher seq in the trail", lambda: self.last_seq),
-            ("counter", "event_gaps", "Gaps in the event stream (filled by replay)",
-             lambda: self.stream.gaps if self.stream else 0),
-            ("counter", "events_replayed", "Event batches fetched from the replay service",
-             lambda: self.stream.replayed if self.stream else 0),
-            ("counter", "events_lost", "Seqs the replay service could not provide",
-             lambda: self.stream.lost if self.stream else 0),
-            ("histogram", "commit_seconds", "One loop turn's write and commit", lambda: self.h_commit),
+            (
+                "counter",
+                "event_gaps",
+                "Gaps in the event stream (filled by replay)",
+                lambda: self.stream.gaps if self.stream else 0,
+            ),
+            (
+                "counter",
+                "events_replayed",
+                "Event batches fetched from the replay service",
+                lambda: self.stream.replayed if self.stream else 0,
+            ),
+            (
+                "counter",
+                "events_lost",
+                "Seqs the replay service could not provide",
+                lambda: self.stream.lost if self.stream else 0,
+            ),
+            (
+                "histogram",
+                "commit_seconds",
+                "One loop turn's write and commit",
+                lambda: self.h_commit,
+            ),
         ]
 
     def _run(self) -> None:
@@ -98,7 +123,9 @@ class LoggerNode(NodeThread):
         directory = Path(lc.data_dir)
         directory.mkdir(parents=True, exist_ok=True)
         self.started_after = self.last_seq = last_event_seq(directory)
-        writer = AuditWriter(directory, lc.fsync, lc.fsync_interval_ms, lc.segment_mb << 20, lc.rotate_s)
+        writer = AuditWriter(
+            directory, lc.fsync, lc.fsync_interval_ms, lc.segment_mb << 20, lc.rotate_s
+        )
         pull = self.ctx.socket(zmq.PULL)
         ctrl = self.ctx.socket(zmq.PAIR)
         stream = None
@@ -108,10 +135,16 @@ class LoggerNode(NodeThread):
             pull.bind(lc.bind)
             ctrl.linger = 0
             ctrl.connect(self._ctrl_addr)
-            stream = self.stream = EventStream(self.ctx, self.events_endpoint, self.replay_endpoint,
-                                               after_seq=self.last_seq)
-            log.info("logger: audit records on %s, events from %s after seq %d, segments in %s",
-                     lc.bind, self.events_endpoint, self.last_seq, directory)
+            stream = self.stream = EventStream(
+                self.ctx, self.events_endpoint, self.replay_endpoint, after_seq=self.last_seq
+            )
+            log.info(
+                "logger: audit records on %s, events from %s after seq %d, segments in %s",
+                lc.bind,
+                self.events_endpoint,
+                self.last_seq,
+                directory,
+            )
             self._ready.set()
             self._loop(writer, stream, pull, ctrl)
         except zmq.ContextTerminated:

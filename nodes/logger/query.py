@@ -40,7 +40,7 @@ from zex.protocol.internal import (
 )
 from zex.protocol.reasons import Reason
 
-from .segments import KIND_AUDIT, KIND_EVENTS, Damaged, read, segments
+from .segments import KIND_AUDIT, KIND_EVENTS, read, segments
 
 
 @dataclass
@@ -88,36 +88,122 @@ class Filter:
 def rows_of_event(ev) -> Row | None:
     t = type(ev)
     if t is Accepted:
-        return Row(ev.ts, "matcher", "accepted", ev.account, ev.seq, ev.order_id, ev.cl_ord_id, ev.symbol,
-                   SIDE_NAMES.get(ev.side, ""), ev.price, ev.qty, TIF_NAMES.get(ev.tif, ""),
-                   (ev.account,), (ev.order_id,), (ev.cl_ord_id,))
+        return Row(
+            ev.ts,
+            "matcher",
+            "accepted",
+            ev.account,
+            ev.seq,
+            ev.order_id,
+            ev.cl_ord_id,
+            ev.symbol,
+            SIDE_NAMES.get(ev.side, ""),
+            ev.price,
+            ev.qty,
+            TIF_NAMES.get(ev.tif, ""),
+            (ev.account,),
+            (ev.order_id,),
+            (ev.cl_ord_id,),
+        )
     if t is Trade:
-        return Row(ev.ts, "matcher", "trade", ev.taker_account, ev.seq, ev.taker_order_id, ev.taker_cl_ord_id,
-                   ev.symbol, SIDE_NAMES.get(ev.taker_side, ""), ev.price, ev.qty,
-                   f"trade {ev.trade_id}: taker #{ev.taker_order_id} {ev.taker_account} (leaves {ev.taker_leaves}) "
-                   f"maker #{ev.maker_order_id} {ev.maker_account} (leaves {ev.maker_leaves})",
-                   (ev.taker_account, ev.maker_account), (ev.taker_order_id, ev.maker_order_id),
-                   (ev.taker_cl_ord_id, ev.maker_cl_ord_id))
+        return Row(
+            ev.ts,
+            "matcher",
+            "trade",
+            ev.taker_account,
+            ev.seq,
+            ev.taker_order_id,
+            ev.taker_cl_ord_id,
+            ev.symbol,
+            SIDE_NAMES.get(ev.taker_side, ""),
+            ev.price,
+            ev.qty,
+            f"trade {ev.trade_id}: taker #{ev.taker_order_id} {ev.taker_account} (leaves {ev.taker_leaves}) "
+            f"maker #{ev.maker_order_id} {ev.maker_account} (leaves {ev.maker_leaves})",
+            (ev.taker_account, ev.maker_account),
+            (ev.taker_order_id, ev.maker_order_id),
+            (ev.taker_cl_ord_id, ev.maker_cl_ord_id),
+        )
     if t is Cancelled:
-        return Row(ev.ts, "matcher", "cancelled", ev.account, ev.seq, ev.order_id, ev.cl_ord_id, ev.symbol,
-                   SIDE_NAMES.get(ev.side, ""), ev.price, ev.qty, CXL_NAMES.get(ev.reason, str(ev.reason)),
-                   (ev.account,), (ev.order_id,), (ev.cl_ord_id, ev.req_cl_ord_id))
+        return Row(
+            ev.ts,
+            "matcher",
+            "cancelled",
+            ev.account,
+            ev.seq,
+            ev.order_id,
+            ev.cl_ord_id,
+            ev.symbol,
+            SIDE_NAMES.get(ev.side, ""),
+            ev.price,
+            ev.qty,
+            CXL_NAMES.get(ev.reason, str(ev.reason)),
+            (ev.account,),
+            (ev.order_id,),
+            (ev.cl_ord_id, ev.req_cl_ord_id),
+        )
     if t is Expired:
-        return Row(ev.ts, "matcher", "expired", ev.account, ev.seq, ev.order_id, ev.cl_ord_id, ev.symbol,
-                   SIDE_NAMES.get(ev.side, ""), ev.price, ev.qty, EXP_NAMES.get(ev.reason, str(ev.reason)),
-                   (ev.account,), (ev.order_id,), (ev.cl_ord_id,))
+        return Row(
+            ev.ts,
+            "matcher",
+            "expired",
+            ev.account,
+            ev.seq,
+            ev.order_id,
+            ev.cl_ord_id,
+            ev.symbol,
+            SIDE_NAMES.get(ev.side, ""),
+            ev.price,
+            ev.qty,
+            EXP_NAMES.get(ev.reason, str(ev.reason)),
+            (ev.account,),
+            (ev.order_id,),
+            (ev.cl_ord_id,),
+        )
     if t is Replaced:
-        return Row(ev.ts, "matcher", "replaced", ev.account, ev.seq, ev.order_id, ev.cl_ord_id, ev.symbol,
-                   SIDE_NAMES.get(ev.side, ""), ev.price, ev.qty,
-                   f"leaves {ev.leaves}, {'kept' if ev.kept_priority else 'lost'} priority",
-                   (ev.account,), (ev.order_id,), (ev.cl_ord_id, ev.req_cl_ord_id))
+        return Row(
+            ev.ts,
+            "matcher",
+            "replaced",
+            ev.account,
+            ev.seq,
+            ev.order_id,
+            ev.cl_ord_id,
+            ev.symbol,
+            SIDE_NAMES.get(ev.side, ""),
+            ev.price,
+            ev.qty,
+            f"leaves {ev.leaves}, {'kept' if ev.kept_priority else 'lost'} priority",
+            (ev.account,),
+            (ev.order_id,),
+            (ev.cl_ord_id, ev.req_cl_ord_id),
+        )
     if t is Rejected:
-        return Row(ev.ts, "matcher", "rejected", ev.account, ev.seq, 0, ev.cl_ord_id, ev.symbol,
-                   detail=f"{_reason(ev.reason)}: {ev.text}", accounts=(ev.account,), cl_ord_ids=(ev.cl_ord_id,))
+        return Row(
+            ev.ts,
+            "matcher",
+            "rejected",
+            ev.account,
+            ev.seq,
+            0,
+            ev.cl_ord_id,
+            ev.symbol,
+            detail=f"{_reason(ev.reason)}: {ev.text}",
+            accounts=(ev.account,),
+            cl_ord_ids=(ev.cl_ord_id,),
+        )
     if t is KillSwitchSet:
-        return Row(ev.ts, "matcher", "kill_switch_set", ev.account, ev.seq, cl_ord_id=ev.cl_ord_id,
-                   detail=f"{ev.target} -> {KILL_NAMES.get(ev.mode, ev.mode)}, {ev.cancelled} cancelled",
-                   accounts=(ev.account, ev.target), cl_ord_ids=(ev.cl_ord_id,))
+        return Row(
+            ev.ts,
+            "matcher",
+            "kill_switch_set",
+            ev.account,
+            ev.seq,
+            cl_ord_id=ev.cl_ord_id,
+            detail=f"{ev.target} -> {KILL_NAMES.get(ev.mode, ev.mode)}, {ev.cancelled} cancelled",
+            accounts=(ev.account, ev.target),
+            cl_ord_ids=(ev.cl_ord_id,),
+        )
     if t is LimitsSet:
         return Row(ev.ts, "matcher", "limits_set", ev.account, ev.seq, accounts=(ev.account,))
     return None  # Digest: not an audit fact
@@ -144,8 +230,16 @@ def query(directory: Path, f: Filter) -> Iterator[Row]:
             elif e.kind == KIND_AUDIT:
                 a = audit_decoder.decode(e.payload)
                 detail = f"{_reason(a.reason)}: {a.text}" if a.reason else a.text
-                r = Row(a.ts, a.source, a.kind, a.account, cl_ord_id=a.cl_ord_id, detail=detail,
-                        accounts=(a.account,), cl_ord_ids=(a.cl_ord_id,))
+                r = Row(
+                    a.ts,
+                    a.source,
+                    a.kind,
+                    a.account,
+                    cl_ord_id=a.cl_ord_id,
+                    detail=detail,
+                    accounts=(a.account,),
+                    cl_ord_ids=(a.cl_ord_id,),
+                )
                 if f.wants(r):
                     yield r
         if damage is not None:
@@ -191,11 +285,16 @@ class Report:
         return not self.problems
 
     def lines(self) -> list[str]:
-        out = [f"{self.segments} segments, {self.records} records: {self.batches} event batches "
-               f"(matcher seq {self.first_seq}..{self.last_seq}), {self.audit_records} audit records"]
+        out = [
+            f"{self.segments} segments, {self.records} records: {self.batches} event batches "
+            f"(matcher seq {self.first_seq}..{self.last_seq}), {self.audit_records} audit records"
+        ]
         out += [f"PROBLEM {p}" for p in self.problems]
-        out.append("OK: every checksum matches and the matcher's sequence has no gap" if self.ok
-                   else f"FAILED: {len(self.problems)} problem(s)")
+        out.append(
+            "OK: every checksum matches and the matcher's sequence has no gap"
+            if self.ok
+            else f"FAILED: {len(self.problems)} problem(s)"
+        )
         return out
 
 
@@ -215,8 +314,10 @@ def verify(directory: Path) -> Report:
                     rep.batches += 1
                     if b.first_seq != expect:
                         what = "gap" if b.first_seq > expect else "repeat"
-                        rep.problems.append(f"{e.path}: offset {e.offset}: seq {what}: expected {expect}, "
-                                            f"batch covers {b.first_seq}..{b.last_seq}")
+                        rep.problems.append(
+                            f"{e.path}: offset {e.offset}: seq {what}: expected {expect}, "
+                            f"batch covers {b.first_seq}..{b.last_seq}"
+                        )
                     rep.first_seq = rep.first_seq or b.first_seq
                     rep.last_seq = b.last_seq
                     expect = max(expect, b.last_seq + 1)
@@ -224,7 +325,9 @@ def verify(directory: Path) -> Report:
                     audit_decoder.decode(e.payload)
                     rep.audit_records += 1
                 else:
-                    rep.problems.append(f"{e.path}: offset {e.offset}: unknown record kind {e.kind}")
+                    rep.problems.append(
+                        f"{e.path}: offset {e.offset}: unknown record kind {e.kind}"
+                    )
             except (msgspec.DecodeError, msgspec.ValidationError) as exc:
                 rep.problems.append(f"{e.path}: offset {e.offset}: record does not decode: {exc}")
         if damage is not None:
@@ -234,12 +337,24 @@ def verify(directory: Path) -> Report:
 
 # ------------------------------------------------------------------ output
 
-COLUMNS = ("time", "seq", "source", "kind", "account", "order", "cl_ord_id", "symbol", "side", "price", "qty",
-           "detail")
+COLUMNS = (
+    "time",
+    "seq",
+    "source",
+    "kind",
+    "account",
+    "order",
+    "cl_ord_id",
+    "symbol",
+    "side",
+    "price",
+    "qty",
+    "detail",
+)
 
 
 def when(ns: int) -> str:
-    return dt.datetime.fromtimestamp(ns / 1e9, dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f")
+    return dt.datetime.fromtimestamp(ns / 1e9, dt.UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
 
 
 def format_row(r: Row, inst) -> dict:
@@ -247,9 +362,20 @@ def format_row(r: Row, inst) -> dict:
     i = inst.get(r.symbol)
     price = (i.ticks_to_price(r.price) if i else str(r.price)) if r.price else ""
     qty = (i.lots_to_qty(r.qty) if i else str(r.qty)) if r.qty else ""
-    return {"time": when(r.ts), "seq": r.seq or "", "source": r.source, "kind": r.kind, "account": r.account,
-            "order": r.order_id or "", "cl_ord_id": r.cl_ord_id, "symbol": r.symbol, "side": r.side,
-            "price": price, "qty": qty, "detail": r.detail}
+    return {
+        "time": when(r.ts),
+        "seq": r.seq or "",
+        "source": r.source,
+        "kind": r.kind,
+        "account": r.account,
+        "order": r.order_id or "",
+        "cl_ord_id": r.cl_ord_id,
+        "symbol": r.symbol,
+        "side": r.side,
+        "price": price,
+        "qty": qty,
+        "detail": r.detail,
+    }
 
 
 def as_json(r: Row, inst) -> str:
@@ -267,4 +393,3 @@ def as_table(rows: list[Row], inst) -> str:
     head = "  ".join(c.ljust(widths[c]) for c in COLUMNS)
     body = ["  ".join(str(d[c]).ljust(widths[c]) for c in COLUMNS) for d in data]
     return "\n".join([head, *body])
-

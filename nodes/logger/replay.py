@@ -24,7 +24,8 @@ from zex.protocol.numbers import Cash
 
 from ..matcher.engine import Engine
 from ..matcher.journal import scan as scan_journal
-from .segments import KIND_EVENTS, scan as scan_trail
+from .segments import KIND_EVENTS
+from .segments import scan as scan_trail
 
 
 @dataclass
@@ -47,8 +48,16 @@ def _trail_batches(trail: Path) -> Iterator[EventBatch]:
             yield batch_decoder.decode(e.payload)
 
 
-def replay(journal: Path, trail: Path, instruments, cash_mult, digest_every: int, *, show: int = 20,
-           progress=None) -> Result:
+def replay(
+    journal: Path,
+    trail: Path,
+    instruments,
+    cash_mult,
+    digest_every: int,
+    *,
+    show: int = 20,
+    progress=None,
+) -> Result:
     """Replay ``journal`` and compare with ``trail``; ``progress(result)`` is called now and then."""
     res = Result()
     # the instruments, not their names: the engine's reject texts show their decimals
@@ -93,11 +102,11 @@ def replay(journal: Path, trail: Path, instruments, cash_mult, digest_every: int
 
 
 def _diff(first: int, last: int, ours: list, theirs: list) -> str:
-    for i, (a, b) in enumerate(zip(ours, theirs)):
+    for i, (a, b) in enumerate(zip(ours, theirs, strict=False)):  # lengths differ: see below
         if a != b:
             return f"seq {a.seq} (record {first}..{last}), event {i}: journal replay gives {a!r}, trail has {b!r}"
     if len(ours) != len(theirs):
-        extra = ours[len(theirs):] or theirs[len(ours):]
+        extra = ours[len(theirs) :] or theirs[len(ours) :]
         side = "journal replay" if len(ours) > len(theirs) else "trail"
         return f"record {first}..{last}: {side} has {abs(len(ours) - len(theirs))} more event(s), first {extra[0]!r}"
     return f"record {first}..{last}: differs"
@@ -117,22 +126,38 @@ def cmd_replay(args) -> int:
             sys.exit(f"zex replay: {p} is not a directory; give the {what}")
 
     def progress(r: Result) -> None:
-        print(f"  ... {r.commands:,} commands replayed, seq {r.journal_ends:,}, {r.compared:,} records compared",
-              file=sys.stderr, flush=True)
+        print(
+            f"  ... {r.commands:,} commands replayed, seq {r.journal_ends:,}, {r.compared:,} records compared",
+            file=sys.stderr,
+            flush=True,
+        )
 
     started = time.monotonic()
-    r = replay(journal, trail, cfg.instruments, Cash(cfg.instruments).mult, cfg.matcher.digest_every,
-               show=args.show, progress=progress)
+    r = replay(
+        journal,
+        trail,
+        cfg.instruments,
+        Cash(cfg.instruments).mult,
+        cfg.matcher.digest_every,
+        show=args.show,
+        progress=progress,
+    )
     took = time.monotonic() - started
-    print(f"replayed {r.commands:,} commands ({r.records:,} journal records) in {took:.1f} s; "
-          f"journal ends at seq {r.journal_ends:,}, trail at {r.trail_ends:,}")
+    print(
+        f"replayed {r.commands:,} commands ({r.records:,} journal records) in {took:.1f} s; "
+        f"journal ends at seq {r.journal_ends:,}, trail at {r.trail_ends:,}"
+    )
     if r.trail_ends < r.journal_ends:
-        print(f"the trail stops at seq {r.trail_ends:,}: the logger is behind (compared up to there)")
+        print(
+            f"the trail stops at seq {r.trail_ends:,}: the logger is behind (compared up to there)"
+        )
     for d in r.differences:
         if d:
             print(f"DIFFERENT {d}")
     if r.ok:
-        print(f"OK: the journal, the engine and the trail agree on every event of {r.compared:,} records")
+        print(
+            f"OK: the journal, the engine and the trail agree on every event of {r.compared:,} records"
+        )
         return 0
     print(f"FAILED: {len(r.differences)} record(s) differ")
     return 1

@@ -70,7 +70,7 @@ def read(path: Path, *, last: bool) -> tuple[list[Entry], int, Damaged | None]:
         if len(body) < BODY.size:  # it checks, so it was written so: a bug, not a torn write
             return out, offset, Damaged(path, offset, "record body shorter than its kind and time")
         kind, ts = BODY.unpack_from(body)
-        out.append(Entry(kind, ts, body[BODY.size:], path, offset))
+        out.append(Entry(kind, ts, body[BODY.size :], path, offset))
     return out, seg.end, seg.damage
 
 
@@ -95,8 +95,14 @@ class AuditWriter:
     (``zex audit verify`` says where), so a damaged trail is never appended to.
     """
 
-    def __init__(self, directory: Path, fsync: str = "batch", fsync_interval_ms: float = 200.0,
-                 segment_bytes: int = 64 << 20, rotate_s: float = 3600.0) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        fsync: str = "batch",
+        fsync_interval_ms: float = 200.0,
+        segment_bytes: int = 64 << 20,
+        rotate_s: float = 3600.0,
+    ) -> None:
         self.dir = Path(directory)
         sync = SyncPolicy(fsync, fsync_interval_ms, "logger.fsync")
         self._w = RecordWriter(LAYOUT, self.dir, sync, segment_bytes, rotate_s, counted=True)

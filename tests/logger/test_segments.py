@@ -65,7 +65,9 @@ def test_verify_reports_gaps_and_repeats_in_the_matchers_sequence(tmp_path):
     w.close()
     rep = verify(tmp_path)
     assert [p.split(": ", 2)[2] for p in rep.problems] == [
-        "seq gap: expected 5, batch covers 6..7", "seq repeat: expected 8, batch covers 7..7"]
+        "seq gap: expected 5, batch covers 6..7",
+        "seq repeat: expected 8, batch covers 7..7",
+    ]
 
 
 def test_segments_rotate_by_size_and_by_age(tmp_path):
