@@ -29,8 +29,9 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Callable
-from typing import Any
 from decimal import Decimal
+from functools import partial
+from typing import Any
 
 import zmq
 import zmq.asyncio
@@ -54,12 +55,12 @@ from .messages import (
     LoggedOut,
     LogonAck,
     Orders,
+    OrdType,
     Positions,
     Query,
     Recover,
     Recovered,
     Reject,
-    OrdType,
     Replaced,
     Request,
     Side,
@@ -84,19 +85,35 @@ class AsyncClient:
     Arguments, timeouts, resends and errors are those of ``Client``.
     """
 
-    def __init__(self, endpoint: str, account: str, credential: str = "", *,
-                 heartbeat_ms: int = 1_000, timeout: float = 5.0, retries: int = 2,
-                 last_rseq: int | None = None, recover_all: bool = False,
-                 id_prefix: str | None = None, routing_id: bytes | None = None,
-                 context: zmq.asyncio.Context | None = None) -> None:
+    def __init__(
+        self,
+        endpoint: str,
+        account: str,
+        credential: str = "",
+        *,
+        heartbeat_ms: int = 1_000,
+        timeout: float = 5.0,
+        retries: int = 2,
+        last_rseq: int | None = None,
+        recover_all: bool = False,
+        id_prefix: str | None = None,
+        routing_id: bytes | None = None,
+        context: zmq.asyncio.Context | None = None,
+    ) -> None:
         if timeout <= 0 or retries < 0:
             raise ValueError(f"timeout must be > 0 and retries >= 0, were {timeout}, {retries}")
         self.endpoint = endpoint
         self.timeout = timeout
         self.retries = retries
         self.routing_id = routing_id
-        self.session = Session(account, credential, heartbeat_ms=heartbeat_ms,
-                               last_rseq=last_rseq, recover_all=recover_all, id_prefix=id_prefix)
+        self.session = Session(
+            account,
+            credential,
+            heartbeat_ms=heartbeat_ms,
+            last_rseq=last_rseq,
+            recover_all=recover_all,
+            id_prefix=id_prefix,
+        )
         self._ctx = context or zmq.asyncio.Context.instance()
         self._sock: zmq.asyncio.Socket | None = None
         self._tasks: list[asyncio.Task] = []
@@ -150,8 +167,10 @@ class AsyncClient:
         self._open()
         ack = await self.logon(timeout)
         s = self.session
-        await self._until(lambda: (s.settled() and not s.unanswered) or s.state != "open",
-                          self.timeout if timeout is None else timeout)
+        await self._until(
+            lambda: (s.settled() and not s.unanswered) or s.state != "open",
+            self.timeout if timeout is None else timeout,
+        )
         return ack
 
     async def close(self) -> None:
@@ -180,32 +199,72 @@ class AsyncClient:
 
     # ----------------------------------------------------------- requests
 
-    async def place(self, symbol: str, side: Side, qty: str | int | Decimal,
-                    price: str | int | Decimal | None = None, *, ord_type: OrdType | None = None,
-                    tif: Tif | None = None, post_only: bool = False, stp: Stp = "cancel_newest",
-                    cl_ord_id: str | None = None, timeout: float | None = None) -> Ack | Reject:
+    async def place(
+        self,
+        symbol: str,
+        side: Side,
+        qty: str | int | Decimal,
+        price: str | int | Decimal | None = None,
+        *,
+        ord_type: OrdType | None = None,
+        tif: Tif | None = None,
+        post_only: bool = False,
+        stp: Stp = "cancel_newest",
+        cl_ord_id: str | None = None,
+        timeout: float | None = None,
+    ) -> Ack | Reject:
         """Enter an order: limit if ``price`` is given, else market (tif ioc by default)."""
-        msg = self.session.new_order(symbol, side, qty, price, ord_type=ord_type, tif=tif,
-                                     post_only=post_only, stp=stp, cl_ord_id=cl_ord_id)
+        msg = self.session.new_order(
+            symbol,
+            side,
+            qty,
+            price,
+            ord_type=ord_type,
+            tif=tif,
+            post_only=post_only,
+            stp=stp,
+            cl_ord_id=cl_ord_id,
+        )
         return await self._call(msg, timeout)
 
-    async def cancel(self, symbol: str, order_id: int = 0, *, orig_cl_ord_id: str = "",
-                     cl_ord_id: str | None = None,
-                     timeout: float | None = None) -> Cancelled | Reject:
-        msg = self.session.cancel(symbol, order_id, orig_cl_ord_id=orig_cl_ord_id,
-                                  cl_ord_id=cl_ord_id)
+    async def cancel(
+        self,
+        symbol: str,
+        order_id: int = 0,
+        *,
+        orig_cl_ord_id: str = "",
+        cl_ord_id: str | None = None,
+        timeout: float | None = None,
+    ) -> Cancelled | Reject:
+        msg = self.session.cancel(
+            symbol, order_id, orig_cl_ord_id=orig_cl_ord_id, cl_ord_id=cl_ord_id
+        )
         return await self._call(msg, timeout)
 
-    async def replace(self, symbol: str, order_id: int, qty: str | int | Decimal,
-                      price: str | int | Decimal, *, orig_cl_ord_id: str = "",
-                      cl_ord_id: str | None = None,
-                      timeout: float | None = None) -> Replaced | Reject:
-        msg = self.session.replace(symbol, order_id, qty, price, orig_cl_ord_id=orig_cl_ord_id,
-                                   cl_ord_id=cl_ord_id)
+    async def replace(
+        self,
+        symbol: str,
+        order_id: int,
+        qty: str | int | Decimal,
+        price: str | int | Decimal,
+        *,
+        orig_cl_ord_id: str = "",
+        cl_ord_id: str | None = None,
+        timeout: float | None = None,
+    ) -> Replaced | Reject:
+        msg = self.session.replace(
+            symbol, order_id, qty, price, orig_cl_ord_id=orig_cl_ord_id, cl_ord_id=cl_ord_id
+        )
         return await self._call(msg, timeout)
 
-    async def kill_switch(self, account: str, mode: KillMode, *, cl_ord_id: str | None = None,
-                          timeout: float | None = None) -> KillSwitchSet | Reject:
+    async def kill_switch(
+        self,
+        account: str,
+        mode: KillMode,
+        *,
+        cl_ord_id: str | None = None,
+        timeout: float | None = None,
+    ) -> KillSwitchSet | Reject:
         return await self._call(self.session.kill_switch(account, mode, cl_ord_id), timeout)
 
     async def orders(self, symbol: str = "", timeout: float | None = None) -> Orders:
@@ -217,8 +276,9 @@ class AsyncClient:
     async def book(self, symbol: str, depth: int = 10, timeout: float | None = None) -> Book:
         return await self._query(self.session.query("book", symbol, depth), timeout)
 
-    async def recover(self, from_rseq: int | None = None,
-                      timeout: float | None = None) -> Recovered:
+    async def recover(
+        self, from_rseq: int | None = None, timeout: float | None = None
+    ) -> Recovered:
         """Fetch reports from ``from_rseq`` (default: the next expected) into the stream."""
         s = self.session
         timeout = self.timeout if timeout is None else timeout
@@ -226,7 +286,7 @@ class AsyncClient:
             token = s.recover(time.monotonic(), from_rseq)
             from_rseq = None
             await self._flush()
-            await self._until(lambda: s.caught_up(token) or s.state != "open", timeout)
+            await self._until(partial(s.recover_done, token), timeout)
             if s.caught_up(token):
                 assert s.recovered is not None
                 return s.recovered
@@ -287,8 +347,10 @@ class AsyncClient:
         self._sock = sock
         self.session.last_rx = self.session.last_tx = time.monotonic()
         self._state = self.session.state
-        self._tasks = [asyncio.create_task(self._read(sock), name="zex-client-reader"),
-                       asyncio.create_task(self._timers(), name="zex-client-timers")]
+        self._tasks = [
+            asyncio.create_task(self._read(sock), name="zex-client-reader"),
+            asyncio.create_task(self._timers(), name="zex-client-timers"),
+        ]
 
     async def _shut(self) -> None:
         tasks, self._tasks = self._tasks, []
@@ -301,8 +363,9 @@ class AsyncClient:
 
     async def _call(self, msg: Keyed, timeout: float | None) -> Any:
         if self._sock is None:
-            raise ClientError("the client is closed" if self._closed else
-                              "not connected: call logon() first")
+            raise ClientError(
+                "the client is closed" if self._closed else "not connected: call logon() first"
+            )
         return await self._wait(self.session.start(msg), timeout)
 
     async def _query(self, msg: Query, timeout: float | None) -> Any:

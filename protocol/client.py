@@ -41,6 +41,7 @@ import math
 import time
 from collections.abc import Callable, Iterator
 from decimal import Decimal
+from functools import partial
 from typing import Any
 
 import zmq
@@ -53,8 +54,8 @@ from .messages import (
     KillSwitchSet,
     LoggedOut,
     LogonAck,
-    OrdType,
     Orders,
+    OrdType,
     Positions,
     Query,
     Recover,
@@ -67,26 +68,42 @@ from .messages import (
     Tif,
 )
 from .session import (
-    LOGON_KEY,
-    ClientError,
     EXEC_REPORTS,
+    HEARTBEAT_LIVENESS,
+    LOGON_KEY,
+    RECOVER_LIMIT,
+    ClientError,
     ExecReport,
     GatewayTimeout,
-    HEARTBEAT_LIVENESS,
     IdGen,
     Key,
     Keyed,
     LogonRejected,
     NotLoggedOn,
     QueryRejected,
-    RECOVER_LIMIT,
     Sequencer,
     Session,
     SessionLost,
     decimal_str,
 )
 
-__all__ = ["Client", "ClientError", "EXEC_REPORTS", "ExecReport", "GatewayTimeout", "HEARTBEAT_LIVENESS", "IdGen", "LogonRejected", "NotLoggedOn", "QueryRejected", "RECOVER_LIMIT", "Sequencer", "Session", "SessionLost", "decimal_str"]  # the session's public names, re-exported
+__all__ = [
+    "Client",
+    "ClientError",
+    "EXEC_REPORTS",
+    "ExecReport",
+    "GatewayTimeout",
+    "HEARTBEAT_LIVENESS",
+    "IdGen",
+    "LogonRejected",
+    "NotLoggedOn",
+    "QueryRejected",
+    "RECOVER_LIMIT",
+    "Sequencer",
+    "Session",
+    "SessionLost",
+    "decimal_str",
+]  # the session's public names, re-exported
 
 
 class Client:
@@ -115,19 +132,35 @@ class Client:
     starts at the account's current end, or at rseq 1 with ``recover_all``.
     """
 
-    def __init__(self, endpoint: str, account: str, credential: str = "", *,
-                 heartbeat_ms: int = 1_000, timeout: float = 5.0, retries: int = 2,
-                 last_rseq: int | None = None, recover_all: bool = False,
-                 id_prefix: str | None = None, routing_id: bytes | None = None,
-                 context: zmq.Context | None = None) -> None:
+    def __init__(
+        self,
+        endpoint: str,
+        account: str,
+        credential: str = "",
+        *,
+        heartbeat_ms: int = 1_000,
+        timeout: float = 5.0,
+        retries: int = 2,
+        last_rseq: int | None = None,
+        recover_all: bool = False,
+        id_prefix: str | None = None,
+        routing_id: bytes | None = None,
+        context: zmq.Context | None = None,
+    ) -> None:
         if timeout <= 0 or retries < 0:
             raise ValueError(f"timeout must be > 0 and retries >= 0, were {timeout}, {retries}")
         self.endpoint = endpoint
         self.timeout = timeout
         self.retries = retries
         self.routing_id = routing_id
-        self.session = Session(account, credential, heartbeat_ms=heartbeat_ms,
-                               last_rseq=last_rseq, recover_all=recover_all, id_prefix=id_prefix)
+        self.session = Session(
+            account,
+            credential,
+            heartbeat_ms=heartbeat_ms,
+            last_rseq=last_rseq,
+            recover_all=recover_all,
+            id_prefix=id_prefix,
+        )
         self._ctx = context or zmq.Context.instance()
         self._sock: zmq.Socket | None = None
         self._open()
@@ -208,32 +241,74 @@ class Client:
 
     # ----------------------------------------------------------- requests
 
-    def place(self, symbol: str, side: Side, qty: str | int | Decimal,
-              price: str | int | Decimal | None = None, *, ord_type: OrdType | None = None,
-              tif: Tif | None = None, post_only: bool = False, stp: Stp = "cancel_newest",
-              cl_ord_id: str | None = None, timeout: float | None = None) -> Ack | Reject:
+    def place(
+        self,
+        symbol: str,
+        side: Side,
+        qty: str | int | Decimal,
+        price: str | int | Decimal | None = None,
+        *,
+        ord_type: OrdType | None = None,
+        tif: Tif | None = None,
+        post_only: bool = False,
+        stp: Stp = "cancel_newest",
+        cl_ord_id: str | None = None,
+        timeout: float | None = None,
+    ) -> Ack | Reject:
         """Enter an order: limit if ``price`` is given, else market (tif ioc by default)."""
-        msg = self.session.new_order(symbol, side, qty, price, ord_type=ord_type, tif=tif,
-                                     post_only=post_only, stp=stp, cl_ord_id=cl_ord_id)
+        msg = self.session.new_order(
+            symbol,
+            side,
+            qty,
+            price,
+            ord_type=ord_type,
+            tif=tif,
+            post_only=post_only,
+            stp=stp,
+            cl_ord_id=cl_ord_id,
+        )
         return self._call(msg, timeout)
 
-    def cancel(self, symbol: str, order_id: int = 0, *, orig_cl_ord_id: str = "",
-               cl_ord_id: str | None = None, timeout: float | None = None) -> Cancelled | Reject:
+    def cancel(
+        self,
+        symbol: str,
+        order_id: int = 0,
+        *,
+        orig_cl_ord_id: str = "",
+        cl_ord_id: str | None = None,
+        timeout: float | None = None,
+    ) -> Cancelled | Reject:
         """Cancel an order by ``order_id`` or by the ``orig_cl_ord_id`` of its new_order."""
-        msg = self.session.cancel(symbol, order_id, orig_cl_ord_id=orig_cl_ord_id,
-                                  cl_ord_id=cl_ord_id)
+        msg = self.session.cancel(
+            symbol, order_id, orig_cl_ord_id=orig_cl_ord_id, cl_ord_id=cl_ord_id
+        )
         return self._call(msg, timeout)
 
-    def replace(self, symbol: str, order_id: int, qty: str | int | Decimal,
-                price: str | int | Decimal, *, orig_cl_ord_id: str = "",
-                cl_ord_id: str | None = None, timeout: float | None = None) -> Replaced | Reject:
+    def replace(
+        self,
+        symbol: str,
+        order_id: int,
+        qty: str | int | Decimal,
+        price: str | int | Decimal,
+        *,
+        orig_cl_ord_id: str = "",
+        cl_ord_id: str | None = None,
+        timeout: float | None = None,
+    ) -> Replaced | Reject:
         """Change an order's price and total quantity (``order_id`` 0: by ``orig_cl_ord_id``)."""
-        msg = self.session.replace(symbol, order_id, qty, price, orig_cl_ord_id=orig_cl_ord_id,
-                                   cl_ord_id=cl_ord_id)
+        msg = self.session.replace(
+            symbol, order_id, qty, price, orig_cl_ord_id=orig_cl_ord_id, cl_ord_id=cl_ord_id
+        )
         return self._call(msg, timeout)
 
-    def kill_switch(self, account: str, mode: KillMode, *, cl_ord_id: str | None = None,
-                    timeout: float | None = None) -> KillSwitchSet | Reject:
+    def kill_switch(
+        self,
+        account: str,
+        mode: KillMode,
+        *,
+        cl_ord_id: str | None = None,
+        timeout: float | None = None,
+    ) -> KillSwitchSet | Reject:
         """Operator accounts only: set ``account``'s kill switch (block, reduce_only, off)."""
         return self._call(self.session.kill_switch(account, mode, cl_ord_id), timeout)
 
@@ -261,8 +336,7 @@ class Client:
         for _ in range(self.retries + 1):
             token = s.recover(time.monotonic(), from_rseq)
             from_rseq = None
-            self._pump(lambda: s.caught_up(token) or s.state != "open",
-                       time.monotonic() + timeout)
+            self._pump(partial(s.recover_done, token), time.monotonic() + timeout)
             if s.caught_up(token):
                 assert s.recovered is not None
                 return s.recovered
@@ -340,8 +414,10 @@ class Client:
             for attempt in range(retries + 1):
                 if attempt:
                     s.resend(key)
-                self._pump(lambda: key in s.answers or s.state in ("lost", "closed"),
-                           time.monotonic() + timeout)
+                self._pump(
+                    lambda: key in s.answers or s.state in ("lost", "closed"),
+                    time.monotonic() + timeout,
+                )
                 if key in s.answers:
                     return s.answers.pop(key)
                 if s.state in ("lost", "closed"):

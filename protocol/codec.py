@@ -79,7 +79,9 @@ def decode_report(frame: bytes) -> Report:
 def classify(frame: bytes, exc: Exception) -> DecodeFailed:
     """Map a msgspec failure on ``frame`` to the most precise reason code."""
     if isinstance(exc, (UnicodeDecodeError, RecursionError)):
-        return DecodeFailed(Reason.MALFORMED, f"frame is not valid MessagePack for zex: {type(exc).__name__}")
+        return DecodeFailed(
+            Reason.MALFORMED, f"frame is not valid MessagePack for zex: {type(exc).__name__}"
+        )
     try:
         env = _envelope.decode(frame)
     except _DECODE_ERRORS:
@@ -87,9 +89,7 @@ def classify(frame: bytes, exc: Exception) -> DecodeFailed:
     if env.v is not None and env.v != VERSION:
         if not isinstance(env.v, int) or isinstance(env.v, bool):
             return DecodeFailed(Reason.WRONG_TYPE, f"v must be an int, was {env.v!r}", "v")
-        return DecodeFailed(
-            Reason.UNSUPPORTED_VERSION, f"v must be {VERSION}, was {env.v}", "v"
-        )
+        return DecodeFailed(Reason.UNSUPPORTED_VERSION, f"v must be {VERSION}, was {env.v}", "v")
     text = str(exc)
     if env.type is None:
         return DecodeFailed(Reason.MISSING_FIELD, "type is required", "type")
@@ -131,5 +131,11 @@ def peek(frame: bytes) -> tuple[str, str]:
     except Exception:  # anything at all: this only labels a reject
         return "", ""
     kind = p.type if isinstance(p.type, str) else ""
-    ident = p.cl_ord_id if isinstance(p.cl_ord_id, str) else p.req_id if isinstance(p.req_id, str) else ""
+    ident = (
+        p.cl_ord_id
+        if isinstance(p.cl_ord_id, str)
+        else p.req_id
+        if isinstance(p.req_id, str)
+        else ""
+    )
     return kind, ident

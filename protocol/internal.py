@@ -28,24 +28,40 @@ Replay service (consumer DEALER -> matcher-side ROUTER):
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Final, Literal, TypeAlias
 
 import msgspec
 from msgspec import Struct
 
-BUY, SELL = 1, 2
-LIMIT, MARKET = 1, 2
-GTC, IOC, FOK = 1, 2, 3
-STP_NONE, STP_CANCEL_NEWEST, STP_CANCEL_OLDEST, STP_CANCEL_BOTH = 0, 1, 2, 3
+# The codes the commands carry, as Literal types: msgspec refuses any other value on decode,
+# and a type checker any other value at a constructor. Final makes each name its literal.
+SideCode: TypeAlias = Literal[1, 2]
+OrdTypeCode: TypeAlias = Literal[1, 2]
+TifCode: TypeAlias = Literal[1, 2, 3]
+StpCode: TypeAlias = Literal[0, 1, 2, 3]
+KillCode: TypeAlias = Literal[0, 1, 2]
+QueryCode: TypeAlias = Literal[1, 2, 3, 4]
+
+BUY: Final = 1
+SELL: Final = 2
+LIMIT: Final = 1
+MARKET: Final = 2
+GTC: Final = 1
+IOC: Final = 2
+FOK: Final = 3
+STP_NONE: Final = 0
+STP_CANCEL_NEWEST: Final = 1
+STP_CANCEL_OLDEST: Final = 2
+STP_CANCEL_BOTH: Final = 3
 
 # Cancelled.reason / Expired.reason
 CXL_USER, CXL_STP, CXL_KILL, CXL_DISCONNECT = 1, 2, 3, 4
 EXP_IOC, EXP_FOK, EXP_MARKET = 1, 2, 3
 
-SIDE_NAMES = {BUY: "buy", SELL: "sell"}
-ORD_TYPE_NAMES = {LIMIT: "limit", MARKET: "market"}
-TIF_NAMES = {GTC: "gtc", IOC: "ioc", FOK: "fok"}
-STP_NAMES = {
+SIDE_NAMES: dict[SideCode, str] = {BUY: "buy", SELL: "sell"}
+ORD_TYPE_NAMES: dict[OrdTypeCode, str] = {LIMIT: "limit", MARKET: "market"}
+TIF_NAMES: dict[TifCode, str] = {GTC: "gtc", IOC: "ioc", FOK: "fok"}
+STP_NAMES: dict[StpCode, str] = {
     STP_NONE: "none",
     STP_CANCEL_NEWEST: "cancel_newest",
     STP_CANCEL_OLDEST: "cancel_oldest",
@@ -60,26 +76,41 @@ CXL_NAMES = {CXL_USER: "user", CXL_STP: "stp", CXL_KILL: "kill", CXL_DISCONNECT:
 DIRECT_ROLE, TAKER_ROLE, MAKER_ROLE, OWNER_ROLE, RESENT_ROLE = 0, 1, 2, 3, 4
 
 # Kill switch modes (KillSwitchCmd.mode, account state)
-KILL_OFF, KILL_BLOCK, KILL_REDUCE_ONLY = 0, 1, 2
-KILL_NAMES = {KILL_OFF: "off", KILL_BLOCK: "block", KILL_REDUCE_ONLY: "reduce_only"}
+KILL_OFF: Final = 0
+KILL_BLOCK: Final = 1
+KILL_REDUCE_ONLY: Final = 2
+KILL_NAMES: dict[KillCode, str] = {
+    KILL_OFF: "off",
+    KILL_BLOCK: "block",
+    KILL_REDUCE_ONLY: "reduce_only",
+}
 
 # QueryCmd.what
-Q_ORDERS, Q_POSITIONS, Q_REPORTS, Q_BOOK = 1, 2, 3, 4
+Q_ORDERS: Final = 1
+Q_POSITIONS: Final = 2
+Q_REPORTS: Final = 3
+Q_BOOK: Final = 4
 EXP_NAMES = {EXP_IOC: "ioc", EXP_FOK: "fok", EXP_MARKET: "market"}
-QUERY_NAMES = {Q_ORDERS: "orders", Q_POSITIONS: "positions", Q_REPORTS: "reports", Q_BOOK: "book"}
+QUERY_NAMES: dict[QueryCode, str] = {
+    Q_ORDERS: "orders",
+    Q_POSITIONS: "positions",
+    Q_REPORTS: "reports",
+    Q_BOOK: "book",
+}
 
 # The other way: the wire's words (protocol/messages.py) to these codes. Each is the exact
 # inverse of its *_NAMES map, so there is one vocabulary, defined here, mapped both ways.
-SIDE_CODES = {name: code for code, name in SIDE_NAMES.items()}
-ORD_TYPE_CODES = {name: code for code, name in ORD_TYPE_NAMES.items()}
-TIF_CODES = {name: code for code, name in TIF_NAMES.items()}
-STP_CODES = {name: code for code, name in STP_NAMES.items()}
-KILL_CODES = {name: code for code, name in KILL_NAMES.items()}
-QUERY_CODES = {name: code for code, name in QUERY_NAMES.items()}
-OTHER_SIDE = {BUY: SELL, SELL: BUY}  # the maker's side of a trade is the other side of the taker's
+SIDE_CODES: dict[str, SideCode] = {name: code for code, name in SIDE_NAMES.items()}
+ORD_TYPE_CODES: dict[str, OrdTypeCode] = {name: code for code, name in ORD_TYPE_NAMES.items()}
+TIF_CODES: dict[str, TifCode] = {name: code for code, name in TIF_NAMES.items()}
+STP_CODES: dict[str, StpCode] = {name: code for code, name in STP_NAMES.items()}
+KILL_CODES: dict[str, KillCode] = {name: code for code, name in KILL_NAMES.items()}
+QUERY_CODES: dict[str, QueryCode] = {name: code for code, name in QUERY_NAMES.items()}
+# the maker's side of a trade is the other side of the taker's
+OTHER_SIDE: dict[SideCode, SideCode] = {BUY: SELL, SELL: BUY}
 
 
-def pin_fields(struct: type, names: str) -> None:
+def pin_fields(struct: type[Struct], names: str) -> None:
     """Refuse to import a module that unpacks ``struct`` by position if its fields moved.
 
     A hot loop may read a command with one ``msgspec.structs.astuple`` and
@@ -91,10 +122,15 @@ def pin_fields(struct: type, names: str) -> None:
     want = tuple(names.split())
     have = tuple(struct.__struct_fields__)
     if have != want:
-        raise ImportError(f"{struct.__name__} fields are {' '.join(have)}; the code unpacking it by position "
-                          f"expects {' '.join(want)}: update that code and its pin_fields call together")
+        raise ImportError(
+            f"{struct.__name__} fields are {' '.join(have)}; the code unpacking it by position "
+            f"expects {' '.join(want)}: update that code and its pin_fields call together"
+        )
 
 
+# Each subclass repeats frozen=True. msgspec inherits it anyway, but type checkers read Struct
+# as a dataclass_transform, where a subclass that does not say frozen is a mutable dataclass
+# deriving from a frozen one (an error) and its fields would type as assignable.
 class _Internal(Struct, array_like=True, frozen=True, tag_field="t", gc=False):
     """gc=False: the garbage collector does not track these. They hold only ints, strings,
     bytes and lists or dicts of those, so they can never be part of a reference cycle, and
@@ -108,23 +144,23 @@ class _Internal(Struct, array_like=True, frozen=True, tag_field="t", gc=False):
 # by the gateway): the matcher never reads a clock, so replay is exact.
 
 
-class NewOrderCmd(_Internal, tag=1):
+class NewOrderCmd(_Internal, tag=1, frozen=True):
     ts: int  # ns since the epoch: when the request entered zex (the gateway's stamp)
     gw: str  # the gateway's name (its DEALER identity prefix): where answers go
     client: bytes  # the client's routing id at that gateway: which session
     account: str  # the account (of the session; for an event, whose order or request it is)
     cl_ord_id: str  # the request's client order id, as the client sent it
     symbol: str  # the instrument
-    side: Literal[1, 2]  # BUY or SELL
-    ord_type: Literal[1, 2]  # LIMIT or MARKET
-    tif: Literal[1, 2, 3]  # GTC, IOC or FOK
+    side: SideCode  # BUY or SELL
+    ord_type: OrdTypeCode  # LIMIT or MARKET
+    tif: TifCode  # GTC, IOC or FOK
     price: int  # ticks; for a market order its protection price (0: none)
     qty: int  # lots, > 0
     post_only: bool = False  # refuse rather than trade on arrival
-    stp: Literal[0, 1, 2, 3] = STP_CANCEL_NEWEST  # self-trade prevention: STP_NONE .. STP_CANCEL_BOTH
+    stp: StpCode = STP_CANCEL_NEWEST  # self-trade prevention: STP_NONE .. STP_CANCEL_BOTH
 
 
-class CancelCmd(_Internal, tag=2):
+class CancelCmd(_Internal, tag=2, frozen=True):
     ts: int  # ns since the epoch: when the request entered zex (the gateway's stamp)
     gw: str  # the gateway's name (its DEALER identity prefix): where answers go
     client: bytes  # the client's routing id at that gateway: which session
@@ -135,7 +171,7 @@ class CancelCmd(_Internal, tag=2):
     orig_cl_ord_id: str = ""  # or the cl_ord_id of the new_order that made it, when order_id is 0
 
 
-class ReplaceCmd(_Internal, tag=3):
+class ReplaceCmd(_Internal, tag=3, frozen=True):
     ts: int  # ns since the epoch: when the request entered zex (the gateway's stamp)
     gw: str  # the gateway's name (its DEALER identity prefix): where answers go
     client: bytes  # the client's routing id at that gateway: which session
@@ -148,7 +184,7 @@ class ReplaceCmd(_Internal, tag=3):
     orig_cl_ord_id: str = ""  # or the cl_ord_id of the new_order that made it, when order_id is 0
 
 
-class MassCancelCmd(_Internal, tag=4):
+class MassCancelCmd(_Internal, tag=4, frozen=True):
     """Cancel-on-disconnect: cancel the open orders ``account`` entered through session (gw, client)."""
 
     ts: int  # ns since the epoch: when the request entered zex (the gateway's stamp)
@@ -158,7 +194,7 @@ class MassCancelCmd(_Internal, tag=4):
     reason: int  # CXL_DISCONNECT
 
 
-class KillSwitchCmd(_Internal, tag=5):
+class KillSwitchCmd(_Internal, tag=5, frozen=True):
     """An operator (``account``) sets ``target``'s kill switch to ``mode``."""
 
     ts: int  # ns since the epoch: when the request entered zex (the gateway's stamp)
@@ -167,10 +203,10 @@ class KillSwitchCmd(_Internal, tag=5):
     account: str  # the account (of the session; for an event, whose order or request it is)
     cl_ord_id: str  # the request's client order id, as the client sent it
     target: str  # the account whose kill switch is set
-    mode: Literal[0, 1, 2]  # KILL_OFF, KILL_BLOCK or KILL_REDUCE_ONLY
+    mode: KillCode  # KILL_OFF, KILL_BLOCK or KILL_REDUCE_ONLY
 
 
-class LimitsCmd(_Internal, tag=6):
+class LimitsCmd(_Internal, tag=6, frozen=True):
     """Set an account's stateful risk limits; None is no limit.
 
     The matcher journals one itself at start for each account whose limits
@@ -187,13 +223,13 @@ class LimitsCmd(_Internal, tag=6):
     client: bytes = b""  # the client's routing id at that gateway: which session
 
 
-class QueryCmd(_Internal, tag=7):
+class QueryCmd(_Internal, tag=7, frozen=True):
     """Read-only: answered from the matcher's state, never journaled or sequenced."""
 
     gw: str  # the gateway's name (its DEALER identity prefix): where answers go
     client: bytes  # the client's routing id at that gateway: which session
     account: str  # the account (of the session; for an event, whose order or request it is)
-    what: Literal[1, 2, 3, 4]  # Q_ORDERS, Q_POSITIONS, Q_REPORTS, Q_BOOK (limit = depth)
+    what: QueryCode  # Q_ORDERS, Q_POSITIONS, Q_REPORTS, Q_BOOK (limit = depth)
     req_id: str = ""  # the query's req_id, echoed
     symbol: str = ""  # the instrument
     from_rseq: int = 0  # the first report sequence number asked for
@@ -204,10 +240,17 @@ Command = NewOrderCmd | CancelCmd | ReplaceCmd | MassCancelCmd | KillSwitchCmd |
 
 # Rejected.ref: the tag of the command refused, and the client request type it answers.
 REF_NEW_ORDER, REF_CANCEL, REF_REPLACE, REF_KILL_SWITCH = (
-    NewOrderCmd.__struct_config__.tag, CancelCmd.__struct_config__.tag, ReplaceCmd.__struct_config__.tag,
-    KillSwitchCmd.__struct_config__.tag)
-REF_TYPE_NAMES = {REF_NEW_ORDER: "new_order", REF_CANCEL: "cancel", REF_REPLACE: "replace",
-                  REF_KILL_SWITCH: "kill_switch"}
+    NewOrderCmd.__struct_config__.tag,
+    CancelCmd.__struct_config__.tag,
+    ReplaceCmd.__struct_config__.tag,
+    KillSwitchCmd.__struct_config__.tag,
+)
+REF_TYPE_NAMES = {
+    REF_NEW_ORDER: "new_order",
+    REF_CANCEL: "cancel",
+    REF_REPLACE: "replace",
+    REF_KILL_SWITCH: "kill_switch",
+}
 REF_TYPE_CODES = {name: code for code, name in REF_TYPE_NAMES.items()}
 
 # ------------------------------------------------------------------ events
@@ -216,7 +259,7 @@ REF_TYPE_CODES = {name: code for code, name in REF_TYPE_NAMES.items()}
 # happened.
 
 
-class Accepted(_Internal, tag=10):
+class Accepted(_Internal, tag=10, frozen=True):
     seq: int  # the sequence number of the command that caused it
     ts: int  # ns since the epoch: when the request entered zex (the gateway's stamp)
     order_id: int  # the matcher's id of the order
@@ -230,7 +273,7 @@ class Accepted(_Internal, tag=10):
     qty: int  # lots
 
 
-class Rejected(_Internal, tag=11):
+class Rejected(_Internal, tag=11, frozen=True):
     seq: int  # the sequence number of the command that caused it
     ts: int  # ns since the epoch: when the request entered zex (the gateway's stamp)
     account: str  # the account (of the session; for an event, whose order or request it is)
@@ -241,7 +284,7 @@ class Rejected(_Internal, tag=11):
     text: str  # the refusal in words, decimals as the client writes them (SPEC 4.8)
 
 
-class Trade(_Internal, tag=12):
+class Trade(_Internal, tag=12, frozen=True):
     seq: int  # the sequence number of the command that caused it
     ts: int  # ns since the epoch: when the request entered zex (the gateway's stamp)
     trade_id: int  # the matcher's id of the trade
@@ -259,7 +302,7 @@ class Trade(_Internal, tag=12):
     maker_leaves: int  # its lots still open after this trade
 
 
-class Cancelled(_Internal, tag=13):
+class Cancelled(_Internal, tag=13, frozen=True):
     seq: int  # the sequence number of the command that caused it
     ts: int  # ns since the epoch: when the request entered zex (the gateway's stamp)
     order_id: int  # the matcher's id of the order
@@ -270,10 +313,12 @@ class Cancelled(_Internal, tag=13):
     price: int  # ticks
     qty: int  # quantity cancelled (the leaves at that moment)
     reason: int  # why (the *_NAMES map of its kind)
-    req_cl_ord_id: str = ""  # the cancel request's cl_ord_id; "" when unsolicited (stp, kill, disconnect)
+    req_cl_ord_id: str = (
+        ""  # the cancel request's cl_ord_id; "" when unsolicited (stp, kill, disconnect)
+    )
 
 
-class Expired(_Internal, tag=14):
+class Expired(_Internal, tag=14, frozen=True):
     seq: int  # the sequence number of the command that caused it
     ts: int  # ns since the epoch: when the request entered zex (the gateway's stamp)
     order_id: int  # the matcher's id of the order
@@ -286,7 +331,7 @@ class Expired(_Internal, tag=14):
     reason: int  # why (the *_NAMES map of its kind)
 
 
-class Replaced(_Internal, tag=15):
+class Replaced(_Internal, tag=15, frozen=True):
     seq: int  # the sequence number of the command that caused it
     ts: int  # ns since the epoch: when the request entered zex (the gateway's stamp)
     order_id: int  # the matcher's id of the order
@@ -301,7 +346,7 @@ class Replaced(_Internal, tag=15):
     req_cl_ord_id: str = ""  # the replace request's cl_ord_id
 
 
-class KillSwitchSet(_Internal, tag=17):
+class KillSwitchSet(_Internal, tag=17, frozen=True):
     seq: int  # the sequence number of the command that caused it
     ts: int  # ns since the epoch: when the request entered zex (the gateway's stamp)
     account: str  # the operator who set it
@@ -311,20 +356,30 @@ class KillSwitchSet(_Internal, tag=17):
     cancelled: int  # open orders it cancelled
 
 
-class LimitsSet(_Internal, tag=18):
+class LimitsSet(_Internal, tag=18, frozen=True):
     seq: int  # the sequence number of the command that caused it
     ts: int  # ns since the epoch: when the request entered zex (the gateway's stamp)
     account: str  # the account (of the session; for an event, whose order or request it is)
 
 
-class Digest(_Internal, tag=16):
+class Digest(_Internal, tag=16, frozen=True):
     """The engine's whole state hashed after command ``seq`` (see engine.digest)."""
 
     seq: int  # the sequence number of the command that caused it
     digest: bytes  # the hash
 
 
-Event = Accepted | Rejected | Trade | Cancelled | Expired | Replaced | Digest | KillSwitchSet | LimitsSet
+Event = (
+    Accepted
+    | Rejected
+    | Trade
+    | Cancelled
+    | Expired
+    | Replaced
+    | Digest
+    | KillSwitchSet
+    | LimitsSet
+)
 
 # ----------------------------------------------------------------- answers
 # Answers to a QueryCmd: read from the matcher's state after command ``seq``.
@@ -341,7 +396,7 @@ class OpenOrder(Struct, array_like=True, frozen=True):
     filled: int  # lots traded
 
 
-class OrdersAnswer(_Internal, tag=20):
+class OrdersAnswer(_Internal, tag=20, frozen=True):
     seq: int  # the sequence number of the command that caused it
     req_id: str  # the query's req_id, echoed
     orders: list[OpenOrder]  # the account's open orders, by order_id
@@ -354,7 +409,7 @@ class Position(Struct, array_like=True, frozen=True):
     sold: int  # lots sold today
 
 
-class PositionsAnswer(_Internal, tag=21):
+class PositionsAnswer(_Internal, tag=21, frozen=True):
     seq: int  # the sequence number of the command that caused it
     req_id: str  # the query's req_id, echoed
     cash: int  # cash units (see numbers.cash_units)
@@ -363,7 +418,7 @@ class PositionsAnswer(_Internal, tag=21):
     kill: int  # the account's kill switch mode (KILL_NAMES)
 
 
-class ReportsAnswer(_Internal, tag=22):
+class ReportsAnswer(_Internal, tag=22, frozen=True):
     """Reports from_rseq..to_rseq of the account, each [rseq, role, event]."""
 
     from_rseq: int  # the first report sequence number asked for
@@ -372,7 +427,7 @@ class ReportsAnswer(_Internal, tag=22):
     reports: list[tuple[int, int, Event]]  # [rseq, role, event] each
 
 
-class BookAnswer(_Internal, tag=23):
+class BookAnswer(_Internal, tag=23, frozen=True):
     """Levels of a book, best first: [price ticks, qty lots, orders]."""
 
     seq: int  # the sequence number of the command that caused it
@@ -391,7 +446,7 @@ class EventBatch(Struct, array_like=True, frozen=True):
     events: list[Event]  # in the order they happened
 
 
-class ReplayRequest(_Internal, tag=30):
+class ReplayRequest(_Internal, tag=30, frozen=True):
     """Ask for the batches holding commands ``from_seq`` onwards, at most ``max_batches``.
 
     ``req_id`` comes back in the chunk, so a consumer can tell the answer to
@@ -403,7 +458,7 @@ class ReplayRequest(_Internal, tag=30):
     max_batches: int = 256  # at most this many batches in the answer
 
 
-class ReplayChunk(_Internal, tag=31):
+class ReplayChunk(_Internal, tag=31, frozen=True):
     """The answer: ``count`` batches follow, covering commands up to ``last_seq``.
 
     ``head`` is the last seq in the event log. ``count`` 0 with ``last_seq``
@@ -419,7 +474,7 @@ class ReplayChunk(_Internal, tag=31):
     first: int = 1  # the first seq the log holds
 
 
-class AuditRecord(_Internal, tag=40):
+class AuditRecord(_Internal, tag=40, frozen=True):
     """What a node tells the logger that is not in the matcher's event stream.
 
     ``kind``: logon, logon_failed, logout, session_dropped, reject (refused at

@@ -44,6 +44,9 @@ def topic(symbol: str, channel: str) -> bytes:
     return b"md.%s.%s" % (symbol.encode(), channel.encode())
 
 
+# Each subclass repeats frozen=True. msgspec inherits it anyway, but type checkers read Struct
+# as a dataclass_transform, where a subclass that does not say frozen is a mutable dataclass
+# deriving from a frozen one (an error) and its fields would type as assignable.
 class MdMessage(Struct, tag_field="type", kw_only=True, frozen=True):
     """Base of every market-data message: the ``type`` tag and the version ``v``."""
 
@@ -62,7 +65,7 @@ class TradeInfo(Struct, kw_only=True, frozen=True):
     aggressor: Side
 
 
-class Trades(MdMessage, tag="trades"):
+class Trades(MdMessage, tag="trades", frozen=True):
     """The trades one matcher command made in one symbol, in the order they happened."""
 
     symbol: Symbol
@@ -72,7 +75,7 @@ class Trades(MdMessage, tag="trades"):
     trades: list[TradeInfo]
 
 
-class Bbo(MdMessage, tag="bbo"):
+class Bbo(MdMessage, tag="bbo", frozen=True):
     """The best bid and offer after a command that changed either (nil: that side is empty)."""
 
     symbol: Symbol
@@ -95,7 +98,7 @@ class LevelChange(Struct, kw_only=True, frozen=True):
     orders: UInt
 
 
-class L2Update(MdMessage, tag="l2"):
+class L2Update(MdMessage, tag="l2", frozen=True):
     """The levels one matcher command changed in one symbol, each in its final state."""
 
     symbol: Symbol
@@ -121,7 +124,7 @@ class OrderChange(Struct, kw_only=True, frozen=True):
     qty: DecimalStr
 
 
-class L3Update(MdMessage, tag="l3"):
+class L3Update(MdMessage, tag="l3", frozen=True):
     """The order-by-order changes one matcher command made in one symbol, in order."""
 
     symbol: Symbol
@@ -131,7 +134,7 @@ class L3Update(MdMessage, tag="l3"):
     changes: list[OrderChange]
 
 
-class MdHeartbeat(MdMessage, tag="md_heartbeat"):
+class MdHeartbeat(MdMessage, tag="md_heartbeat", frozen=True):
     """Sent on an idle topic: the next update on it will have ``next_seq``."""
 
     symbol: Symbol
@@ -146,7 +149,7 @@ FeedMessage = Trades | Bbo | L2Update | L3Update | MdHeartbeat
 # -------------------------------------------------------------- snapshots
 
 
-class SnapshotRequest(MdMessage, tag="snapshot_request"):
+class SnapshotRequest(MdMessage, tag="snapshot_request", frozen=True):
     """Ask for the whole book of ``symbol`` (``depth`` 0: every level)."""
 
     symbol: Symbol
@@ -167,7 +170,7 @@ class SnapOrder(Struct, kw_only=True, frozen=True):
     qty: DecimalStr
 
 
-class Snapshot(MdMessage, tag="snapshot"):
+class Snapshot(MdMessage, tag="snapshot", frozen=True):
     """The L2 book of ``symbol`` as it stood after update ``seq`` of its ``l2`` topic.
 
     A subscriber applies the buffered updates of that topic with a seq above
@@ -183,7 +186,7 @@ class Snapshot(MdMessage, tag="snapshot"):
     asks: list[SnapLevel]
 
 
-class L3Snapshot(MdMessage, tag="l3_snapshot"):
+class L3Snapshot(MdMessage, tag="l3_snapshot", frozen=True):
     """The orders of ``symbol`` after update ``seq`` of its ``l3`` topic, in priority order
     (best price first, earliest first within a price)."""
 
@@ -195,7 +198,7 @@ class L3Snapshot(MdMessage, tag="l3_snapshot"):
     asks: list[SnapOrder]
 
 
-class SnapshotReject(MdMessage, tag="snapshot_reject"):
+class SnapshotReject(MdMessage, tag="snapshot_reject", frozen=True):
     """The request could not be answered; ``code`` and ``text`` as in a reject (SPEC.md §5)."""
 
     req_id: ReqId

@@ -54,6 +54,7 @@ from .marketdata import (
     HEARTBEAT_MS,
     Bbo,
     L2Update,
+    L3Update,
     MdHeartbeat,
     Snapshot,
     SnapshotReject,
@@ -69,6 +70,10 @@ from .reasons import reason_name
 
 JOIN_WAIT = 3 * HEARTBEAT_MS / 1000  # s: ask for the first snapshot by then, heard or not
 BUFFER_LIMIT = 100_000  # l2 updates held per symbol while its snapshot is on the way
+# The channel of each update type: its tag, typed as the str it is.
+_CHANNELS: dict[type, str] = {
+    c: str(c.__struct_config__.tag) for c in (Trades, Bbo, L2Update, L3Update)
+}
 DRAIN_LIMIT = 1_000  # frames read from one socket per poll turn, so both sockets get a turn
 
 Level = tuple[str, str, int]  # (price, qty, orders), as on the wire
@@ -140,10 +145,13 @@ class LocalBook:
         if update.symbol != self.symbol:
             raise ValueError(f"l2 update of {update.symbol} applied to the book of {self.symbol}")
         if update.seq != self.seq + 1:
-            raise ValueError(f"l2 update seq must be {self.seq + 1} for {self.symbol}, "
-                             f"was {update.seq}")
-        parsed = [(c, _decimal(c.price, "price", self.symbol), _decimal(c.qty, "qty", self.symbol))
-                  for c in update.changes]  # all first, so a bad change leaves the book untouched
+            raise ValueError(
+                f"l2 update seq must be {self.seq + 1} for {self.symbol}, was {update.seq}"
+            )
+        parsed = [
+            (c, _decimal(c.price, "price", self.symbol), _decimal(c.qty, "qty", self.symbol))
+            for c in update.changes
+        ]  # all first, so a bad change leaves the book untouched
         for c, price, qty in parsed:
             side = self.bids if c.side == "buy" else self.asks
             if c.action == "delete" or qty == 0:
@@ -155,8 +163,11 @@ class LocalBook:
     def levels(self, side: Side, depth: int = 0) -> list[Level]:
         """The levels of ``side`` ("buy" or "sell"), best first; ``depth`` 0: all of them."""
         if side == "buy":
-            prices = reversed(self.bids) if depth <= 0 else self.bids.islice(
-                max(0, len(self.bids) - depth), reverse=True)
+            prices = (
+                reversed(self.bids)
+                if depth <= 0
+                else self.bids.islice(max(0, len(self.bids) - depth), reverse=True)
+            )
             book = self.bids
         elif side == "sell":
             prices = iter(self.asks) if depth <= 0 else self.asks.islice(0, depth)
@@ -172,8 +183,10 @@ class LocalBook:
         return (bid[0] if bid else None, ask[0] if ask else None)
 
     def __repr__(self) -> str:
-        return (f"LocalBook({self.symbol!r}, seq={self.seq}, {len(self.bids)} bids, "
-                f"{len(self.asks)} asks)")
+        return (
+            f"LocalBook({self.symbol!r}, seq={self.seq}, {len(self.bids)} bids, "
+            f"{len(self.asks)} asks)"
+        )
 
 
 class _Sync:
@@ -201,12 +214,19 @@ class BookSubscriber:
     ``rcvhwm`` how many feed messages may wait unread before ZeroMQ drops.
     """
 
-    def __init__(self, feed_endpoint: str, snapshot_endpoint: str, symbols: Iterable[str], *,
-                 context: zmq.Context | None = None,
-                 on_book: Callable[[LocalBook], object] | None = None,
-                 on_trade: Callable[[Trades], object] | None = None,
-                 on_bbo: Callable[[Bbo], object] | None = None,
-                 timeout: float = 5.0, rcvhwm: int = 100_000) -> None:
+    def __init__(
+        self,
+        feed_endpoint: str,
+        snapshot_endpoint: str,
+        symbols: Iterable[str],
+        *,
+        context: zmq.Context | None = None,
+        on_book: Callable[[LocalBook], object] | None = None,
+        on_trade: Callable[[Trades], object] | None = None,
+        on_bbo: Callable[[Bbo], object] | None = None,
+        timeout: float = 5.0,
+        rcvhwm: int = 100_000,
+    ) -> None:
         symbols = list(dict.fromkeys(symbols))
         if not symbols:
             raise ValueError("symbols must name at least one symbol")
@@ -241,8 +261,7 @@ class BookSubscriber:
             for channel in ("trades", "bbo", "l2"):
                 self._sub.setsockopt(zmq.SUBSCRIBE, topic(s, channel))
         self._poller.register(self._sub, zmq.POLLIN)
-        self._dealer: zmq.Socket | None = None
-        self._open_dealer()
+        self._dealer = self._new_dealer()
 
     # -------------------------------------------------------------- state
 
@@ -299,8 +318,10 @@ class BookSubscriber:
         while not predicate():
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                state = ", ".join(f"{s}: {'synced' if v.synced else 'not synced'} seq {v.book.seq}"
-                                  for s, v in self._syncs.items())
+                state = ", ".join(
+                    f"{s}: {'synced' if v.synced else 'not synced'} seq {v.book.seq}"
+                    for s, v in self._syncs.items()
+                )
                 raise TimeoutError(f"condition not met after {timeout} s ({state})")
             self.poll(remaining)
         return True
@@ -308,7 +329,7 @@ class BookSubscriber:
     def close(self) -> None:
         """Close both sockets (linger 0). Safe to call twice."""
         for sock in (self._sub, self._dealer):
-            if sock is not None and not sock.closed:
+            if not sock.closed:
                 sock.close(linger=0)
 
     def __enter__(self) -> BookSubscriber:
@@ -333,14 +354,17 @@ class BookSubscriber:
     def _open_dealer(self) -> None:
         # A new socket rather than a resend on the old one: a reply lost with a
         # broken connection must not leave a request half-answered.
-        if self._dealer is not None:
-            self._poller.unregister(self._dealer)
-            self._dealer.close(linger=0)
-        self._dealer = self._ctx.socket(zmq.DEALER)
-        self._dealer.linger = 0
-        self._dealer.connect(self.snapshot_endpoint)
-        self._poller.register(self._dealer, zmq.POLLIN)
+        self._poller.unregister(self._dealer)
+        self._dealer.close(linger=0)
+        self._dealer = self._new_dealer()
         self._by_req.clear()
+
+    def _new_dealer(self) -> zmq.Socket:
+        dealer = self._ctx.socket(zmq.DEALER)
+        dealer.linger = 0
+        dealer.connect(self.snapshot_endpoint)
+        self._poller.register(dealer, zmq.POLLIN)
+        return dealer
 
     def _request(self, s: _Sync) -> None:
         self._req_n += 1
@@ -350,7 +374,6 @@ class BookSubscriber:
         self.snapshot_requests += 1
         req = SnapshotRequest(symbol=s.book.symbol, channel="l2", depth=0, req_id=s.req_id)
         try:
-            assert self._dealer is not None
             self._dealer.send(encoder.encode(req), zmq.NOBLOCK)
         except zmq.Again:
             pass  # the queue to the service is full: the deadline resends it
@@ -382,22 +405,30 @@ class BookSubscriber:
         except _DECODE_ERRORS:
             self.bad_frames += 1
             return
-        hb = isinstance(msg, MdHeartbeat)
-        channel = msg.channel if hb else type(msg).__struct_config__.tag
-        if msg.v != VERSION or msg.symbol not in self._syncs or frames[0] != topic(msg.symbol,
-                                                                                  channel):
-            self.bad_frames += 1
-            return
         # What this message says about its topic's sequence: the seq it has, or
         # for a heartbeat the seq that comes next; both should equal `expect`.
-        says = msg.next_seq if hb else msg.seq
+        if isinstance(msg, MdHeartbeat):
+            channel: str = msg.channel
+            says = after = msg.next_seq
+        else:
+            channel, says = _CHANNELS[type(msg)], msg.seq
+            after = says + 1
+        if (
+            msg.v != VERSION
+            or msg.symbol not in self._syncs
+            or frames[0] != topic(msg.symbol, channel)
+        ):
+            self.bad_frames += 1
+            return
         key = (msg.symbol, channel)
         expect = self._wire.get(key)
-        self._wire[key] = says if hb else says + 1
+        self._wire[key] = after
         broken = expect is not None and says != expect
-        if channel == "l2":
-            self._on_l2(self._syncs[msg.symbol], msg, says, broken,
-                        expect is not None and says < expect)
+        # channel "l2" is always one of these two; isinstance says so to the type checker
+        if channel == "l2" and isinstance(msg, (L2Update, MdHeartbeat)):
+            self._on_l2(
+                self._syncs[msg.symbol], msg, says, broken, expect is not None and says < expect
+            )
             return
         if broken:
             self.gaps += 1
@@ -408,8 +439,9 @@ class BookSubscriber:
             if self.on_bbo is not None:
                 self.on_bbo(msg)
 
-    def _on_l2(self, s: _Sync, msg: L2Update | MdHeartbeat, says: int, broken: bool,
-               backwards: bool) -> None:
+    def _on_l2(
+        self, s: _Sync, msg: L2Update | MdHeartbeat, says: int, broken: bool, backwards: bool
+    ) -> None:
         if s.rejected:
             return
         if not s.synced:

@@ -41,6 +41,9 @@ ReqId = Annotated[str, Meta(max_length=36)]
 UInt = Annotated[int, Meta(ge=0, le=2**63 - 1)]
 
 
+# Each subclass repeats frozen=True. msgspec inherits it anyway, but type checkers read Struct
+# as a dataclass_transform, where a subclass that does not say frozen is a mutable dataclass
+# deriving from a frozen one (an error) and its fields would type as assignable.
 class Message(Struct, tag_field="type", kw_only=True, frozen=True):
     """Base of every client message: the ``type`` tag and the version ``v``."""
 
@@ -50,7 +53,7 @@ class Message(Struct, tag_field="type", kw_only=True, frozen=True):
 # ---------------------------------------------------------------- requests
 
 
-class Logon(Message, tag="logon"):
+class Logon(Message, tag="logon", frozen=True):
     """Open a session. ``heartbeat_ms`` is the interval the client will keep."""
 
     account: Annotated[str, Meta(min_length=1, max_length=32)]
@@ -58,11 +61,11 @@ class Logon(Message, tag="logon"):
     heartbeat_ms: Annotated[int, Meta(ge=100, le=60_000)] = 1_000
 
 
-class Logout(Message, tag="logout"):
+class Logout(Message, tag="logout", frozen=True):
     """Close the session. The gateway answers ``logged_out``; cancel-on-disconnect applies."""
 
 
-class Heartbeat(Message, tag="heartbeat"):
+class Heartbeat(Message, tag="heartbeat", frozen=True):
     """Liveness, both ways.
 
     From the gateway, ``next_seq`` is the ``rseq`` the account's next
@@ -73,7 +76,7 @@ class Heartbeat(Message, tag="heartbeat"):
     next_seq: UInt = 0
 
 
-class NewOrder(Message, tag="new_order"):
+class NewOrder(Message, tag="new_order", frozen=True):
     """Enter an order.
 
     ``price`` is required for ``limit`` and must be absent or null for
@@ -95,7 +98,7 @@ class NewOrder(Message, tag="new_order"):
     stp: Stp = "cancel_newest"
 
 
-class Cancel(Message, tag="cancel"):
+class Cancel(Message, tag="cancel", frozen=True):
     """Cancel an open order, named by ``order_id`` or by its ``orig_cl_ord_id``."""
 
     cl_ord_id: ClOrdId
@@ -104,7 +107,7 @@ class Cancel(Message, tag="cancel"):
     orig_cl_ord_id: Annotated[str, Meta(max_length=36)] = ""
 
 
-class Replace(Message, tag="replace"):
+class Replace(Message, tag="replace", frozen=True):
     """Change an open order's price and/or total quantity.
 
     A quantity decrease at the same price keeps time priority; a price change
@@ -119,7 +122,7 @@ class Replace(Message, tag="replace"):
     orig_cl_ord_id: Annotated[str, Meta(max_length=36)] = ""
 
 
-class Recover(Message, tag="recover"):
+class Recover(Message, tag="recover", frozen=True):
     """Ask for this account's execution reports with ``rseq`` >= ``from_rseq``.
 
     The gateway sends them (each the same report as first sent, same
@@ -132,7 +135,7 @@ class Recover(Message, tag="recover"):
     limit: Annotated[int, Meta(ge=1, le=10_000)] = 1_000
 
 
-class Query(Message, tag="query"):
+class Query(Message, tag="query", frozen=True):
     """Ask for the account's open ``orders``, its ``positions`` and cash, or a ``book``.
 
     ``symbol`` narrows ``orders`` to one instrument ("" for all) and names
@@ -146,7 +149,7 @@ class Query(Message, tag="query"):
     depth: Annotated[int, Meta(ge=1, le=1000)] = 10
 
 
-class KillSwitch(Message, tag="kill_switch"):
+class KillSwitch(Message, tag="kill_switch", frozen=True):
     """Operator only: set an account's kill switch.
 
     ``block`` cancels all the account's open orders and refuses new ones;
@@ -163,7 +166,7 @@ class KillSwitch(Message, tag="kill_switch"):
 # ----------------------------------------------------------------- reports
 
 
-class LogonAck(Message, tag="logon_ack"):
+class LogonAck(Message, tag="logon_ack", frozen=True):
     """The session is open. ``next_rseq`` is the ``rseq`` of the account's next report.
 
     The rest tells the client its account's options and the limits this
@@ -190,14 +193,14 @@ class LogonAck(Message, tag="logon_ack"):
     collar_pct: str | None = None
 
 
-class LoggedOut(Message, tag="logged_out"):
+class LoggedOut(Message, tag="logged_out", frozen=True):
     """The gateway closed the session: on ``logout``, a missed heartbeat, or a new logon elsewhere."""
 
     reason: Literal["logout", "heartbeat", "replaced"]
     text: str = ""
 
 
-class Ack(Message, tag="ack"):
+class Ack(Message, tag="ack", frozen=True):
     """The order is accepted and sequenced; ``resent`` marks a repeat of the first ack."""
 
     cl_ord_id: str
@@ -214,7 +217,7 @@ class Ack(Message, tag="ack"):
     resent: bool = False
 
 
-class Reject(Message, tag="reject"):
+class Reject(Message, tag="reject", frozen=True):
     """A request was refused. ``seq`` is 0 when the refusal happened before sequencing."""
 
     cl_ord_id: str
@@ -227,7 +230,7 @@ class Reject(Message, tag="reject"):
     resent: bool = False
 
 
-class Fill(Message, tag="fill"):
+class Fill(Message, tag="fill", frozen=True):
     """Part or all of an order traded. ``leaves`` is what stays open."""
 
     order_id: int
@@ -244,7 +247,7 @@ class Fill(Message, tag="fill"):
     rseq: int = 0
 
 
-class Cancelled(Message, tag="cancelled"):
+class Cancelled(Message, tag="cancelled", frozen=True):
     """The rest of an order is cancelled.
 
     ``reason``: by the owner (``user``), by self-trade prevention (``stp``),
@@ -267,7 +270,7 @@ class Cancelled(Message, tag="cancelled"):
     resent: bool = False
 
 
-class Expired(Message, tag="expired"):
+class Expired(Message, tag="expired", frozen=True):
     """The unfilled rest of an IOC or market order expired, or a FOK was killed whole."""
 
     order_id: int
@@ -281,7 +284,7 @@ class Expired(Message, tag="expired"):
     rseq: int = 0
 
 
-class Replaced(Message, tag="replaced"):
+class Replaced(Message, tag="replaced", frozen=True):
     """An order was changed. ``cl_ord_id`` is the replace request's; ``orig_cl_ord_id`` the order's.
 
     The order keeps its own cl_ord_id (and order_id) for its whole life:
@@ -303,7 +306,7 @@ class Replaced(Message, tag="replaced"):
     resent: bool = False
 
 
-class KillSwitchSet(Message, tag="kill_switch_set"):
+class KillSwitchSet(Message, tag="kill_switch_set", frozen=True):
     """An account's kill switch changed; ``cancelled`` open orders were cancelled by it.
 
     Sent to the operator who set it (as the answer to ``kill_switch``) and to
@@ -320,7 +323,7 @@ class KillSwitchSet(Message, tag="kill_switch_set"):
     resent: bool = False
 
 
-class Recovered(Message, tag="recovered"):
+class Recovered(Message, tag="recovered", frozen=True):
     """End of an answer to ``recover``: reports ``from_rseq``..``to_rseq`` were sent.
 
     ``to_rseq`` is ``from_rseq - 1`` when there was nothing to send;
@@ -345,7 +348,7 @@ class OrderInfo(Struct, kw_only=True, frozen=True):
     filled: str
 
 
-class Orders(Message, tag="orders"):
+class Orders(Message, tag="orders", frozen=True):
     """The account's open orders, in order_id order."""
 
     req_id: str
@@ -362,7 +365,7 @@ class PositionInfo(Struct, kw_only=True, frozen=True):
     sold: str
 
 
-class Positions(Message, tag="positions"):
+class Positions(Message, tag="positions", frozen=True):
     """The account's positions, cash and open-order count after command ``seq``.
 
     ``cash`` is in the quote currency of all instruments (T+0: every trade
@@ -385,7 +388,7 @@ class Level(Struct, kw_only=True, frozen=True):
     orders: int
 
 
-class Book(Message, tag="book"):
+class Book(Message, tag="book", frozen=True):
     """The public book of ``symbol`` after command ``seq``, best level first on each side."""
 
     req_id: str
@@ -396,9 +399,37 @@ class Book(Message, tag="book"):
 
 
 REQUESTS = (Logon, Logout, Heartbeat, NewOrder, Cancel, Replace, Recover, Query, KillSwitch)
-REPORTS = (LogonAck, LoggedOut, Heartbeat, Ack, Reject, Fill, Cancelled, Expired, Replaced,
-           KillSwitchSet, Recovered, Orders, Positions, Book)
+REPORTS = (
+    LogonAck,
+    LoggedOut,
+    Heartbeat,
+    Ack,
+    Reject,
+    Fill,
+    Cancelled,
+    Expired,
+    Replaced,
+    KillSwitchSet,
+    Recovered,
+    Orders,
+    Positions,
+    Book,
+)
 ALL = tuple(dict.fromkeys(REQUESTS + REPORTS))
 Request = Logon | Logout | Heartbeat | NewOrder | Cancel | Replace | Recover | Query | KillSwitch
-Report = (LogonAck | LoggedOut | Heartbeat | Ack | Reject | Fill | Cancelled | Expired | Replaced
-          | KillSwitchSet | Recovered | Orders | Positions | Book)
+Report = (
+    LogonAck
+    | LoggedOut
+    | Heartbeat
+    | Ack
+    | Reject
+    | Fill
+    | Cancelled
+    | Expired
+    | Replaced
+    | KillSwitchSet
+    | Recovered
+    | Orders
+    | Positions
+    | Book
+)

@@ -14,8 +14,8 @@ ticks. The conversion is exact (no float) and refuses what does not fit:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 import re
+from dataclasses import dataclass, field
 from decimal import Context, Decimal
 
 from .errors import ProtocolError
@@ -25,8 +25,12 @@ _MAX_INT = 2**63 - 1
 # Each instrument remembers what it formatted and parsed: a busy book repeats the same few
 # hundred prices and sizes, and Decimal arithmetic is most of the cost of a report or an order
 # at the gateway. A full cache starts over (cheaper than an LRU's bookkeeping on every hit).
-FORMAT_CACHE_MAX = 50_000  # formatted prices, and apart quantities, per instrument; 10k..1M is reasonable
-PARSE_CACHE_MAX = 20_000  # parsed price, and apart quantity, strings per instrument (valid ones only)
+FORMAT_CACHE_MAX = (
+    50_000  # formatted prices, and apart quantities, per instrument; 10k..1M is reasonable
+)
+PARSE_CACHE_MAX = (
+    20_000  # parsed price, and apart quantity, strings per instrument (valid ones only)
+)
 # Exact arithmetic for up to 18 + 18 digits each side: the default 28-digit
 # context would round ticks * tick for a tick of many significant digits.
 _EXACT = Context(prec=80)
@@ -114,7 +118,9 @@ class Instrument:
         tick = _parse(self.tick, "tick", Reason.INVALID_VALUE)
         lot = _parse(self.lot, "lot", Reason.INVALID_VALUE)
         if tick <= 0 or lot <= 0:
-            raise ValueError(f"{self.symbol}: tick and lot must be positive, were {self.tick}, {self.lot}")
+            raise ValueError(
+                f"{self.symbol}: tick and lot must be positive, were {self.tick}, {self.lot}"
+            )
         set_(self, "tick_d", tick)
         set_(self, "lot_d", lot)
         lo = _parse(self.min_price, "min_price", Reason.INVALID_VALUE)
@@ -126,7 +132,9 @@ class Instrument:
                 f"multiples of tick {self.tick}, low <= high"
             )
         if _EXACT.remainder(mq, lot) or mq <= 0:
-            raise ValueError(f"{self.symbol}: max_qty {self.max_qty} must be a positive multiple of lot {self.lot}")
+            raise ValueError(
+                f"{self.symbol}: max_qty {self.max_qty} must be a positive multiple of lot {self.lot}"
+            )
         set_(self, "min_ticks", int(_EXACT.divide(lo, tick)))
         set_(self, "max_ticks", int(_EXACT.divide(hi, tick)))
         set_(self, "max_lots", int(_EXACT.divide(mq, lot)))
@@ -178,14 +186,14 @@ class Instrument:
                 f"price must be within [{self.min_price}, {self.max_price}] for {self.symbol}, was {text}",
                 "price",
             )
-        ticks, rest = _EXACT.divmod(value, self.tick_d)
+        whole, rest = _EXACT.divmod(value, self.tick_d)
         if rest:
             raise ProtocolError(
                 Reason.PRICE_OFF_TICK,
                 f"price must be a multiple of tick {self.tick} for {self.symbol}, was {text}",
                 "price",
             )
-        ticks = int(ticks)
+        ticks = int(whole)
         if not self.min_ticks <= ticks <= self.max_ticks:
             raise ProtocolError(
                 Reason.PRICE_OUT_OF_BAND,
@@ -204,14 +212,14 @@ class Instrument:
                 f"qty must be at most {self.max_qty} for {self.symbol}, was {text}",
                 "qty",
             )
-        lots, rest = _EXACT.divmod(value, self.lot_d)
+        whole, rest = _EXACT.divmod(value, self.lot_d)
         if rest:
             raise ProtocolError(
                 Reason.QTY_OFF_LOT,
                 f"qty must be a multiple of lot {self.lot} for {self.symbol}, was {text}",
                 "qty",
             )
-        lots = int(lots)
+        lots = int(whole)
         if lots > self.max_lots:
             raise ProtocolError(
                 Reason.QTY_TOO_LARGE,
@@ -223,6 +231,14 @@ class Instrument:
 
 def _fmt(value: Decimal) -> str:
     return format(_EXACT.normalize(value), "f")
+
+
+def _places(value: Decimal) -> int:
+    """Digits after the point of a finite ``value`` once normalized (negative for 1E+2)."""
+    exponent = value.normalize().as_tuple().exponent
+    if not isinstance(exponent, int):  # "n", "N" or "F": NaN or infinity
+        raise ValueError(f"{value} is not a finite decimal")
+    return -exponent
 
 
 class Cash:
@@ -241,7 +257,7 @@ class Cash:
 
     def __init__(self, instruments) -> None:
         products = {i.symbol: _EXACT.multiply(i.tick_d, i.lot_d) for i in instruments}
-        places = max((-p.normalize().as_tuple().exponent for p in products.values()), default=0)
+        places = max((_places(p) for p in products.values()), default=0)
         self.unit = Decimal(1).scaleb(-max(places, 0))
         self.mult = {s: int(_EXACT.divide(p, self.unit)) for s, p in products.items()}
 

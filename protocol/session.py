@@ -16,8 +16,7 @@ import warnings
 from collections import deque
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Literal, Union
-
+from typing import Literal, TypeAlias
 
 from .codec import decode_report, decode_request, encode
 from .errors import DecodeFailed, ZexError
@@ -37,8 +36,8 @@ from .messages import (
     LogonAck,
     Logout,
     NewOrder,
-    OrdType,
     Orders,
+    OrdType,
     Positions,
     Query,
     Recover,
@@ -56,10 +55,10 @@ from .reasons import Reason
 HEARTBEAT_LIVENESS = 3  # intervals of silence before the peer counts as dead (SPEC.md 9)
 RECOVER_LIMIT = 1_000  # reports per recover request; the gateway allows 1..10000
 
-ExecReport = Union[Ack, Reject, Fill, Cancelled, Expired, Replaced, KillSwitchSet]
+ExecReport: TypeAlias = Ack | Reject | Fill | Cancelled | Expired | Replaced | KillSwitchSet
 EXEC_REPORTS = (Ack, Reject, Fill, Cancelled, Expired, Replaced, KillSwitchSet)
-Keyed = Union[NewOrder, Cancel, Replace, Query, KillSwitch]  # requests answered by id
-Key = Union[str, tuple]  # a cl_ord_id or req_id; the tuples below name the session requests
+Keyed: TypeAlias = NewOrder | Cancel | Replace | Query | KillSwitch  # requests answered by id
+Key: TypeAlias = str | tuple  # a cl_ord_id or req_id; the tuples below name the session requests
 LOGON_KEY: tuple = ("logon",)
 LOGOUT_KEY: tuple = ("logout",)
 
@@ -87,8 +86,10 @@ class QueryRejected(ClientError):
     """A query was refused (unknown symbol, rate limit); ``reject`` is the gateway's answer."""
 
     def __init__(self, reject: Reject) -> None:
-        super().__init__(f"query {reject.cl_ord_id} refused: {reject.reason_name} "
-                         f"({reject.reason}): {reject.text}")
+        super().__init__(
+            f"query {reject.cl_ord_id} refused: {reject.reason_name} "
+            f"({reject.reason}): {reject.text}"
+        )
         self.reject = reject
 
 
@@ -98,7 +99,8 @@ class SessionLost(ClientError):
     def __init__(self, why: str, unanswered: int) -> None:
         super().__init__(
             f"session lost: {why}; call reconnect() to log on again, recover missed reports and "
-            f"resend the {unanswered} unanswered request(s) with their original cl_ord_ids")
+            f"resend the {unanswered} unanswered request(s) with their original cl_ord_ids"
+        )
         self.why = why
 
 
@@ -109,8 +111,10 @@ class GatewayTimeout(ClientError, TimeoutError):
         kind = request.__struct_config__.tag
         ident: str | None = getattr(request, "cl_ord_id", None)
         if ident is not None:
-            advice = (f"it stays pending: reconnect() resends it, or send it again with "
-                      f"cl_ord_id={ident!r} -- never under a new id, or it may execute twice")
+            advice = (
+                f"it stays pending: reconnect() resends it, or send it again with "
+                f"cl_ord_id={ident!r} -- never under a new id, or it may execute twice"
+            )
             what = f"{kind} cl_ord_id={ident!r}"
         else:
             advice = "it is safe to ask again; check the gateway if this persists"
@@ -149,8 +153,9 @@ class IdGen:
         if prefix is None:
             prefix = _b36(time.time_ns() // 1_000_000) + _b36(secrets.randbits(20)).rjust(4, "0")
         if not 1 <= len(prefix) <= 15 or not set(prefix) <= _ID_CHARS:
-            raise ValueError(f"id_prefix must be 1..15 characters of [A-Za-z0-9._-], "
-                             f"was {prefix!r}")
+            raise ValueError(
+                f"id_prefix must be 1..15 characters of [A-Za-z0-9._-], was {prefix!r}"
+            )
         self.prefix = prefix
         self.count = 0
 
@@ -167,8 +172,10 @@ def decimal_str(value: str | int | Decimal, name: str) -> str:
         return str(value)
     if isinstance(value, Decimal):
         return format(value, "f")
-    raise TypeError(f"{name} must be a decimal string like '101.25' (or an int or Decimal), "
-                    f"was {type(value).__name__} {value!r}")
+    raise TypeError(
+        f"{name} must be a decimal string like '101.25' (or an int or Decimal), "
+        f"was {type(value).__name__} {value!r}"
+    )
 
 
 class Sequencer:
@@ -260,9 +267,17 @@ class Session:
     (logged out) or "lost" (``lost_why`` says why).
     """
 
-    def __init__(self, account: str, credential: str = "", *, heartbeat_ms: int = 1_000,
-                 last_rseq: int | None = None, recover_all: bool = False,
-                 id_prefix: str | None = None, recover_limit: int = RECOVER_LIMIT) -> None:
+    def __init__(
+        self,
+        account: str,
+        credential: str = "",
+        *,
+        heartbeat_ms: int = 1_000,
+        last_rseq: int | None = None,
+        recover_all: bool = False,
+        id_prefix: str | None = None,
+        recover_limit: int = RECOVER_LIMIT,
+    ) -> None:
         if last_rseq is not None and last_rseq < 0:
             raise ValueError(f"last_rseq must be >= 0, was {last_rseq}")
         self.account = account
@@ -307,6 +322,10 @@ class Session:
         """True once a recover sent after ``token`` (``recovered_count``) answered, with no gap."""
         return self.recovered_count > token and self.settled()
 
+    def recover_done(self, token: int) -> bool:
+        """True once ``caught_up(token)`` or the session is no longer open: a wait ends either way."""
+        return self.caught_up(token) or self.state != "open"
+
     def settled(self) -> bool:
         """No recover in flight and no known gap: the stream holds every report up to ``high``."""
         return self._recover_at is None and self.seq is not None and not self.seq.gap
@@ -319,8 +338,11 @@ class Session:
             return SessionLost(self.lost_why, len(self.unanswered))
         if self.state == "logging_on":
             return NotLoggedOn("logon has not been answered yet")
-        return NotLoggedOn("not logged on: call logon() first" if self.state == "new"
-                           else "logged out: call logon() or reconnect() to open a new session")
+        return NotLoggedOn(
+            "not logged on: call logon() first"
+            if self.state == "new"
+            else "logged out: call logon() or reconnect() to open a new session"
+        )
 
     def check_open(self) -> None:
         err = self.state_error()
@@ -329,40 +351,79 @@ class Session:
 
     # ---------------------------------------------------- building requests
 
-    def new_order(self, symbol: str, side: Side, qty: str | int | Decimal,
-                  price: str | int | Decimal | None = None, *, ord_type: OrdType | None = None,
-                  tif: Tif | None = None, post_only: bool = False, stp: Stp = "cancel_newest",
-                  cl_ord_id: str | None = None) -> NewOrder:
+    def new_order(
+        self,
+        symbol: str,
+        side: Side,
+        qty: str | int | Decimal,
+        price: str | int | Decimal | None = None,
+        *,
+        ord_type: OrdType | None = None,
+        tif: Tif | None = None,
+        post_only: bool = False,
+        stp: Stp = "cancel_newest",
+        cl_ord_id: str | None = None,
+    ) -> NewOrder:
         """A NewOrder: limit if ``price`` is given, else market; tif gtc (limit) or ioc (market)."""
         if ord_type is None:
             ord_type = "market" if price is None else "limit"
         if tif is None:
             tif = "ioc" if ord_type == "market" else "gtc"
-        return NewOrder(cl_ord_id=cl_ord_id or self.ids(), symbol=symbol, side=side,
-                        qty=decimal_str(qty, "qty"),
-                        price=None if price is None else decimal_str(price, "price"),
-                        ord_type=ord_type, tif=tif, post_only=post_only, stp=stp)
+        return NewOrder(
+            cl_ord_id=cl_ord_id or self.ids(),
+            symbol=symbol,
+            side=side,
+            qty=decimal_str(qty, "qty"),
+            price=None if price is None else decimal_str(price, "price"),
+            ord_type=ord_type,
+            tif=tif,
+            post_only=post_only,
+            stp=stp,
+        )
 
-    def cancel(self, symbol: str, order_id: int = 0, *, orig_cl_ord_id: str = "",
-               cl_ord_id: str | None = None) -> Cancel:
+    def cancel(
+        self,
+        symbol: str,
+        order_id: int = 0,
+        *,
+        orig_cl_ord_id: str = "",
+        cl_ord_id: str | None = None,
+    ) -> Cancel:
         """A Cancel of the order named by ``order_id`` or (when 0) ``orig_cl_ord_id``."""
         if not order_id and not orig_cl_ord_id:
             raise ValueError("name the order to cancel: order_id or orig_cl_ord_id")
-        return Cancel(cl_ord_id=cl_ord_id or self.ids(), symbol=symbol, order_id=order_id,
-                      orig_cl_ord_id=orig_cl_ord_id)
+        return Cancel(
+            cl_ord_id=cl_ord_id or self.ids(),
+            symbol=symbol,
+            order_id=order_id,
+            orig_cl_ord_id=orig_cl_ord_id,
+        )
 
-    def replace(self, symbol: str, order_id: int, qty: str | int | Decimal,
-                price: str | int | Decimal, *, orig_cl_ord_id: str = "",
-                cl_ord_id: str | None = None) -> Replace:
+    def replace(
+        self,
+        symbol: str,
+        order_id: int,
+        qty: str | int | Decimal,
+        price: str | int | Decimal,
+        *,
+        orig_cl_ord_id: str = "",
+        cl_ord_id: str | None = None,
+    ) -> Replace:
         """A Replace to a new price and total quantity (filled included)."""
         if not order_id and not orig_cl_ord_id:
             raise ValueError("name the order to replace: order_id or orig_cl_ord_id")
-        return Replace(cl_ord_id=cl_ord_id or self.ids(), symbol=symbol, order_id=order_id,
-                       orig_cl_ord_id=orig_cl_ord_id, qty=decimal_str(qty, "qty"),
-                       price=decimal_str(price, "price"))
+        return Replace(
+            cl_ord_id=cl_ord_id or self.ids(),
+            symbol=symbol,
+            order_id=order_id,
+            orig_cl_ord_id=orig_cl_ord_id,
+            qty=decimal_str(qty, "qty"),
+            price=decimal_str(price, "price"),
+        )
 
-    def query(self, what: Literal["orders", "positions", "book"], symbol: str = "",
-              depth: int = 10) -> Query:
+    def query(
+        self, what: Literal["orders", "positions", "book"], symbol: str = "", depth: int = 10
+    ) -> Query:
         return Query(req_id=self.ids(), what=what, symbol=symbol, depth=depth)
 
     def kill_switch(self, account: str, mode: KillMode, cl_ord_id: str | None = None) -> KillSwitch:
@@ -399,8 +460,9 @@ class Session:
         if self.state == "open":
             raise ClientError(f"already logged on as {self.account} (session {self.session_id})")
         self.state, self.lost_why = "logging_on", ""
-        msg = Logon(account=self.account, credential=self.credential,
-                    heartbeat_ms=self.heartbeat_ms)
+        msg = Logon(
+            account=self.account, credential=self.credential, heartbeat_ms=self.heartbeat_ms
+        )
         decode_request(encode(msg))
         self.pending[LOGON_KEY] = p = Pending(LOGON_KEY, msg)
         self._send(p)
@@ -422,8 +484,10 @@ class Session:
         assert self.seq is not None
         if from_rseq is not None:
             if from_rseq < 1 or from_rseq > self.seq.last + 1:
-                raise ValueError(f"from_rseq must be in 1..{self.seq.last + 1} (the next rseq this "
-                                 f"client expects), was {from_rseq}")
+                raise ValueError(
+                    f"from_rseq must be in 1..{self.seq.last + 1} (the next rseq this "
+                    f"client expects), was {from_rseq}"
+                )
             self.seq.rewind(from_rseq - 1)
         token = self.recovered_count
         self._send_recover(now)
@@ -494,8 +558,9 @@ class Session:
         hb = self.hb
         if now - self.last_rx >= HEARTBEAT_LIVENESS * hb:
             self.state = "lost"
-            self.lost_why = (f"nothing from the gateway for {HEARTBEAT_LIVENESS} heartbeat "
-                             f"intervals of {hb:g} s")
+            self.lost_why = (
+                f"nothing from the gateway for {HEARTBEAT_LIVENESS} heartbeat intervals of {hb:g} s"
+            )
             return float("inf")
         if self._recover_at is not None and now - self._recover_at >= HEARTBEAT_LIVENESS * hb:
             self._send_recover(now)  # the recover or its answer was lost: ask again
@@ -571,10 +636,12 @@ class Session:
         if self.seq is None:
             self.seq = Sequencer(0 if self.recover_all else top)
         elif top < self.seq.last:
-            warnings.warn(f"the gateway's next_rseq {msg.next_rseq} is at or below the last rseq "
-                          f"{self.seq.last} this client applied: a new trading day or another "
-                          f"account's sequence; following the gateway from rseq {msg.next_rseq}",
-                          stacklevel=2)
+            warnings.warn(
+                f"the gateway's next_rseq {msg.next_rseq} is at or below the last rseq "
+                f"{self.seq.last} this client applied: a new trading day or another "
+                f"account's sequence; following the gateway from rseq {msg.next_rseq}",
+                stacklevel=2,
+            )
             self.seq.restart(top)
         self.seq.saw(top)
         early, self._early = self._early, []
@@ -596,7 +663,8 @@ class Session:
             return
         self.state = "lost"
         self.lost_why = f"the gateway logged this session out ({msg.reason})" + (
-            f": {msg.text}" if msg.text else "")
+            f": {msg.text}" if msg.text else ""
+        )
 
     def _on_recovered(self, msg: Recovered, now: float) -> None:
         self.recovered = msg
@@ -611,8 +679,13 @@ class Session:
         self._maybe_recover(now)
 
     def _maybe_recover(self, now: float) -> None:
-        if (self.state == "open" and self._recover_at is None and self.seq is not None
-                and self.seq.gap and now >= self._recover_hold):
+        if (
+            self.state == "open"
+            and self._recover_at is None
+            and self.seq is not None
+            and self.seq.gap
+            and now >= self._recover_hold
+        ):
             self._send_recover(now)
 
 

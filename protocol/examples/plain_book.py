@@ -45,8 +45,11 @@ class Book:
     def load(self, snap: dict) -> None:
         self.seq = snap["seq"]
         for side, key in (("buy", "bids"), ("sell", "asks")):
-            self.sides[side] = {Decimal(lv["price"]): [lv["price"], lv["qty"], lv["orders"]]
-                                for lv in snap[key] if Decimal(lv["qty"]) != 0}
+            self.sides[side] = {
+                Decimal(lv["price"]): [lv["price"], lv["qty"], lv["orders"]]
+                for lv in snap[key]
+                if Decimal(lv["qty"]) != 0
+            }
 
     def apply(self, update: dict) -> None:
         for c in update["changes"]:  # each change is the level's final state
@@ -76,23 +79,35 @@ class Follower:
         self.deadline = time.monotonic() + JOIN_WAIT
         self.n = 0
         self.gaps = self.resyncs = 0
-        self.dealer: zmq.Socket | None = None
-        self.new_dealer()
+        self.dealer = self._connect()
 
     def new_dealer(self) -> None:
         # A fresh socket: a reply lost with a broken connection is gone for good.
-        if self.dealer is not None:
-            self.dealer.close(linger=0)
-        self.dealer = self.ctx.socket(zmq.DEALER)
-        self.dealer.linger = 0
-        self.dealer.connect(self.snapshot_ep)
+        self.dealer.close(linger=0)
+        self.dealer = self._connect()
+
+    def _connect(self) -> zmq.Socket:
+        dealer = self.ctx.socket(zmq.DEALER)
+        dealer.linger = 0
+        dealer.connect(self.snapshot_ep)
+        return dealer
 
     def request(self) -> None:
         self.n += 1
         self.req_id = f"plain-{self.n}"
         self.deadline = time.monotonic() + self.timeout
-        self.dealer.send(msgpack.packb({"type": "snapshot_request", "v": 1, "symbol": self.symbol,
-                                        "channel": "l2", "depth": 0, "req_id": self.req_id}))
+        self.dealer.send(
+            msgpack.packb(
+                {
+                    "type": "snapshot_request",
+                    "v": 1,
+                    "symbol": self.symbol,
+                    "channel": "l2",
+                    "depth": 0,
+                    "req_id": self.req_id,
+                }
+            )
+        )
 
     def tick(self, now: float) -> None:
         if self.synced or now < self.deadline:
@@ -171,8 +186,18 @@ def decode(frame: bytes) -> dict | None:
 def report(f: Follower, as_json: bool) -> None:
     bids, asks = f.book.levels("buy"), f.book.levels("sell")
     if as_json:
-        print(json.dumps({"symbol": f.symbol, "seq": f.book.seq, "bids": bids, "asks": asks,
-                          "gaps": f.gaps, "resyncs": f.resyncs}))
+        print(
+            json.dumps(
+                {
+                    "symbol": f.symbol,
+                    "seq": f.book.seq,
+                    "bids": bids,
+                    "asks": asks,
+                    "gaps": f.gaps,
+                    "resyncs": f.resyncs,
+                }
+            )
+        )
         return
     state = "in sync" if f.synced else "NOT in sync"
     print(f"{f.symbol} seq {f.book.seq}, {state}, gaps {f.gaps}, resyncs {f.resyncs}")

@@ -33,38 +33,99 @@ from zex.protocol.reasons import Reason
 
 
 def ack(cl: str, rseq: int = 0, order_id: int = 1, resent: bool = False) -> Ack:
-    return Ack(cl_ord_id=cl, order_id=order_id, symbol="XYZ", side="buy", ord_type="limit",
-               tif="gtc", price="10", qty="5", seq=100 + order_id, ts=1, rseq=rseq, resent=resent)
+    return Ack(
+        cl_ord_id=cl,
+        order_id=order_id,
+        symbol="XYZ",
+        side="buy",
+        ord_type="limit",
+        tif="gtc",
+        price="10",
+        qty="5",
+        seq=100 + order_id,
+        ts=1,
+        rseq=rseq,
+        resent=resent,
+    )
 
 
 def fill(rseq: int, order_id: int = 1, cl: str = "o-1") -> Fill:
-    return Fill(order_id=order_id, cl_ord_id=cl, symbol="XYZ", side="buy", price="10", qty="1",
-                leaves="4", trade_id=rseq, liquidity="maker", seq=200 + rseq, ts=1, rseq=rseq)
+    return Fill(
+        order_id=order_id,
+        cl_ord_id=cl,
+        symbol="XYZ",
+        side="buy",
+        price="10",
+        qty="1",
+        leaves="4",
+        trade_id=rseq,
+        liquidity="maker",
+        seq=200 + rseq,
+        ts=1,
+        rseq=rseq,
+    )
 
 
-def cancelled(order_id: int, cl: str, rseq: int = 0, reason: str = "user",
-              orig: str = "o-1", resent: bool = False) -> Cancelled:
+def cancelled(
+    order_id: int,
+    cl: str,
+    rseq: int = 0,
+    reason: str = "user",
+    orig: str = "o-1",
+    resent: bool = False,
+) -> Cancelled:
     """``cl`` is the cancel request's id when this answers one, else the order's (= ``orig``)."""
-    return Cancelled(order_id=order_id, cl_ord_id=cl, orig_cl_ord_id=orig, symbol="XYZ",
-                     side="buy", qty="5", reason=reason, seq=300, ts=1, rseq=rseq, resent=resent)
+    return Cancelled(
+        order_id=order_id,
+        cl_ord_id=cl,
+        orig_cl_ord_id=orig,
+        symbol="XYZ",
+        side="buy",
+        qty="5",
+        reason=reason,
+        seq=300,
+        ts=1,
+        rseq=rseq,
+        resent=resent,
+    )
 
 
 def replaced(order_id: int, cl: str, rseq: int = 0, orig: str = "o-1") -> Replaced:
-    return Replaced(order_id=order_id, cl_ord_id=cl, orig_cl_ord_id=orig, symbol="XYZ",
-                    side="buy", price="11", qty="5", leaves="5", kept_priority=False, seq=400,
-                    ts=1, rseq=rseq)
+    return Replaced(
+        order_id=order_id,
+        cl_ord_id=cl,
+        orig_cl_ord_id=orig,
+        symbol="XYZ",
+        side="buy",
+        price="11",
+        qty="5",
+        leaves="5",
+        kept_priority=False,
+        seq=400,
+        ts=1,
+        rseq=rseq,
+    )
 
 
-def reject(cl: str, reason: int = 204, ref_type: str = "new_order", seq: int = 0,
-           rseq: int = 0) -> Reject:
+def reject(
+    cl: str, reason: int = 204, ref_type: str = "new_order", seq: int = 0, rseq: int = 0
+) -> Reject:
     name = Reason(reason).name if reason in Reason._value2member_map_ else "UNKNOWN"
-    return Reject(cl_ord_id=cl, ref_type=ref_type, reason=reason, reason_name=name, text="no",
-                  seq=seq, rseq=rseq)
+    return Reject(
+        cl_ord_id=cl,
+        ref_type=ref_type,
+        reason=reason,
+        reason_name=name,
+        text="no",
+        seq=seq,
+        rseq=rseq,
+    )
 
 
 def logon_ack(next_rseq: int = 1, heartbeat_ms: int = 1000) -> LogonAck:
-    return LogonAck(account="alice", session_id="s-1", heartbeat_ms=heartbeat_ms,
-                    next_rseq=next_rseq)
+    return LogonAck(
+        account="alice", session_id="s-1", heartbeat_ms=heartbeat_ms, next_rseq=next_rseq
+    )
 
 
 def recovered(from_rseq: int, to_rseq: int, last_rseq: int) -> Recovered:
@@ -117,8 +178,11 @@ class ScriptedGateway:
 
     def wait_requests(self, kind: type, count: int, timeout: float = 5.0) -> list:
         """The requests of ``kind`` once ``count`` have arrived (for requests left unanswered)."""
-        return wait_for(lambda: len(self.requests(kind)) >= count and self.requests(kind),
-                        timeout, f"{count} {kind.__name__} request(s) at the fake gateway")
+        return wait_for(
+            lambda: len(self.requests(kind)) >= count and self.requests(kind),
+            timeout,
+            f"{count} {kind.__name__} request(s) at the fake gateway",
+        )
 
     def _run(self) -> None:
         router = self.ctx.socket(zmq.ROUTER)

@@ -106,8 +106,11 @@ def test_concurrent_requests_get_their_own_answers_and_the_stream_is_in_rseq_ord
                 return []
             # answer all three at once, last first, with rseqs in the order they were sequenced
             a, b, c = held
-            return [ack(c.cl_ord_id, rseq=3, order_id=3), ack(b.cl_ord_id, rseq=2, order_id=2),
-                    ack(a.cl_ord_id, rseq=1, order_id=1)]
+            return [
+                ack(c.cl_ord_id, rseq=3, order_id=3),
+                ack(b.cl_ord_id, rseq=2, order_id=2),
+                ack(a.cl_ord_id, rseq=1, order_id=1),
+            ]
         if isinstance(msg, Cancel):
             return [reject(msg.cl_ord_id, reason=500, ref_type="cancel", seq=9, rseq=4)]
         if isinstance(msg, Query):
@@ -143,8 +146,12 @@ def test_unsolicited_reports_reach_async_for_between_answers(ctx):
         await c.logon()
         await c.place("XYZ", "sell", "2", "10", cl_ord_id="o-5")
         ident = gw.seen[0][0]
-        gw.send(ident, fill(3, order_id=5, cl="o-5"), fill(2, order_id=5, cl="o-5"),
-                cancelled(5, "o-5", rseq=4, reason="kill", orig="o-5"))
+        gw.send(
+            ident,
+            fill(3, order_id=5, cl="o-5"),
+            fill(2, order_id=5, cl="o-5"),
+            cancelled(5, "o-5", rseq=4, reason="kill", orig="o-5"),
+        )
         got = []
         async for report in c.reports():
             got.append((type(report).__name__, report.rseq))

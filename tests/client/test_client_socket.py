@@ -42,7 +42,8 @@ def test_a_timeout_resends_the_same_cl_ord_id_and_a_resent_ack_completes_the_cal
     with ScriptedGateway(ctx, script) as gw:
         with Client(gw.endpoint, "alice", "pw", context=ctx, timeout=FAST, retries=2) as c:
             assert c.logon_ack is None
-            assert c.logon() == c.logon_ack and c.logon_ack.account == "alice"  # its options and limits
+            # its options and limits
+            assert c.logon() == c.logon_ack and c.logon_ack.account == "alice"
             answer = c.place("XYZ", "buy", "5", "10")
             assert isinstance(answer, Ack) and answer.resent
             assert c.unanswered == []
@@ -82,7 +83,8 @@ def test_unsolicited_reports_and_a_gap_reach_the_stream_in_rseq_order(ctx):
         if isinstance(msg, Recover):
             last = max(reports)
             return [reports[r] for r in range(msg.from_rseq, last + 1)] + [
-                recovered(msg.from_rseq, last, last)]
+                recovered(msg.from_rseq, last, last)
+            ]
         return []
 
     with ScriptedGateway(ctx, script) as gw:
@@ -95,7 +97,10 @@ def test_unsolicited_reports_and_a_gap_reach_the_stream_in_rseq_order(ctx):
             while len(got) < 3 and time.monotonic() < deadline:
                 got += c.poll(0.5)
             assert [(type(r).__name__, r.rseq) for r in got] == [
-                ("Fill", 1), ("Fill", 2), ("Ack", 3)]
+                ("Fill", 1),
+                ("Fill", 2),
+                ("Ack", 3),
+            ]
             assert c.last_rseq == 3
         assert [m.from_rseq for m in gw.requests(Recover)] == [1]
 
@@ -146,8 +151,12 @@ def test_garbage_from_the_gateway_is_counted_not_raised(ctx):
         if (out := session_step(msg)) is not None:
             return out
         if isinstance(msg, NewOrder):
-            return [b"\xc1garbage", [b"two", b"frames"], encode({"type": "ack", "v": 9}),
-                    ack(msg.cl_ord_id, rseq=1)]
+            return [
+                b"\xc1garbage",
+                [b"two", b"frames"],
+                encode({"type": "ack", "v": 9}),
+                ack(msg.cl_ord_id, rseq=1),
+            ]
         return []
 
     with ScriptedGateway(ctx, script) as gw:
@@ -173,8 +182,16 @@ def test_queries_and_logout(ctx):
         if (out := session_step(msg)) is not None:
             return out
         if isinstance(msg, Query):
-            return [Positions(req_id=msg.req_id, cash="0", positions=[], open_orders=0,
-                              kill_switch="off", seq=7)]
+            return [
+                Positions(
+                    req_id=msg.req_id,
+                    cash="0",
+                    positions=[],
+                    open_orders=0,
+                    kill_switch="off",
+                    seq=7,
+                )
+            ]
         return []
 
     with ScriptedGateway(ctx, script) as gw:

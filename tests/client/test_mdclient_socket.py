@@ -25,6 +25,7 @@ import pytest
 import zmq
 
 from tests.conftest import REPO, free_port
+from zex.protocol import mdclient
 from zex.protocol.marketdata import (
     Bbo,
     L2Update,
@@ -40,7 +41,6 @@ from zex.protocol.marketdata import (
     snapshot_request_decoder,
     topic,
 )
-from zex.protocol import mdclient
 from zex.protocol.mdclient import BookSubscriber, LocalBook, SnapshotRejected
 from zex.protocol.reasons import Reason
 
@@ -105,29 +105,53 @@ class FakeFeed:
             out.append(LevelChange(action=action, side=side, price=price, qty=qty, orders=orders))
         books.append(book)
         self.mseq += 1
-        msg = L2Update(symbol=symbol, seq=self._next(symbol, "l2"), mseq=self.mseq,
-                       ts=time.time_ns(), changes=out)
+        msg = L2Update(
+            symbol=symbol,
+            seq=self._next(symbol, "l2"),
+            mseq=self.mseq,
+            ts=time.time_ns(),
+            changes=out,
+        )
         assert msg.seq == len(books) - 1
         if send:
             self._publish(symbol, "l2", msg)
         return msg
 
     def heartbeat(self, symbol: str, channel: str = "l2") -> None:
-        self._publish(symbol, channel, MdHeartbeat(symbol=symbol, channel=channel,
-                                                   next_seq=self.seq(symbol, channel) + 1,
-                                                   mseq=self.mseq))
+        self._publish(
+            symbol,
+            channel,
+            MdHeartbeat(
+                symbol=symbol,
+                channel=channel,
+                next_seq=self.seq(symbol, channel) + 1,
+                mseq=self.mseq,
+            ),
+        )
 
     def trade(self, symbol: str, price: str, qty: str, aggressor: str) -> Trades:
         self.mseq += 1
-        msg = Trades(symbol=symbol, seq=self._next(symbol, "trades"), mseq=self.mseq, ts=1,
-                     trades=[TradeInfo(trade_id=self.mseq, price=price, qty=qty,
-                                       aggressor=aggressor)])
+        msg = Trades(
+            symbol=symbol,
+            seq=self._next(symbol, "trades"),
+            mseq=self.mseq,
+            ts=1,
+            trades=[TradeInfo(trade_id=self.mseq, price=price, qty=qty, aggressor=aggressor)],
+        )
         self._publish(symbol, "trades", msg)
         return msg
 
     def bbo(self, symbol: str, bid: str | None, ask: str | None, send: bool = True) -> Bbo:
-        msg = Bbo(symbol=symbol, seq=self._next(symbol, "bbo"), mseq=self.mseq, ts=1,
-                  bid_price=bid, bid_qty=bid and "1", ask_price=ask, ask_qty=ask and "1")
+        msg = Bbo(
+            symbol=symbol,
+            seq=self._next(symbol, "bbo"),
+            mseq=self.mseq,
+            ts=1,
+            bid_price=bid,
+            bid_qty=bid and "1",
+            ask_price=ask,
+            ask_qty=ask and "1",
+        )
         if send:
             self._publish(symbol, "bbo", msg)
         return msg
@@ -151,17 +175,30 @@ class FakeFeed:
     def answer(self, ident: bytes, req: SnapshotRequest, at: int | None = None) -> Snapshot:
         """Send the l2 snapshot of ``req.symbol`` as of seq ``at`` (default: the latest)."""
         seq = self.seq(req.symbol) if at is None else at
-        snap = Snapshot(req_id=req.req_id, symbol=req.symbol, seq=seq, mseq=self.mseq,
-                        bids=[SnapLevel(price=p, qty=q, orders=n)
-                              for p, q, n in self.levels(req.symbol, "buy", seq)],
-                        asks=[SnapLevel(price=p, qty=q, orders=n)
-                              for p, q, n in self.levels(req.symbol, "sell", seq)])
+        snap = Snapshot(
+            req_id=req.req_id,
+            symbol=req.symbol,
+            seq=seq,
+            mseq=self.mseq,
+            bids=[
+                SnapLevel(price=p, qty=q, orders=n)
+                for p, q, n in self.levels(req.symbol, "buy", seq)
+            ],
+            asks=[
+                SnapLevel(price=p, qty=q, orders=n)
+                for p, q, n in self.levels(req.symbol, "sell", seq)
+            ],
+        )
         self.router.send_multipart([ident, encoder.encode(snap)])
         return snap
 
 
-def await_request(feed: FakeFeed, tick: Callable[[], object], symbols: tuple[str, ...] = ("XYZ",),
-                  timeout: float = WAIT) -> tuple[bytes, SnapshotRequest]:
+def await_request(
+    feed: FakeFeed,
+    tick: Callable[[], object],
+    symbols: tuple[str, ...] = ("XYZ",),
+    timeout: float = WAIT,
+) -> tuple[bytes, SnapshotRequest]:
     """Heartbeat ``symbols``' l2 topics and let the client ``tick`` until a request arrives.
 
     The heartbeats are the slow-joiner handshake: a subscriber asks for its
@@ -343,8 +380,16 @@ def test_a_rejected_snapshot_raises_and_is_not_asked_again(ctx):
         with subscriber(feed, ctx, ("QQQ",), timeout=FAST) as sub:
             ident, req = await_request(feed, lambda: sub.poll(0.01), ("QQQ",))
             text = "symbol 'QQQ' is not listed"
-            feed.router.send_multipart([ident, encoder.encode(SnapshotReject(
-                req_id=req.req_id, code=int(Reason.UNKNOWN_SYMBOL), text=text))])
+            feed.router.send_multipart(
+                [
+                    ident,
+                    encoder.encode(
+                        SnapshotReject(
+                            req_id=req.req_id, code=int(Reason.UNKNOWN_SYMBOL), text=text
+                        )
+                    ),
+                ]
+            )
             with pytest.raises(SnapshotRejected, match=f"QQQ rejected: 200 UNKNOWN_SYMBOL: {text}"):
                 sub.run_until(lambda: False, WAIT)
             deadline = time.monotonic() + FAST * 2  # past the timeout: still no request
@@ -374,15 +419,30 @@ def test_bad_feed_frames_are_counted_and_skipped(ctx):
 
 def test_local_book_refuses_what_it_cannot_apply():
     book = LocalBook("XYZ")
-    book.load(Snapshot(req_id="", symbol="XYZ", seq=3, mseq=9,
-                       bids=[SnapLevel(price="0.0000001", qty="1", orders=1)], asks=[]))
+    book.load(
+        Snapshot(
+            req_id="",
+            symbol="XYZ",
+            seq=3,
+            mseq=9,
+            bids=[SnapLevel(price="0.0000001", qty="1", orders=1)],
+            asks=[],
+        )
+    )
     assert book.levels("buy") == [("0.0000001", "1", 1)]  # no exponent
     up = L2Update(symbol="XYZ", seq=5, mseq=10, ts=1, changes=[])
     with pytest.raises(ValueError, match="seq must be 4 for XYZ, was 5"):
         book.apply(up)
-    bad = L2Update(symbol="XYZ", seq=4, mseq=10, ts=1, changes=[
-        LevelChange(action="add", side="buy", price="1", qty="2", orders=1),
-        LevelChange(action="add", side="sell", price="1e", qty="2", orders=1)])
+    bad = L2Update(
+        symbol="XYZ",
+        seq=4,
+        mseq=10,
+        ts=1,
+        changes=[
+            LevelChange(action="add", side="buy", price="1", qty="2", orders=1),
+            LevelChange(action="add", side="sell", price="1e", qty="2", orders=1),
+        ],
+    )
     with pytest.raises(ValueError, match="price must be a decimal string in XYZ, was '1e'"):
         book.apply(bad)
     assert book.seq == 3 and len(book.bids) == 1  # untouched
@@ -432,10 +492,26 @@ def test_plain_book_example_through_the_gap_scenario_ends_with_the_same_book(ctx
     with FakeFeed(ctx) as feed:
         before_join(feed)
         proc = subprocess.Popen(
-            [sys.executable, str(PLAIN_BOOK), "--feed", feed.feed, "--snapshot", feed.snapshot,
-             "--symbol", "XYZ", "--updates", "5", "--seconds", "30", "--json"],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            [
+                sys.executable,
+                str(PLAIN_BOOK),
+                "--feed",
+                feed.feed,
+                "--snapshot",
+                feed.snapshot,
+                "--symbol",
+                "XYZ",
+                "--updates",
+                "5",
+                "--seconds",
+                "30",
+                "--json",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
         try:
+
             def alive() -> None:
                 if proc.poll() is not None:
                     raise AssertionError(f"plain_book exited early: {proc.stderr.read()!r}")
@@ -455,10 +531,12 @@ def test_plain_book_example_through_the_gap_scenario_ends_with_the_same_book(ctx
         assert proc.returncode == 0, err
         assert len(feed.requests) == 2
         assert json.loads(out) == {
-            "symbol": "XYZ", "seq": 9,
+            "symbol": "XYZ",
+            "seq": 9,
             "bids": [list(lv) for lv in feed.levels("XYZ", "buy")],
             "asks": [list(lv) for lv in feed.levels("XYZ", "sell")],
-            "gaps": 1, "resyncs": 1,
+            "gaps": 1,
+            "resyncs": 1,
         }
 
 

@@ -69,8 +69,9 @@ class ModelGateway:
 @given(st.data())
 def test_session_recovers_exactly_the_missing_reports(data):
     n = data.draw(st.integers(0, 30), label="n")
-    live = data.draw(st.lists(st.integers(1, n), max_size=2 * n) if n else st.just([]),
-                     label="live arrivals")
+    live = data.draw(
+        st.lists(st.integers(1, n), max_size=2 * n) if n else st.just([]), label="live arrivals"
+    )
     limit = data.draw(st.integers(1, 5), label="recover limit")
     gw = ModelGateway(n, limit)
     s = Session("alice", id_prefix="t", recover_limit=limit)

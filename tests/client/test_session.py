@@ -146,7 +146,11 @@ def test_rseq_zero_reports_are_delivered_but_not_counted():
     feed(s, fill(1), reject("x-1"), ack("x-2", rseq=0, resent=True), fill(2))
     out = s.take_reports()
     assert [(type(r).__name__, r.rseq) for r in out] == [
-        ("Fill", 1), ("Reject", 0), ("Ack", 0), ("Fill", 2)]
+        ("Fill", 1),
+        ("Reject", 0),
+        ("Ack", 0),
+        ("Fill", 2),
+    ]
     assert s.last_rseq == 2
 
 
@@ -267,10 +271,21 @@ def test_query_answers_and_rejects_match_the_req_id():
     s = logged_on()
     q1 = s.start(s.query("orders"))
     q2 = s.start(s.query("orders", "NOPE"))
-    info = OrderInfo(order_id=1, cl_ord_id="o", symbol="XYZ", side="buy", price="1", qty="1",
-                     leaves="1", filled="0")
-    feed(s, Orders(req_id=q1, orders=[info], seq=3),
-         reject(q2, reason=Reason.UNKNOWN_SYMBOL, ref_type="query"))
+    info = OrderInfo(
+        order_id=1,
+        cl_ord_id="o",
+        symbol="XYZ",
+        side="buy",
+        price="1",
+        qty="1",
+        leaves="1",
+        filled="0",
+    )
+    feed(
+        s,
+        Orders(req_id=q1, orders=[info], seq=3),
+        reject(q2, reason=Reason.UNKNOWN_SYMBOL, ref_type="query"),
+    )
     assert s.answers.pop(q1).orders == [info]
     assert s.answers.pop(q2).reason == Reason.UNKNOWN_SYMBOL
     q3 = s.start(s.query("book", "XYZ", depth=3))
@@ -350,8 +365,13 @@ def test_requests_before_logon_are_refused_here():
 
 def test_undecodable_frames_are_counted_and_skipped():
     s = logged_on()
-    for bad in (b"\xc1", b"\x81\xa4type\xa3ack", encode(fill(1))[:-3],
-                encode({"type": "fill", "v": 2}), encode({"type": "nope", "v": 1})):
+    for bad in (
+        b"\xc1",
+        b"\x81\xa4type\xa3ack",
+        encode(fill(1))[:-3],
+        encode({"type": "fill", "v": 2}),
+        encode({"type": "nope", "v": 1}),
+    ):
         s.receive(bad, 0.0)
     assert s.bad_frames == 5
     feed(s, fill(1))
@@ -427,8 +447,12 @@ def test_ids_are_unique_short_and_differ_between_runs():
 
 def test_queries_and_orders_share_one_id_space():
     s = logged_on()
-    ids = [s.query("orders").req_id, s.new_order("XYZ", "buy", "1", "1").cl_ord_id,
-           s.kill_switch("bob", "block").cl_ord_id, s.cancel("XYZ", 1).cl_ord_id]
+    ids = [
+        s.query("orders").req_id,
+        s.new_order("XYZ", "buy", "1", "1").cl_ord_id,
+        s.kill_switch("bob", "block").cl_ord_id,
+        s.cancel("XYZ", 1).cl_ord_id,
+    ]
     assert len(set(ids)) == 4
 
 
@@ -474,8 +498,20 @@ def test_the_session_keeps_the_logon_acks_account_options_and_limits():
     s = Session("alice", "pw")
     s.logon()
     s.outgoing(0.0)
-    ack = LogonAck(account="alice", session_id="s-1", heartbeat_ms=1000, operator=True, rate="20", burst="10",
-                   max_order_qty="5", collar_pct="7.5")
+    ack = LogonAck(
+        account="alice",
+        session_id="s-1",
+        heartbeat_ms=1000,
+        operator=True,
+        rate="20",
+        burst="10",
+        max_order_qty="5",
+        collar_pct="7.5",
+    )
     s.receive(encode(ack), 0.0)
     assert s.state == "open" and s.logon_ack == ack
-    assert (s.logon_ack.operator, s.logon_ack.cancel_on_disconnect, s.logon_ack.max_notional) == (True, False, None)
+    assert (s.logon_ack.operator, s.logon_ack.cancel_on_disconnect, s.logon_ack.max_notional) == (
+        True,
+        False,
+        None,
+    )

@@ -68,10 +68,18 @@ class FieldRow:
 def _field_rows(header: list[str], rows: list[list[str]]) -> list[FieldRow]:
     out = []
     for cells in rows:
-        cell = dict(zip(header, cells))
+        cell = dict(zip(header, cells, strict=True))
         rng = cell.get("range", cell.get("range / values"))
-        out.append(FieldRow(cell["field"].strip("`"), cell["type"], cell["required"],
-                            cell.get("default"), rng, cells[-1]))
+        out.append(
+            FieldRow(
+                cell["field"].strip("`"),
+                cell["type"],
+                cell["required"],
+                cell.get("default"),
+                rng,
+                cells[-1],
+            )
+        )
     return out
 
 
@@ -83,7 +91,7 @@ def _message_sections() -> list[tuple[str, str, str]]:
     body = _section(text(), "## 4. Messages", "## 5.")
     out = []
     for m in re.finditer(r"^### 4\.\d+ (\w+) \(([^)]*)\)", body, re.M):
-        chunk = body[m.end():]
+        chunk = body[m.end() :]
         nxt = chunk.find("\n### ")
         out.append((m.group(1), m.group(2), chunk if nxt < 0 else chunk[:nxt]))
     return out
@@ -158,7 +166,7 @@ def example_flow() -> list[tuple[str, str, dict]]:
     Maps with an ellipsis (fields left out for brevity) are skipped.
     """
     body = _section(text(), "## 11. Example", "## Appendix A.")
-    block = body[body.index("```") + 3:]
+    block = body[body.index("```") + 3 :]
     block = block[: block.index("```")]
     out = []
     for m in re.finditer(r"^(\w+) → (\w+)\s+(\{.*?\})\s*$", block, re.M | re.S):
@@ -177,7 +185,7 @@ def example_messages() -> list[tuple[str, dict]]:
 def example_bytes() -> bytes:
     """The hex dump of the first request in section 11."""
     body = _section(text(), "## 11. Example", "## Appendix A.")
-    after = body[body.index("The bytes of the first request"):]
-    block = after[after.index("```") + 3:]
+    after = body[body.index("The bytes of the first request") :]
+    block = after[after.index("```") + 3 :]
     block = block[: block.index("```")]
     return bytes.fromhex(" ".join(block.split()))

@@ -27,12 +27,24 @@ from zex.protocol.messages import (
 )
 from zex.protocol.reasons import Reason
 
-ORDER = {"type": "new_order", "v": 1, "cl_ord_id": "a1", "symbol": "XYZ", "side": "buy",
-         "qty": "1", "price": "10"}
+ORDER = {
+    "type": "new_order",
+    "v": 1,
+    "cl_ord_id": "a1",
+    "symbol": "XYZ",
+    "side": "buy",
+    "qty": "1",
+    "price": "10",
+}
 
 # Reasons whose Reject must say which field was wrong.
-FIELD_REASONS = {Reason.UNKNOWN_TYPE, Reason.UNSUPPORTED_VERSION, Reason.MISSING_FIELD,
-                 Reason.WRONG_TYPE, Reason.INVALID_VALUE}
+FIELD_REASONS = {
+    Reason.UNKNOWN_TYPE,
+    Reason.UNSUPPORTED_VERSION,
+    Reason.MISSING_FIELD,
+    Reason.WRONG_TYPE,
+    Reason.INVALID_VALUE,
+}
 
 
 def order(**changes) -> bytes:
@@ -57,31 +69,36 @@ def refused(frame: bytes, decode=decode_request) -> DecodeFailed:
 
 
 def test_the_baseline_order_is_valid():
-    assert decode_request(order()) == NewOrder(cl_ord_id="a1", symbol="XYZ", side="buy", qty="1",
-                                               price="10")
+    assert decode_request(order()) == NewOrder(
+        cl_ord_id="a1", symbol="XYZ", side="buy", qty="1", price="10"
+    )
 
 
 # ------------------------------------------------------------- MALFORMED 100
 
 
-@pytest.mark.parametrize("frame", [
-    b"",                                   # nothing at all
-    b"\xc1",                               # the one byte MessagePack never uses
-    b"\x85",                               # a map header promising five entries, then nothing
-    b"\xdf\xff\xff\xff\xff",               # a map32 header promising 4 billion entries
-    b"\xa5hel",                            # a str cut short
-    b"GET / HTTP/1.1\r\n\r\n",             # someone pointed a browser at the gateway
-    b"\x00",                               # a bare integer
-    msgpack.packb("new_order"),            # a bare string
-    msgpack.packb(None),
-    msgpack.packb([1, 2, 3]),              # an array, not a map
-    msgpack.packb(["new_order", 1, "a1"]),
-    msgpack.packb({1: 2}),                 # a map with an int key
-    msgpack.packb({**ORDER, 7: "x"}),      # a valid order plus one int key
-    msgpack.packb({b"type": b"new_order"}, use_bin_type=True),  # bin keys are not str keys
-    order() + b"\x00",                     # a valid order followed by a stray byte
-    order() + order(),                     # two maps in one frame
-], ids=lambda b: repr(b[:12]))
+@pytest.mark.parametrize(
+    "frame",
+    [
+        b"",  # nothing at all
+        b"\xc1",  # the one byte MessagePack never uses
+        b"\x85",  # a map header promising five entries, then nothing
+        b"\xdf\xff\xff\xff\xff",  # a map32 header promising 4 billion entries
+        b"\xa5hel",  # a str cut short
+        b"GET / HTTP/1.1\r\n\r\n",  # someone pointed a browser at the gateway
+        b"\x00",  # a bare integer
+        msgpack.packb("new_order"),  # a bare string
+        msgpack.packb(None),
+        msgpack.packb([1, 2, 3]),  # an array, not a map
+        msgpack.packb(["new_order", 1, "a1"]),
+        msgpack.packb({1: 2}),  # a map with an int key
+        msgpack.packb({**ORDER, 7: "x"}),  # a valid order plus one int key
+        msgpack.packb({b"type": b"new_order"}, use_bin_type=True),  # bin keys are not str keys
+        order() + b"\x00",  # a valid order followed by a stray byte
+        order() + order(),  # two maps in one frame
+    ],
+    ids=lambda b: repr(b[:12]),
+)
 def test_garbage_is_malformed(frame):
     err = refused(frame)
     assert err.reason is Reason.MALFORMED
@@ -123,8 +140,13 @@ def test_other_version_is_unsupported(v):
 
 def test_version_is_judged_before_anything_else():
     """A v2 message is not held to v1's fields: missing, unknown or mistyped, it is still 102."""
-    for frame in (order(v=2, qty=...), order(v=2, qty=5), order(v=2, type="frobnicate"),
-                  msgpack.packb({"v": 2}), msgpack.packb({"v": 3, "type": 9})):
+    for frame in (
+        order(v=2, qty=...),
+        order(v=2, qty=5),
+        order(v=2, type="frobnicate"),
+        msgpack.packb({"v": 2}),
+        msgpack.packb({"v": 3, "type": 9}),
+    ):
         err = refused(frame)
         assert (err.reason, err.field) == (Reason.UNSUPPORTED_VERSION, "v"), frame
 
@@ -145,14 +167,17 @@ def test_missing_required_field_is_named(field):
     assert field in err.text
 
 
-@pytest.mark.parametrize("cls,tag,base", [
-    (Logon, "logon", {}),
-    (Cancel, "cancel", {"cl_ord_id": "c", "symbol": "XYZ"}),
-    (Replace, "replace", {"cl_ord_id": "r", "symbol": "XYZ", "qty": "1", "price": "2"}),
-    (Recover, "recover", {"from_rseq": 1}),
-    (Query, "query", {"req_id": "q", "what": "orders"}),
-    (KillSwitch, "kill_switch", {"cl_ord_id": "k", "account": "bob", "mode": "block"}),
-])
+@pytest.mark.parametrize(
+    "cls,tag,base",
+    [
+        (Logon, "logon", {}),
+        (Cancel, "cancel", {"cl_ord_id": "c", "symbol": "XYZ"}),
+        (Replace, "replace", {"cl_ord_id": "r", "symbol": "XYZ", "qty": "1", "price": "2"}),
+        (Recover, "recover", {"from_rseq": 1}),
+        (Query, "query", {"req_id": "q", "what": "orders"}),
+        (KillSwitch, "kill_switch", {"cl_ord_id": "k", "account": "bob", "mode": "block"}),
+    ],
+)
 def test_missing_field_of_other_requests(cls, tag, base):
     required = [f.name for f in msgspec.structs.fields(cls) if f.required]
     assert required, cls
@@ -164,41 +189,47 @@ def test_missing_field_of_other_requests(cls, tag, base):
         assert (err.reason, err.field) == (Reason.MISSING_FIELD, name)
 
 
-@pytest.mark.parametrize("field,value", [
-    ("qty", 5),                 # an int where a decimal string belongs
-    ("qty", 1.5),               # a float is never a price or quantity
-    ("qty", b"1"),              # bin is not str
-    ("qty", None),              # qty is not nullable
-    ("price", 10),
-    ("price", 10.5),
-    ("cl_ord_id", 17),
-    ("symbol", ["XYZ"]),
-    ("side", 1),
-    ("post_only", 1),           # 0/1 are not booleans
-    ("post_only", "true"),
-    ("tif", 1),
-    ("stp", None),              # nil only where SPEC says so (price, tif)
-])
+@pytest.mark.parametrize(
+    "field,value",
+    [
+        ("qty", 5),  # an int where a decimal string belongs
+        ("qty", 1.5),  # a float is never a price or quantity
+        ("qty", b"1"),  # bin is not str
+        ("qty", None),  # qty is not nullable
+        ("price", 10),
+        ("price", 10.5),
+        ("cl_ord_id", 17),
+        ("symbol", ["XYZ"]),
+        ("side", 1),
+        ("post_only", 1),  # 0/1 are not booleans
+        ("post_only", "true"),
+        ("tif", 1),
+        ("stp", None),  # nil only where SPEC says so (price, tif)
+    ],
+)
 def test_wrong_type_is_named(field, value):
     err = refused(order(**{field: value}))
     assert (err.reason, err.field) == (Reason.WRONG_TYPE, field)
     assert field in err.text
 
 
-@pytest.mark.parametrize("field,value", [
-    ("side", "up"),
-    ("side", "BUY"),
-    ("ord_type", "stop"),
-    ("tif", "day"),
-    ("stp", "cancel_all"),
-    ("cl_ord_id", "x" * 37),
-    ("cl_ord_id", ""),
-    ("symbol", "S" * 17),
-    ("symbol", ""),
-    ("qty", ""),
-    ("qty", "1" * 33),
-    ("price", "9" * 33),
-])
+@pytest.mark.parametrize(
+    "field,value",
+    [
+        ("side", "up"),
+        ("side", "BUY"),
+        ("ord_type", "stop"),
+        ("tif", "day"),
+        ("stp", "cancel_all"),
+        ("cl_ord_id", "x" * 37),
+        ("cl_ord_id", ""),
+        ("symbol", "S" * 17),
+        ("symbol", ""),
+        ("qty", ""),
+        ("qty", "1" * 33),
+        ("price", "9" * 33),
+    ],
+)
 def test_out_of_range_value_is_invalid_value(field, value):
     err = refused(order(**{field: value}))
     assert (err.reason, err.field) == (Reason.INVALID_VALUE, field)
@@ -213,30 +244,35 @@ def _req(tag: str, **fields) -> bytes:
     return msgpack.packb({"type": tag, "v": 1, **fields})
 
 
-@pytest.mark.parametrize("frame,field", [
-    (_req("logon", account="a", heartbeat_ms=99), "heartbeat_ms"),
-    (_req("logon", account="a", heartbeat_ms=60_001), "heartbeat_ms"),
-    (_req("logon", account="a" * 33), "account"),
-    (_req("logon", account="a", credential="c" * 257), "credential"),
-    (_req("cancel", cl_ord_id="c", symbol="X", order_id=-1), "order_id"),
-    (_req("cancel", cl_ord_id="c", symbol="X", order_id=2**63), "order_id"),
-    (_req("heartbeat", next_seq=-5), "next_seq"),
-    (_req("cancel", cl_ord_id="c", symbol="X", orig_cl_ord_id="o" * 37), "orig_cl_ord_id"),
-    (_req("replace", cl_ord_id="r", symbol="X", qty="1", price="1", orig_cl_ord_id="o" * 37),
-     "orig_cl_ord_id"),
-    (_req("recover", from_rseq=0), "from_rseq"),
-    (_req("recover", from_rseq=2**63), "from_rseq"),
-    (_req("recover", from_rseq=1, limit=0), "limit"),
-    (_req("recover", from_rseq=1, limit=10_001), "limit"),
-    (_req("query", req_id="q" * 37, what="orders"), "req_id"),
-    (_req("query", req_id="q", what="trades"), "what"),
-    (_req("query", req_id="q", what="orders", symbol="S" * 17), "symbol"),
-    (_req("query", req_id="q", what="book", symbol="XYZ", depth=0), "depth"),
-    (_req("query", req_id="q", what="book", symbol="XYZ", depth=1001), "depth"),
-    (_req("kill_switch", cl_ord_id="k", account="bob", mode="on"), "mode"),
-    (_req("kill_switch", cl_ord_id="k", account="", mode="off"), "account"),
-    (_req("kill_switch", cl_ord_id="k", account="a" * 33, mode="off"), "account"),
-])
+@pytest.mark.parametrize(
+    "frame,field",
+    [
+        (_req("logon", account="a", heartbeat_ms=99), "heartbeat_ms"),
+        (_req("logon", account="a", heartbeat_ms=60_001), "heartbeat_ms"),
+        (_req("logon", account="a" * 33), "account"),
+        (_req("logon", account="a", credential="c" * 257), "credential"),
+        (_req("cancel", cl_ord_id="c", symbol="X", order_id=-1), "order_id"),
+        (_req("cancel", cl_ord_id="c", symbol="X", order_id=2**63), "order_id"),
+        (_req("heartbeat", next_seq=-5), "next_seq"),
+        (_req("cancel", cl_ord_id="c", symbol="X", orig_cl_ord_id="o" * 37), "orig_cl_ord_id"),
+        (
+            _req("replace", cl_ord_id="r", symbol="X", qty="1", price="1", orig_cl_ord_id="o" * 37),
+            "orig_cl_ord_id",
+        ),
+        (_req("recover", from_rseq=0), "from_rseq"),
+        (_req("recover", from_rseq=2**63), "from_rseq"),
+        (_req("recover", from_rseq=1, limit=0), "limit"),
+        (_req("recover", from_rseq=1, limit=10_001), "limit"),
+        (_req("query", req_id="q" * 37, what="orders"), "req_id"),
+        (_req("query", req_id="q", what="trades"), "what"),
+        (_req("query", req_id="q", what="orders", symbol="S" * 17), "symbol"),
+        (_req("query", req_id="q", what="book", symbol="XYZ", depth=0), "depth"),
+        (_req("query", req_id="q", what="book", symbol="XYZ", depth=1001), "depth"),
+        (_req("kill_switch", cl_ord_id="k", account="bob", mode="on"), "mode"),
+        (_req("kill_switch", cl_ord_id="k", account="", mode="off"), "account"),
+        (_req("kill_switch", cl_ord_id="k", account="a" * 33, mode="off"), "account"),
+    ],
+)
 def test_integer_and_length_ranges_of_other_requests(frame, field):
     err = refused(frame)
     assert (err.reason, err.field) == (Reason.INVALID_VALUE, field)
@@ -318,14 +354,47 @@ def test_report_of_another_version_is_refused():
 
 # ------------------------------------------------------------- properties
 
-leaf = (st.none() | st.booleans() | st.integers(-(2**63), 2**64 - 1) | st.floats()
-        | st.text(max_size=40) | st.binary(max_size=40))
-value = st.recursive(leaf, lambda kids: st.lists(kids, max_size=4)
-                     | st.dictionaries(st.text(max_size=8), kids, max_size=4), max_leaves=12)
-known_keys = st.sampled_from(["type", "v", "cl_ord_id", "symbol", "side", "qty", "price",
-                              "ord_type", "tif", "post_only", "stp", "order_id",
-                              "orig_cl_ord_id", "account", "heartbeat_ms", "next_seq",
-                              "from_rseq", "limit", "req_id", "what", "mode", "depth"])
+leaf = (
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**63), 2**64 - 1)
+    | st.floats()
+    | st.text(max_size=40)
+    | st.binary(max_size=40)
+)
+value = st.recursive(
+    leaf,
+    lambda kids: (
+        st.lists(kids, max_size=4) | st.dictionaries(st.text(max_size=8), kids, max_size=4)
+    ),
+    max_leaves=12,
+)
+known_keys = st.sampled_from(
+    [
+        "type",
+        "v",
+        "cl_ord_id",
+        "symbol",
+        "side",
+        "qty",
+        "price",
+        "ord_type",
+        "tif",
+        "post_only",
+        "stp",
+        "order_id",
+        "orig_cl_ord_id",
+        "account",
+        "heartbeat_ms",
+        "next_seq",
+        "from_rseq",
+        "limit",
+        "req_id",
+        "what",
+        "mode",
+        "depth",
+    ]
+)
 maps = st.dictionaries(known_keys | st.text(max_size=10), value, max_size=10)
 
 
@@ -369,9 +438,11 @@ BASES = [
 @given(base=st.sampled_from(BASES), data=st.data())
 def test_one_bad_field_is_the_field_named(base, data):
     """Break exactly one field of a valid request: the error names that field, or it decodes."""
-    key = data.draw(st.sampled_from(sorted(k for k in base if k != "type"))
-                    | st.text(max_size=12).filter(lambda k: k != "type"),
-                    label="key")
+    key = data.draw(
+        st.sampled_from(sorted(k for k in base if k != "type"))
+        | st.text(max_size=12).filter(lambda k: k != "type"),
+        label="key",
+    )
     delete = data.draw(st.booleans(), label="delete")
     d = dict(base)
     if delete:

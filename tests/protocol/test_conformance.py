@@ -60,53 +60,180 @@ SAMPLES: dict[type, messages.Message] = {
     Logon: Logon(account="alice", credential="s3cret", heartbeat_ms=2_500),
     Logout: Logout(),
     Heartbeat: Heartbeat(next_seq=42),
-    NewOrder: NewOrder(cl_ord_id="a-1", symbol="XYZ", side="sell", qty="12", ord_type="limit",
-                       price="101.25", tif="ioc", post_only=False, stp="cancel_both"),
+    NewOrder: NewOrder(
+        cl_ord_id="a-1",
+        symbol="XYZ",
+        side="sell",
+        qty="12",
+        ord_type="limit",
+        price="101.25",
+        tif="ioc",
+        post_only=False,
+        stp="cancel_both",
+    ),
     Cancel: Cancel(cl_ord_id="c-1", symbol="XYZ", order_id=0, orig_cl_ord_id="a-1"),
     Replace: Replace(cl_ord_id="r-1", symbol="BTC-USD", qty="0.75", price="65000.5", order_id=9),
     Recover: Recover(from_rseq=17, limit=250),
     Query: Query(req_id="q-1", what="book", symbol="XYZ", depth=5),
     KillSwitch: KillSwitch(cl_ord_id="k-1", account="bob", mode="reduce_only"),
-    LogonAck: LogonAck(account="alice", session_id="7f3a", heartbeat_ms=2_500, next_rseq=18, operator=True,
-                       cancel_on_disconnect=True, rate="20", burst="10", max_order_qty="0.5",
-                       max_notional="150000.25", collar_pct="7.5"),
+    LogonAck: LogonAck(
+        account="alice",
+        session_id="7f3a",
+        heartbeat_ms=2_500,
+        next_rseq=18,
+        operator=True,
+        cancel_on_disconnect=True,
+        rate="20",
+        burst="10",
+        max_order_qty="0.5",
+        max_notional="150000.25",
+        collar_pct="7.5",
+    ),
     LoggedOut: LoggedOut(reason="heartbeat", text="nothing received for 3 intervals"),
-    Ack: Ack(cl_ord_id="a-2", order_id=17, symbol="XYZ", side="buy", ord_type="market", tif="fok",
-             price=None, qty="3", seq=41, ts=NS, rseq=0, resent=True),
-    Reject: Reject(cl_ord_id="a-3", ref_type="new_order", reason=int(Reason.MAX_POSITION),
-                   reason_name="MAX_POSITION", text="max_position 100 lots in XYZ: could reach 104",
-                   seq=46, rseq=9, resent=False),
-    Fill: Fill(order_id=17, cl_ord_id="a-1", symbol="XYZ", side="buy", price="101.5", qty="4",
-               leaves="6", trade_id=7, liquidity="maker", seq=42, ts=NS + 1, rseq=5),
-    Cancelled: Cancelled(order_id=17, cl_ord_id="a-1", orig_cl_ord_id="a-1", symbol="XYZ",
-                         side="buy", qty="6", reason="kill", seq=43, ts=NS + 2, rseq=7,
-                         resent=False),
-    Expired: Expired(order_id=18, cl_ord_id="b-9", symbol="XYZ", side="sell", qty="1",
-                     reason="market", seq=44, ts=NS + 3, rseq=8),
-    Replaced: Replaced(order_id=17, cl_ord_id="r-4", orig_cl_ord_id="a-1", symbol="XYZ",
-                       side="buy", price="101.4", qty="8", leaves="4", kept_priority=False,
-                       seq=45, ts=NS + 4, rseq=0, resent=True),
-    KillSwitchSet: KillSwitchSet(cl_ord_id="k-1", account="bob", mode="block", cancelled=3,
-                                 seq=47, ts=NS + 5, rseq=12, resent=False),
+    Ack: Ack(
+        cl_ord_id="a-2",
+        order_id=17,
+        symbol="XYZ",
+        side="buy",
+        ord_type="market",
+        tif="fok",
+        price=None,
+        qty="3",
+        seq=41,
+        ts=NS,
+        rseq=0,
+        resent=True,
+    ),
+    Reject: Reject(
+        cl_ord_id="a-3",
+        ref_type="new_order",
+        reason=int(Reason.MAX_POSITION),
+        reason_name="MAX_POSITION",
+        text="max_position 100 lots in XYZ: could reach 104",
+        seq=46,
+        rseq=9,
+        resent=False,
+    ),
+    Fill: Fill(
+        order_id=17,
+        cl_ord_id="a-1",
+        symbol="XYZ",
+        side="buy",
+        price="101.5",
+        qty="4",
+        leaves="6",
+        trade_id=7,
+        liquidity="maker",
+        seq=42,
+        ts=NS + 1,
+        rseq=5,
+    ),
+    Cancelled: Cancelled(
+        order_id=17,
+        cl_ord_id="a-1",
+        orig_cl_ord_id="a-1",
+        symbol="XYZ",
+        side="buy",
+        qty="6",
+        reason="kill",
+        seq=43,
+        ts=NS + 2,
+        rseq=7,
+        resent=False,
+    ),
+    Expired: Expired(
+        order_id=18,
+        cl_ord_id="b-9",
+        symbol="XYZ",
+        side="sell",
+        qty="1",
+        reason="market",
+        seq=44,
+        ts=NS + 3,
+        rseq=8,
+    ),
+    Replaced: Replaced(
+        order_id=17,
+        cl_ord_id="r-4",
+        orig_cl_ord_id="a-1",
+        symbol="XYZ",
+        side="buy",
+        price="101.4",
+        qty="8",
+        leaves="4",
+        kept_priority=False,
+        seq=45,
+        ts=NS + 4,
+        rseq=0,
+        resent=True,
+    ),
+    KillSwitchSet: KillSwitchSet(
+        cl_ord_id="k-1",
+        account="bob",
+        mode="block",
+        cancelled=3,
+        seq=47,
+        ts=NS + 5,
+        rseq=12,
+        resent=False,
+    ),
     Recovered: Recovered(from_rseq=5, to_rseq=9, last_rseq=12),
-    Orders: Orders(req_id="q-1", orders=[
-        OrderInfo(order_id=17, cl_ord_id="a-1", symbol="XYZ", side="buy", price="101.5", qty="10",
-                  leaves="6", filled="4"),
-        OrderInfo(order_id=23, cl_ord_id="a-9", symbol="BTC-USD", side="sell", price="65000.5",
-                  qty="0.002", leaves="0.002", filled="0"),
-    ], seq=47),
-    Positions: Positions(req_id="q-2", cash="-1234.5", positions=[
-        PositionInfo(symbol="BTC-USD", qty="0.25", bought="0.25", sold="0"),
-        PositionInfo(symbol="XYZ", qty="-3", bought="2", sold="5"),
-    ], open_orders=2, kill_switch="reduce_only", seq=48),
-    Book: Book(req_id="q-3", symbol="XYZ", bids=[
-        Level(price="101.5", qty="6", orders=1), Level(price="101.4", qty="250", orders=12),
-    ], asks=[Level(price="102", qty="2", orders=1)], seq=49),
+    Orders: Orders(
+        req_id="q-1",
+        orders=[
+            OrderInfo(
+                order_id=17,
+                cl_ord_id="a-1",
+                symbol="XYZ",
+                side="buy",
+                price="101.5",
+                qty="10",
+                leaves="6",
+                filled="4",
+            ),
+            OrderInfo(
+                order_id=23,
+                cl_ord_id="a-9",
+                symbol="BTC-USD",
+                side="sell",
+                price="65000.5",
+                qty="0.002",
+                leaves="0.002",
+                filled="0",
+            ),
+        ],
+        seq=47,
+    ),
+    Positions: Positions(
+        req_id="q-2",
+        cash="-1234.5",
+        positions=[
+            PositionInfo(symbol="BTC-USD", qty="0.25", bought="0.25", sold="0"),
+            PositionInfo(symbol="XYZ", qty="-3", bought="2", sold="5"),
+        ],
+        open_orders=2,
+        kill_switch="reduce_only",
+        seq=48,
+    ),
+    Book: Book(
+        req_id="q-3",
+        symbol="XYZ",
+        bids=[
+            Level(price="101.5", qty="6", orders=1),
+            Level(price="101.4", qty="250", orders=12),
+        ],
+        asks=[Level(price="102", qty="2", orders=1)],
+        seq=49,
+    ),
 }
 # The array fields whose elements are maps: (message, field) -> the element's Struct.
-ARRAYS: dict[tuple[type, str], type] = {(Orders, "orders"): OrderInfo,
-                                        (Positions, "positions"): PositionInfo,
-                                        (Book, "bids"): Level, (Book, "asks"): Level}
+ARRAYS: dict[tuple[type, str], type] = {
+    (Orders, "orders"): OrderInfo,
+    (Positions, "positions"): PositionInfo,
+    (Book, "bids"): Level,
+    (Book, "asks"): Level,
+}
+
 
 def tag_of(cls: type) -> str:
     return cls.__struct_config__.tag
@@ -138,7 +265,7 @@ def assert_same_types(got, want, where: str) -> None:
             assert_same_types(got[k], want[k], f"{where}.{k}")
     elif isinstance(want, list):
         assert len(got) == len(want), where
-        for i, (g, w) in enumerate(zip(got, want)):
+        for i, (g, w) in enumerate(zip(got, want, strict=True)):
             assert_same_types(g, w, f"{where}[{i}]")
 
 
@@ -214,115 +341,417 @@ def test_heartbeat_is_both_a_request_and_a_report():
 
 HAND: list[tuple[dict, type, dict]] = [
     # (map as sent, expected class, expected field values after decoding)
-    ({"type": "logon", "v": 1, "account": "bob"},
-     Logon, {"account": "bob", "credential": "", "heartbeat_ms": 1000}),
-    ({"type": "heartbeat", "v": 1},
-     Heartbeat, {"next_seq": 0}),
-    ({"type": "logout", "v": 1},
-     Logout, {}),
-    ({"type": "recover", "v": 1, "from_rseq": 1},
-     Recover, {"from_rseq": 1, "limit": 1000}),
-    ({"type": "recover", "v": 1, "from_rseq": 2**63 - 1, "limit": 10_000},
-     Recover, {}),
-    ({"type": "query", "v": 1, "req_id": "", "what": "positions"},
-     Query, {"req_id": "", "what": "positions", "symbol": "", "depth": 10}),
-    ({"type": "query", "v": 1, "req_id": "q" * 36, "what": "orders", "symbol": "S" * 16,
-      "depth": 1000},
-     Query, {}),
-    ({"type": "kill_switch", "v": 1, "cl_ord_id": "k1", "account": "bob", "mode": "off"},
-     KillSwitch, {}),
-    ({"type": "new_order", "v": 1, "cl_ord_id": "x1", "symbol": "XYZ", "side": "buy", "qty": "5",
-      "price": "10.5"},
-     NewOrder, {"cl_ord_id": "x1", "symbol": "XYZ", "side": "buy", "qty": "5", "price": "10.5",
-                "ord_type": "limit", "tif": None, "post_only": False, "stp": "cancel_newest"}),
-    ({"v": 1, "stp": "none", "tif": "fok", "ord_type": "market", "price": None, "qty": "0.001",
-      "side": "sell", "symbol": "BTC-USD", "cl_ord_id": "x" * 36, "post_only": False,
-      "type": "new_order"},  # key order is not significant
-     NewOrder, {"cl_ord_id": "x" * 36, "symbol": "BTC-USD", "side": "sell", "qty": "0.001",
-                "price": None, "ord_type": "market", "tif": "fok", "stp": "none"}),
-    ({"type": "cancel", "v": 1, "cl_ord_id": "c9", "symbol": "XYZ", "order_id": 2**63 - 1},
-     Cancel, {"cl_ord_id": "c9", "symbol": "XYZ", "order_id": 2**63 - 1, "orig_cl_ord_id": ""}),
-    ({"type": "cancel", "v": 1, "cl_ord_id": "c10", "symbol": "XYZ", "orig_cl_ord_id": "x1"},
-     Cancel, {"order_id": 0, "orig_cl_ord_id": "x1"}),
-    ({"type": "cancel", "v": 1, "cl_ord_id": "c11", "symbol": "XYZ", "orig_cl_ord_id": "o" * 36},
-     Cancel, {"order_id": 0}),
-    ({"type": "replace", "v": 1, "cl_ord_id": "r1", "symbol": "XYZ", "order_id": 3, "qty": "7",
-      "price": "10.25"},
-     Replace, {"order_id": 3, "qty": "7", "price": "10.25", "orig_cl_ord_id": ""}),
-    ({"type": "logon_ack", "v": 1, "account": "bob", "session_id": "s-1", "heartbeat_ms": 500},
-     LogonAck, {"account": "bob", "session_id": "s-1", "heartbeat_ms": 500, "next_rseq": 1,
-                "operator": False, "cancel_on_disconnect": False, "rate": None, "burst": None,
-                "max_order_qty": None, "max_notional": None, "collar_pct": None}),
-    ({"type": "logon_ack", "v": 1, "account": "bob", "session_id": "s-2", "heartbeat_ms": 500,
-      "next_rseq": 77, "operator": True, "cancel_on_disconnect": True, "rate": "0.5", "burst": "1",
-      "max_order_qty": "0.001", "max_notional": None, "collar_pct": "12.5"},
-     LogonAck, {}),
-    ({"type": "logged_out", "v": 1, "reason": "logout"},
-     LoggedOut, {"text": ""}),
-    ({"type": "logged_out", "v": 1, "reason": "replaced", "text": "x"},
-     LoggedOut, {}),
-    ({"type": "heartbeat", "v": 1, "next_seq": 99},
-     Heartbeat, {"next_seq": 99}),
-    ({"type": "ack", "v": 1, "cl_ord_id": "x1", "order_id": 1, "symbol": "XYZ", "side": "buy",
-      "ord_type": "limit", "tif": "gtc", "price": "10.5", "qty": "5", "seq": 1, "ts": NS},
-     Ack, {"order_id": 1, "price": "10.5", "seq": 1, "ts": NS, "rseq": 0, "resent": False}),
-    ({"type": "ack", "v": 1, "cl_ord_id": "x2", "order_id": 2, "symbol": "XYZ", "side": "sell",
-      "ord_type": "market", "tif": "ioc", "price": None, "qty": "5", "seq": 2, "ts": NS,
-      "rseq": 0, "resent": True},
-     Ack, {"price": None, "resent": True, "ord_type": "market"}),
-    ({"type": "reject", "v": 1, "cl_ord_id": "", "ref_type": "", "reason": 100,
-      "reason_name": "MALFORMED", "text": "frame is not a MessagePack map"},
-     Reject, {"reason": 100, "seq": 0, "rseq": 0, "resent": False}),
-    ({"type": "reject", "v": 1, "cl_ord_id": "x9", "ref_type": "new_order", "reason": 407,
-      "reason_name": "CREDIT_LIMIT", "text": "credit 1000", "seq": 12, "rseq": 4},
-     Reject, {"resent": False}),
-    ({"type": "fill", "v": 1, "order_id": 1, "cl_ord_id": "x1", "symbol": "XYZ", "side": "buy",
-      "price": "10.5", "qty": "2", "leaves": "3", "trade_id": 1, "liquidity": "taker", "seq": 3,
-      "ts": NS},
-     Fill, {"leaves": "3", "liquidity": "taker", "trade_id": 1, "rseq": 0}),
-    ({"type": "fill", "v": 1, "order_id": 1, "cl_ord_id": "x1", "symbol": "XYZ", "side": "buy",
-      "price": "10.5", "qty": "1", "leaves": "2", "trade_id": 2, "liquidity": "maker", "seq": 4,
-      "ts": NS, "rseq": 3},
-     Fill, {}),
-    ({"type": "cancelled", "v": 1, "order_id": 1, "cl_ord_id": "c1", "orig_cl_ord_id": "x1",
-      "symbol": "XYZ", "side": "buy", "qty": "3", "reason": "user", "seq": 4, "ts": NS},
-     Cancelled, {"qty": "3", "reason": "user", "rseq": 0, "resent": False}),
-    ({"type": "cancelled", "v": 1, "order_id": 2, "cl_ord_id": "x2", "orig_cl_ord_id": "x2",
-      "symbol": "XYZ", "side": "sell", "qty": "1", "reason": "disconnect", "seq": 9, "ts": NS,
-      "rseq": 6, "resent": False},
-     Cancelled, {}),
-    ({"type": "expired", "v": 1, "order_id": 5, "cl_ord_id": "x5", "symbol": "XYZ",
-      "side": "sell", "qty": "1", "reason": "fok", "seq": 5, "ts": NS},
-     Expired, {"reason": "fok", "rseq": 0}),
-    ({"type": "replaced", "v": 1, "order_id": 1, "cl_ord_id": "r1", "orig_cl_ord_id": "x1",
-      "symbol": "XYZ", "side": "buy", "price": "10.5", "qty": "4", "leaves": "2",
-      "kept_priority": True, "seq": 6, "ts": NS},
-     Replaced, {"kept_priority": True, "leaves": "2", "rseq": 0, "resent": False}),
-    ({"type": "kill_switch_set", "v": 1, "cl_ord_id": "k1", "account": "bob", "mode": "block",
-      "cancelled": 0, "seq": 10, "ts": NS},
-     KillSwitchSet, {"rseq": 0, "resent": False}),
-    ({"type": "recovered", "v": 1, "from_rseq": 7, "to_rseq": 6, "last_rseq": 6},
-     Recovered, {}),
-    ({"type": "orders", "v": 1, "req_id": "q1", "orders": [], "seq": 0},
-     Orders, {}),
-    ({"type": "orders", "v": 1, "req_id": "q2", "seq": 11, "orders": [
-        {"order_id": 3, "cl_ord_id": "x3", "symbol": "XYZ", "side": "sell", "price": "10.5",
-         "qty": "4", "leaves": "1", "filled": "3", "later": True}]},  # unknown keys ignored
-     Orders, {"orders": [{"order_id": 3, "cl_ord_id": "x3", "symbol": "XYZ", "side": "sell",
-                          "price": "10.5", "qty": "4", "leaves": "1", "filled": "3"}]}),
-    ({"type": "positions", "v": 1, "req_id": "q3", "cash": "-0.5", "open_orders": 0,
-      "kill_switch": "off", "seq": 11, "positions": [
-          {"symbol": "XYZ", "qty": "-2", "bought": "1", "sold": "3"}]},
-     Positions, {}),
-    ({"type": "book", "v": 1, "req_id": "q4", "symbol": "XYZ", "seq": 12, "asks": [],
-      "bids": [{"price": "10.5", "qty": "3", "orders": 2},
-               {"price": "10", "qty": "1", "orders": 1}]},
-     Book, {}),
+    (
+        {"type": "logon", "v": 1, "account": "bob"},
+        Logon,
+        {"account": "bob", "credential": "", "heartbeat_ms": 1000},
+    ),
+    ({"type": "heartbeat", "v": 1}, Heartbeat, {"next_seq": 0}),
+    ({"type": "logout", "v": 1}, Logout, {}),
+    ({"type": "recover", "v": 1, "from_rseq": 1}, Recover, {"from_rseq": 1, "limit": 1000}),
+    ({"type": "recover", "v": 1, "from_rseq": 2**63 - 1, "limit": 10_000}, Recover, {}),
+    (
+        {"type": "query", "v": 1, "req_id": "", "what": "positions"},
+        Query,
+        {"req_id": "", "what": "positions", "symbol": "", "depth": 10},
+    ),
+    (
+        {
+            "type": "query",
+            "v": 1,
+            "req_id": "q" * 36,
+            "what": "orders",
+            "symbol": "S" * 16,
+            "depth": 1000,
+        },
+        Query,
+        {},
+    ),
+    (
+        {"type": "kill_switch", "v": 1, "cl_ord_id": "k1", "account": "bob", "mode": "off"},
+        KillSwitch,
+        {},
+    ),
+    (
+        {
+            "type": "new_order",
+            "v": 1,
+            "cl_ord_id": "x1",
+            "symbol": "XYZ",
+            "side": "buy",
+            "qty": "5",
+            "price": "10.5",
+        },
+        NewOrder,
+        {
+            "cl_ord_id": "x1",
+            "symbol": "XYZ",
+            "side": "buy",
+            "qty": "5",
+            "price": "10.5",
+            "ord_type": "limit",
+            "tif": None,
+            "post_only": False,
+            "stp": "cancel_newest",
+        },
+    ),
+    (
+        {
+            "v": 1,
+            "stp": "none",
+            "tif": "fok",
+            "ord_type": "market",
+            "price": None,
+            "qty": "0.001",
+            "side": "sell",
+            "symbol": "BTC-USD",
+            "cl_ord_id": "x" * 36,
+            "post_only": False,
+            "type": "new_order",
+        },  # key order is not significant
+        NewOrder,
+        {
+            "cl_ord_id": "x" * 36,
+            "symbol": "BTC-USD",
+            "side": "sell",
+            "qty": "0.001",
+            "price": None,
+            "ord_type": "market",
+            "tif": "fok",
+            "stp": "none",
+        },
+    ),
+    (
+        {"type": "cancel", "v": 1, "cl_ord_id": "c9", "symbol": "XYZ", "order_id": 2**63 - 1},
+        Cancel,
+        {"cl_ord_id": "c9", "symbol": "XYZ", "order_id": 2**63 - 1, "orig_cl_ord_id": ""},
+    ),
+    (
+        {"type": "cancel", "v": 1, "cl_ord_id": "c10", "symbol": "XYZ", "orig_cl_ord_id": "x1"},
+        Cancel,
+        {"order_id": 0, "orig_cl_ord_id": "x1"},
+    ),
+    (
+        {"type": "cancel", "v": 1, "cl_ord_id": "c11", "symbol": "XYZ", "orig_cl_ord_id": "o" * 36},
+        Cancel,
+        {"order_id": 0},
+    ),
+    (
+        {
+            "type": "replace",
+            "v": 1,
+            "cl_ord_id": "r1",
+            "symbol": "XYZ",
+            "order_id": 3,
+            "qty": "7",
+            "price": "10.25",
+        },
+        Replace,
+        {"order_id": 3, "qty": "7", "price": "10.25", "orig_cl_ord_id": ""},
+    ),
+    (
+        {"type": "logon_ack", "v": 1, "account": "bob", "session_id": "s-1", "heartbeat_ms": 500},
+        LogonAck,
+        {
+            "account": "bob",
+            "session_id": "s-1",
+            "heartbeat_ms": 500,
+            "next_rseq": 1,
+            "operator": False,
+            "cancel_on_disconnect": False,
+            "rate": None,
+            "burst": None,
+            "max_order_qty": None,
+            "max_notional": None,
+            "collar_pct": None,
+        },
+    ),
+    (
+        {
+            "type": "logon_ack",
+            "v": 1,
+            "account": "bob",
+            "session_id": "s-2",
+            "heartbeat_ms": 500,
+            "next_rseq": 77,
+            "operator": True,
+            "cancel_on_disconnect": True,
+            "rate": "0.5",
+            "burst": "1",
+            "max_order_qty": "0.001",
+            "max_notional": None,
+            "collar_pct": "12.5",
+        },
+        LogonAck,
+        {},
+    ),
+    ({"type": "logged_out", "v": 1, "reason": "logout"}, LoggedOut, {"text": ""}),
+    ({"type": "logged_out", "v": 1, "reason": "replaced", "text": "x"}, LoggedOut, {}),
+    ({"type": "heartbeat", "v": 1, "next_seq": 99}, Heartbeat, {"next_seq": 99}),
+    (
+        {
+            "type": "ack",
+            "v": 1,
+            "cl_ord_id": "x1",
+            "order_id": 1,
+            "symbol": "XYZ",
+            "side": "buy",
+            "ord_type": "limit",
+            "tif": "gtc",
+            "price": "10.5",
+            "qty": "5",
+            "seq": 1,
+            "ts": NS,
+        },
+        Ack,
+        {"order_id": 1, "price": "10.5", "seq": 1, "ts": NS, "rseq": 0, "resent": False},
+    ),
+    (
+        {
+            "type": "ack",
+            "v": 1,
+            "cl_ord_id": "x2",
+            "order_id": 2,
+            "symbol": "XYZ",
+            "side": "sell",
+            "ord_type": "market",
+            "tif": "ioc",
+            "price": None,
+            "qty": "5",
+            "seq": 2,
+            "ts": NS,
+            "rseq": 0,
+            "resent": True,
+        },
+        Ack,
+        {"price": None, "resent": True, "ord_type": "market"},
+    ),
+    (
+        {
+            "type": "reject",
+            "v": 1,
+            "cl_ord_id": "",
+            "ref_type": "",
+            "reason": 100,
+            "reason_name": "MALFORMED",
+            "text": "frame is not a MessagePack map",
+        },
+        Reject,
+        {"reason": 100, "seq": 0, "rseq": 0, "resent": False},
+    ),
+    (
+        {
+            "type": "reject",
+            "v": 1,
+            "cl_ord_id": "x9",
+            "ref_type": "new_order",
+            "reason": 407,
+            "reason_name": "CREDIT_LIMIT",
+            "text": "credit 1000",
+            "seq": 12,
+            "rseq": 4,
+        },
+        Reject,
+        {"resent": False},
+    ),
+    (
+        {
+            "type": "fill",
+            "v": 1,
+            "order_id": 1,
+            "cl_ord_id": "x1",
+            "symbol": "XYZ",
+            "side": "buy",
+            "price": "10.5",
+            "qty": "2",
+            "leaves": "3",
+            "trade_id": 1,
+            "liquidity": "taker",
+            "seq": 3,
+            "ts": NS,
+        },
+        Fill,
+        {"leaves": "3", "liquidity": "taker", "trade_id": 1, "rseq": 0},
+    ),
+    (
+        {
+            "type": "fill",
+            "v": 1,
+            "order_id": 1,
+            "cl_ord_id": "x1",
+            "symbol": "XYZ",
+            "side": "buy",
+            "price": "10.5",
+            "qty": "1",
+            "leaves": "2",
+            "trade_id": 2,
+            "liquidity": "maker",
+            "seq": 4,
+            "ts": NS,
+            "rseq": 3,
+        },
+        Fill,
+        {},
+    ),
+    (
+        {
+            "type": "cancelled",
+            "v": 1,
+            "order_id": 1,
+            "cl_ord_id": "c1",
+            "orig_cl_ord_id": "x1",
+            "symbol": "XYZ",
+            "side": "buy",
+            "qty": "3",
+            "reason": "user",
+            "seq": 4,
+            "ts": NS,
+        },
+        Cancelled,
+        {"qty": "3", "reason": "user", "rseq": 0, "resent": False},
+    ),
+    (
+        {
+            "type": "cancelled",
+            "v": 1,
+            "order_id": 2,
+            "cl_ord_id": "x2",
+            "orig_cl_ord_id": "x2",
+            "symbol": "XYZ",
+            "side": "sell",
+            "qty": "1",
+            "reason": "disconnect",
+            "seq": 9,
+            "ts": NS,
+            "rseq": 6,
+            "resent": False,
+        },
+        Cancelled,
+        {},
+    ),
+    (
+        {
+            "type": "expired",
+            "v": 1,
+            "order_id": 5,
+            "cl_ord_id": "x5",
+            "symbol": "XYZ",
+            "side": "sell",
+            "qty": "1",
+            "reason": "fok",
+            "seq": 5,
+            "ts": NS,
+        },
+        Expired,
+        {"reason": "fok", "rseq": 0},
+    ),
+    (
+        {
+            "type": "replaced",
+            "v": 1,
+            "order_id": 1,
+            "cl_ord_id": "r1",
+            "orig_cl_ord_id": "x1",
+            "symbol": "XYZ",
+            "side": "buy",
+            "price": "10.5",
+            "qty": "4",
+            "leaves": "2",
+            "kept_priority": True,
+            "seq": 6,
+            "ts": NS,
+        },
+        Replaced,
+        {"kept_priority": True, "leaves": "2", "rseq": 0, "resent": False},
+    ),
+    (
+        {
+            "type": "kill_switch_set",
+            "v": 1,
+            "cl_ord_id": "k1",
+            "account": "bob",
+            "mode": "block",
+            "cancelled": 0,
+            "seq": 10,
+            "ts": NS,
+        },
+        KillSwitchSet,
+        {"rseq": 0, "resent": False},
+    ),
+    ({"type": "recovered", "v": 1, "from_rseq": 7, "to_rseq": 6, "last_rseq": 6}, Recovered, {}),
+    ({"type": "orders", "v": 1, "req_id": "q1", "orders": [], "seq": 0}, Orders, {}),
+    (
+        {
+            "type": "orders",
+            "v": 1,
+            "req_id": "q2",
+            "seq": 11,
+            "orders": [
+                {
+                    "order_id": 3,
+                    "cl_ord_id": "x3",
+                    "symbol": "XYZ",
+                    "side": "sell",
+                    "price": "10.5",
+                    "qty": "4",
+                    "leaves": "1",
+                    "filled": "3",
+                    "later": True,
+                }
+            ],
+        },  # unknown keys ignored
+        Orders,
+        {
+            "orders": [
+                {
+                    "order_id": 3,
+                    "cl_ord_id": "x3",
+                    "symbol": "XYZ",
+                    "side": "sell",
+                    "price": "10.5",
+                    "qty": "4",
+                    "leaves": "1",
+                    "filled": "3",
+                }
+            ]
+        },
+    ),
+    (
+        {
+            "type": "positions",
+            "v": 1,
+            "req_id": "q3",
+            "cash": "-0.5",
+            "open_orders": 0,
+            "kill_switch": "off",
+            "seq": 11,
+            "positions": [{"symbol": "XYZ", "qty": "-2", "bought": "1", "sold": "3"}],
+        },
+        Positions,
+        {},
+    ),
+    (
+        {
+            "type": "book",
+            "v": 1,
+            "req_id": "q4",
+            "symbol": "XYZ",
+            "seq": 12,
+            "asks": [],
+            "bids": [
+                {"price": "10.5", "qty": "3", "orders": 2},
+                {"price": "10", "qty": "1", "orders": 1},
+            ],
+        },
+        Book,
+        {},
+    ),
 ]
 
 
-@pytest.mark.parametrize("wire,cls,expected", HAND,
-                         ids=[f"{c.__name__}-{i}" for i, (_, c, _) in enumerate(HAND)])
+@pytest.mark.parametrize(
+    "wire,cls,expected", HAND, ids=[f"{c.__name__}-{i}" for i, (_, c, _) in enumerate(HAND)]
+)
 def test_hand_written_map_decodes_with_zex(wire, cls, expected):
     msg = decoder_for(cls)(msgpack.packb(wire, use_bin_type=True))
     assert type(msg) is cls
@@ -339,8 +768,17 @@ def test_every_message_type_has_a_hand_written_map():
 
 
 def test_unknown_fields_are_ignored_both_ways():
-    extra = {"type": "new_order", "v": 1, "cl_ord_id": "x1", "symbol": "XYZ", "side": "buy",
-             "qty": "5", "price": "1", "future_flag": [1, {"a": None}], "zz": b"\x00"}
+    extra = {
+        "type": "new_order",
+        "v": 1,
+        "cl_ord_id": "x1",
+        "symbol": "XYZ",
+        "side": "buy",
+        "qty": "5",
+        "price": "1",
+        "future_flag": [1, {"a": None}],
+        "zz": b"\x00",
+    }
     assert decode_request(msgpack.packb(extra)).cl_ord_id == "x1"
     rep = msgpack.unpackb(encode(SAMPLES[Fill]))
     rep["venue_extra"] = "later"
@@ -382,18 +820,32 @@ new_orders = st.builds(
     stp=st.sampled_from(["cancel_newest", "cancel_oldest", "cancel_both", "none"]),
 )
 fills = st.builds(
-    Fill, order_id=uint, cl_ord_id=text_, symbol=text_, side=st.sampled_from(["buy", "sell"]),
-    price=decimal, qty=decimal, leaves=decimal, trade_id=uint,
-    liquidity=st.sampled_from(["maker", "taker"]), seq=uint, ts=uint,
+    Fill,
+    order_id=uint,
+    cl_ord_id=text_,
+    symbol=text_,
+    side=st.sampled_from(["buy", "sell"]),
+    price=decimal,
+    qty=decimal,
+    leaves=decimal,
+    trade_id=uint,
+    liquidity=st.sampled_from(["maker", "taker"]),
+    seq=uint,
+    ts=uint,
 )
 
 
 signed = st.from_regex(r"-?[0-9]{1,9}(\.[0-9]{1,9})?", fullmatch=True)
 positions = st.builds(
-    Positions, req_id=st.text(st.characters(codec="utf-8"), max_size=36), cash=signed,
-    positions=st.lists(st.builds(PositionInfo, symbol=text_, qty=signed, bought=decimal,
-                                 sold=decimal), max_size=5),
-    open_orders=uint, kill_switch=st.sampled_from(["block", "reduce_only", "off"]), seq=uint,
+    Positions,
+    req_id=st.text(st.characters(codec="utf-8"), max_size=36),
+    cash=signed,
+    positions=st.lists(
+        st.builds(PositionInfo, symbol=text_, qty=signed, bought=decimal, sold=decimal), max_size=5
+    ),
+    open_orders=uint,
+    kill_switch=st.sampled_from(["block", "reduce_only", "off"]),
+    seq=uint,
 )
 
 
@@ -505,14 +957,18 @@ def test_spec_headings_say_request_or_report():
     kinds = spec_text.message_kinds()
     for cls in messages.ALL:
         want = {(True, False): "request", (False, True): "report", (True, True): "both ways"}[
-            (cls in messages.REQUESTS, cls in messages.REPORTS)]
+            (cls in messages.REQUESTS, cls in messages.REPORTS)
+        ]
         assert kinds[tag_of(cls)] == want, tag_of(cls)
 
 
 # SPEC.md section 4: '"decimal" means a str following §3 (1..32 characters)'
-_DECIMAL_RANGE = tuple(int(x) for x in re.search(
-    r'"decimal"\s+means a str following §3 \((\d+)\.\.(\d+) characters\)',
-    spec_text.text()).groups())
+_DECIMAL_RANGE = tuple(
+    int(x)
+    for x in re.search(
+        r'"decimal"\s+means a str following §3 \((\d+)\.\.(\d+) characters\)', spec_text.text()
+    ).groups()
+)
 
 
 def _spec_range(cell: str | None) -> tuple[int, int] | None:
@@ -553,10 +1009,19 @@ def test_spec_reason_table_matches_the_enum():
 def test_spec_enum_checks_can_fail():
     """The enum check above sees a missing value: drop one from a copied row and it must object."""
     row = next(r for r in spec_text.message_tables()["cancelled"] if r.name == "reason")
-    broken = [r if r.name != "reason" else
-              spec_text.FieldRow(r.name, r.type, r.required, r.default, r.range,
-                                 r.note.replace('`"disconnect"`', "disconnect"))
-              for r in spec_text.message_tables()["cancelled"]]
+    broken = [
+        r
+        if r.name != "reason"
+        else spec_text.FieldRow(
+            r.name,
+            r.type,
+            r.required,
+            r.default,
+            r.range,
+            r.note.replace('`"disconnect"`', "disconnect"),
+        )
+        for r in spec_text.message_tables()["cancelled"]
+    ]
     assert '`"disconnect"`' in row.note
     with pytest.raises(AssertionError, match="disconnect"):
         _check_rows(broken, Cancelled, "cancelled")
@@ -571,8 +1036,9 @@ def test_spec_example_bytes_decode_to_the_example_logon():
 
 def test_spec_example_session_decodes():
     """Every complete map in the example decodes; a refused request gets the reject after it."""
-    xyz = Instrument("XYZ", tick="0.01", lot="1", min_price="0.01", max_price="10000",
-                     max_qty="100000")
+    xyz = Instrument(
+        "XYZ", tick="0.01", lot="1", min_price="0.01", max_price="10000", max_qty="100000"
+    )
     seen = spec_text.example_messages()
     assert len(seen) >= 12
     for i, (kind, wire) in enumerate(seen):
@@ -645,51 +1111,92 @@ def test_spec_example_follows_the_report_sequence_rules():
 # -------------------------------------------------------- internal links
 
 CMD_SAMPLES = {
-    internal.NewOrderCmd: internal.NewOrderCmd(NS, "gw1", b"\x00k\x8bEg", "alice", "a-1", "XYZ",
-                                               internal.SELL, internal.LIMIT, internal.IOC, 10150,
-                                               10, True, internal.STP_CANCEL_OLDEST),
+    internal.NewOrderCmd: internal.NewOrderCmd(
+        NS,
+        "gw1",
+        b"\x00k\x8bEg",
+        "alice",
+        "a-1",
+        "XYZ",
+        internal.SELL,
+        internal.LIMIT,
+        internal.IOC,
+        10150,
+        10,
+        True,
+        internal.STP_CANCEL_OLDEST,
+    ),
     internal.CancelCmd: internal.CancelCmd(NS, "gw2", b"\x01", "bob", "c-1", "ABC", 0, "b-7"),
-    internal.ReplaceCmd: internal.ReplaceCmd(NS, "gw1", b"\x02\x03", "alice", "r-1", "XYZ", 10100,
-                                             12, 44, ""),
-    internal.MassCancelCmd: internal.MassCancelCmd(NS, "gw1", b"\x04", "alice",
-                                                   internal.CXL_DISCONNECT),
-    internal.KillSwitchCmd: internal.KillSwitchCmd(NS, "gw2", b"\x05", "ops", "k-1", "bob",
-                                                   internal.KILL_REDUCE_ONLY),
-    internal.LimitsCmd: internal.LimitsCmd(NS, "alice", 500, 10_000_000_000,
-                                           {"BTC-USD": 100_000, "XYZ": 10_000}, "", b""),
-    internal.QueryCmd: internal.QueryCmd("gw1", b"\x06", "alice", internal.Q_REPORTS, "", "", 17,
-                                         250),
+    internal.ReplaceCmd: internal.ReplaceCmd(
+        NS, "gw1", b"\x02\x03", "alice", "r-1", "XYZ", 10100, 12, 44, ""
+    ),
+    internal.MassCancelCmd: internal.MassCancelCmd(
+        NS, "gw1", b"\x04", "alice", internal.CXL_DISCONNECT
+    ),
+    internal.KillSwitchCmd: internal.KillSwitchCmd(
+        NS, "gw2", b"\x05", "ops", "k-1", "bob", internal.KILL_REDUCE_ONLY
+    ),
+    internal.LimitsCmd: internal.LimitsCmd(
+        NS, "alice", 500, 10_000_000_000, {"BTC-USD": 100_000, "XYZ": 10_000}, "", b""
+    ),
+    internal.QueryCmd: internal.QueryCmd(
+        "gw1", b"\x06", "alice", internal.Q_REPORTS, "", "", 17, 250
+    ),
 }
 EVENT_SAMPLES = {
-    internal.Accepted: internal.Accepted(7, NS, 3, "alice", "a-1", "XYZ", internal.BUY,
-                                         internal.MARKET, internal.FOK, 0, 5),
-    internal.Rejected: internal.Rejected(8, NS, "bob", "c-1", "XYZ", 2, int(Reason.UNKNOWN_ORDER),
-                                         "no open order 9"),
-    internal.Trade: internal.Trade(9, NS, 1, "XYZ", 10150, 4, internal.SELL, 5, "bob", "b-1", 0, 3,
-                                   "alice", "a-1", 6),
-    internal.Cancelled: internal.Cancelled(10, NS, 3, "alice", "a-1", "XYZ", internal.BUY, 10150,
-                                           6, internal.CXL_USER, "c-3"),
-    internal.Expired: internal.Expired(11, NS, 5, "bob", "b-1", "XYZ", internal.SELL, 0, 2,
-                                       internal.EXP_MARKET),
-    internal.Replaced: internal.Replaced(12, NS, 3, "alice", "a-1", "XYZ", internal.BUY, 10140, 8,
-                                         4, False, "r-1"),
+    internal.Accepted: internal.Accepted(
+        7, NS, 3, "alice", "a-1", "XYZ", internal.BUY, internal.MARKET, internal.FOK, 0, 5
+    ),
+    internal.Rejected: internal.Rejected(
+        8, NS, "bob", "c-1", "XYZ", 2, int(Reason.UNKNOWN_ORDER), "no open order 9"
+    ),
+    internal.Trade: internal.Trade(
+        9, NS, 1, "XYZ", 10150, 4, internal.SELL, 5, "bob", "b-1", 0, 3, "alice", "a-1", 6
+    ),
+    internal.Cancelled: internal.Cancelled(
+        10, NS, 3, "alice", "a-1", "XYZ", internal.BUY, 10150, 6, internal.CXL_USER, "c-3"
+    ),
+    internal.Expired: internal.Expired(
+        11, NS, 5, "bob", "b-1", "XYZ", internal.SELL, 0, 2, internal.EXP_MARKET
+    ),
+    internal.Replaced: internal.Replaced(
+        12, NS, 3, "alice", "a-1", "XYZ", internal.BUY, 10140, 8, 4, False, "r-1"
+    ),
     internal.Digest: internal.Digest(13, bytes(range(16))),
-    internal.KillSwitchSet: internal.KillSwitchSet(14, NS, "ops", "k-1", "bob", internal.KILL_BLOCK,
-                                                   2),
+    internal.KillSwitchSet: internal.KillSwitchSet(
+        14, NS, "ops", "k-1", "bob", internal.KILL_BLOCK, 2
+    ),
     internal.LimitsSet: internal.LimitsSet(15, NS, "alice"),
 }
 ANSWER_SAMPLES = {
-    internal.OrdersAnswer: internal.OrdersAnswer(15, "q-1", [
-        internal.OpenOrder(3, "a-1", "XYZ", internal.BUY, 10150, 10, 6, 4),
-        internal.OpenOrder(8, "a-4", "BTC-USD", internal.SELL, 130001, 2, 2, 0)]),
-    internal.PositionsAnswer: internal.PositionsAnswer(15, "q-2", -40600, [
-        internal.Position("BTC-USD", 250, 250, 0), internal.Position("XYZ", -3, 2, 5)], 2,
-        internal.KILL_OFF),
-    internal.ReportsAnswer: internal.ReportsAnswer(5, 6, 9, [
-        (5, internal.DIRECT_ROLE, EVENT_SAMPLES[internal.Accepted]),
-        (6, internal.MAKER_ROLE, EVENT_SAMPLES[internal.Trade])]),
-    internal.BookAnswer: internal.BookAnswer(15, "q-3", "XYZ", [(10150, 6, 1), (10140, 250, 12)],
-                                             [(10200, 2, 1)]),
+    internal.OrdersAnswer: internal.OrdersAnswer(
+        15,
+        "q-1",
+        [
+            internal.OpenOrder(3, "a-1", "XYZ", internal.BUY, 10150, 10, 6, 4),
+            internal.OpenOrder(8, "a-4", "BTC-USD", internal.SELL, 130001, 2, 2, 0),
+        ],
+    ),
+    internal.PositionsAnswer: internal.PositionsAnswer(
+        15,
+        "q-2",
+        -40600,
+        [internal.Position("BTC-USD", 250, 250, 0), internal.Position("XYZ", -3, 2, 5)],
+        2,
+        internal.KILL_OFF,
+    ),
+    internal.ReportsAnswer: internal.ReportsAnswer(
+        5,
+        6,
+        9,
+        [
+            (5, internal.DIRECT_ROLE, EVENT_SAMPLES[internal.Accepted]),
+            (6, internal.MAKER_ROLE, EVENT_SAMPLES[internal.Trade]),
+        ],
+    ),
+    internal.BookAnswer: internal.BookAnswer(
+        15, "q-3", "XYZ", [(10150, 6, 1), (10140, 250, 12)], [(10200, 2, 1)]
+    ),
 }
 INTERNAL_SAMPLES = [*CMD_SAMPLES.values(), *EVENT_SAMPLES.values(), *ANSWER_SAMPLES.values()]
 
@@ -746,19 +1253,23 @@ def test_hand_packed_internal_array_decodes(obj):
     # events and answers reach a gateway as the payload of a report item
     items = [[b"\x00k", "alice", internal.DIRECT_ROLE, 4, arr]]
     assert internal.report_decoder.decode(msgpack.packb(items, use_bin_type=True)) == [
-        _item(obj, 4)]
+        _item(obj, 4)
+    ]
 
 
 def test_report_frame_round_trips_through_plain_msgpack():
     """SPEC.md A.2: one frame is an array of [client, account, role, rseq, payload]."""
     items = [
         internal.ReportItem(b"\x01", "bob", internal.TAKER_ROLE, 7, EVENT_SAMPLES[internal.Trade]),
-        internal.ReportItem(b"\x02", "alice", internal.MAKER_ROLE, 3,
-                            EVENT_SAMPLES[internal.Trade]),
-        internal.ReportItem(b"\x02", "alice", internal.RESENT_ROLE, 0,
-                            EVENT_SAMPLES[internal.Accepted]),
-        internal.ReportItem(b"\x03", "alice", internal.DIRECT_ROLE, 0,
-                            ANSWER_SAMPLES[internal.ReportsAnswer]),
+        internal.ReportItem(
+            b"\x02", "alice", internal.MAKER_ROLE, 3, EVENT_SAMPLES[internal.Trade]
+        ),
+        internal.ReportItem(
+            b"\x02", "alice", internal.RESENT_ROLE, 0, EVENT_SAMPLES[internal.Accepted]
+        ),
+        internal.ReportItem(
+            b"\x03", "alice", internal.DIRECT_ROLE, 0, ANSWER_SAMPLES[internal.ReportsAnswer]
+        ),
     ]
     arr = msgpack.unpackb(internal.encoder.encode(items), raw=False)
     assert arr == internal_plain(items)
@@ -769,10 +1280,12 @@ def test_report_frame_round_trips_through_plain_msgpack():
 def test_internal_trailing_defaults_may_be_omitted_and_extra_elements_are_ignored():
     short = [2, NS, "gw2", b"\x01", "bob", "c-1", "ABC"]
     assert internal.command_decoder.decode(msgpack.packb(short)) == internal.CancelCmd(
-        NS, "gw2", b"\x01", "bob", "c-1", "ABC")
+        NS, "gw2", b"\x01", "bob", "c-1", "ABC"
+    )
     limits = [6, NS, "alice"]
     assert internal.command_decoder.decode(msgpack.packb(limits)) == internal.LimitsCmd(
-        NS, "alice", None, None, {}, "", b"")
+        NS, "alice", None, None, {}, "", b""
+    )
     query = [7, "gw1", b"\x06", "alice", internal.Q_ORDERS]
     decoded = internal.command_decoder.decode(msgpack.packb(query))
     assert (decoded.req_id, decoded.symbol, decoded.from_rseq, decoded.limit) == ("", "", 0, 1000)
@@ -806,26 +1319,49 @@ def test_event_batch_round_trips_through_plain_msgpack():
 
 def _array_structs() -> list[type]:
     """Every internal array type: the samples' classes and the untagged arrays they contain."""
-    return [*CMD_SAMPLES, *EVENT_SAMPLES, *ANSWER_SAMPLES, internal.OpenOrder, internal.Position,
-            internal.ReportItem, internal.EventBatch, internal.ReplayRequest, internal.ReplayChunk,
-            internal.AuditRecord]
+    return [
+        *CMD_SAMPLES,
+        *EVENT_SAMPLES,
+        *ANSWER_SAMPLES,
+        internal.OpenOrder,
+        internal.Position,
+        internal.ReportItem,
+        internal.EventBatch,
+        internal.ReplayRequest,
+        internal.ReplayChunk,
+        internal.AuditRecord,
+    ]
 
 
 def test_audit_record_round_trips_through_plain_msgpack():
     rec = internal.AuditRecord(5, "gw1", "reject", "alice", b"\x00k", "a-7", 202, "off tick")
-    assert msgpack.unpackb(internal.encoder.encode(rec)) == [40, 5, "gw1", "reject", "alice", b"\x00k", "a-7",
-                                                             202, "off tick"]
-    assert internal.audit_decoder.decode(msgpack.packb([40, 6, "gw2", "logon"])) == \
-        internal.AuditRecord(6, "gw2", "logon")
+    assert msgpack.unpackb(internal.encoder.encode(rec)) == [
+        40,
+        5,
+        "gw1",
+        "reject",
+        "alice",
+        b"\x00k",
+        "a-7",
+        202,
+        "off tick",
+    ]
+    assert internal.audit_decoder.decode(
+        msgpack.packb([40, 6, "gw2", "logon"])
+    ) == internal.AuditRecord(6, "gw2", "logon")
 
 
 def test_replay_messages_round_trip_through_plain_msgpack():
     req = internal.ReplayRequest(1, 101, 256)
     assert msgpack.unpackb(internal.encoder.encode(req)) == [30, 1, 101, 256]
-    assert internal.replay_request_decoder.decode(msgpack.packb([30, 2, 5])) == internal.ReplayRequest(2, 5)
+    assert internal.replay_request_decoder.decode(
+        msgpack.packb([30, 2, 5])
+    ) == internal.ReplayRequest(2, 5)
     chunk = internal.ReplayChunk(1, 101, 180, 180, 42, 1)
     assert msgpack.unpackb(internal.encoder.encode(chunk)) == [31, 1, 101, 180, 180, 42, 1]
-    assert internal.replay_chunk_decoder.decode(msgpack.packb([31, 1, 101, 180, 180, 42, 1])) == chunk
+    assert (
+        internal.replay_chunk_decoder.decode(msgpack.packb([31, 1, 101, 180, 180, 42, 1])) == chunk
+    )
 
 
 def test_spec_appendix_lists_internal_fields_in_class_order():
@@ -840,10 +1376,15 @@ def test_spec_appendix_lists_internal_fields_in_class_order():
 
 def test_spec_appendix_enumerations_match_internal_constants():
     enums = spec_text.internal_enums()
-    named = {"side": internal.SIDE_NAMES, "ord_type": internal.ORD_TYPE_NAMES,
-             "tif": internal.TIF_NAMES, "stp": internal.STP_NAMES,
-             "cancelled reason": internal.CXL_NAMES, "expired reason": internal.EXP_NAMES,
-             "kill switch mode": internal.KILL_NAMES}
+    named = {
+        "side": internal.SIDE_NAMES,
+        "ord_type": internal.ORD_TYPE_NAMES,
+        "tif": internal.TIF_NAMES,
+        "stp": internal.STP_NAMES,
+        "cancelled reason": internal.CXL_NAMES,
+        "expired reason": internal.EXP_NAMES,
+        "kill switch mode": internal.KILL_NAMES,
+    }
     for name, names in named.items():
         assert enums[name] == names, name
     # Roles and query kinds have constants, not name tables: <WORD>_ROLE and Q_<WORD>.
@@ -858,9 +1399,14 @@ def test_spec_appendix_enumerations_match_internal_constants():
 
 def test_client_enums_and_internal_names_agree():
     """The gateway maps internal codes to client words with these tables: each is a client value."""
-    pairs = [(internal.SIDE_NAMES, Ack, "side"), (internal.ORD_TYPE_NAMES, Ack, "ord_type"),
-             (internal.TIF_NAMES, Ack, "tif"), (internal.STP_NAMES, NewOrder, "stp"),
-             (internal.CXL_NAMES, Cancelled, "reason"), (internal.EXP_NAMES, Expired, "reason"),
-             (internal.KILL_NAMES, KillSwitchSet, "mode")]
+    pairs = [
+        (internal.SIDE_NAMES, Ack, "side"),
+        (internal.ORD_TYPE_NAMES, Ack, "ord_type"),
+        (internal.TIF_NAMES, Ack, "tif"),
+        (internal.STP_NAMES, NewOrder, "stp"),
+        (internal.CXL_NAMES, Cancelled, "reason"),
+        (internal.EXP_NAMES, Expired, "reason"),
+        (internal.KILL_NAMES, KillSwitchSet, "mode"),
+    ]
     for names, cls, field in pairs:
         assert set(names.values()) == set(_literal_values(_field(cls, field).type)), field

@@ -42,39 +42,86 @@ from .test_conformance import _check_rows, assert_same_types, field_names, plain
 NS = 1_764_000_000_623_456_789
 
 SAMPLES: dict[type, md.MdMessage] = {
-    Trades: Trades(symbol="XYZ", seq=7, mseq=881, ts=NS, trades=[
-        TradeInfo(trade_id=70, price="101.5", qty="4", aggressor="sell"),
-        TradeInfo(trade_id=71, price="101.4", qty="1", aggressor="sell")]),
-    Bbo: Bbo(symbol="XYZ", seq=9, mseq=881, ts=NS, bid_price="101.4", bid_qty="249",
-             ask_price=None, ask_qty=None),
-    L2Update: L2Update(symbol="BTC-USD", seq=42, mseq=881, ts=NS, changes=[
-        LevelChange(action="change", side="buy", price="65000.5", qty="0.75", orders=3),
-        LevelChange(action="delete", side="sell", price="65001", qty="0", orders=0),
-        LevelChange(action="add", side="sell", price="65002", qty="0.001", orders=1)]),
-    L3Update: L3Update(symbol="XYZ", seq=43, mseq=882, ts=NS + 1, changes=[
-        OrderChange(action="delete", order_id=17, side="buy", price="101.5", qty="0"),
-        OrderChange(action="add", order_id=17, side="buy", price="101.4", qty="8"),
-        OrderChange(action="modify", order_id=9, side="sell", price="102", qty="1")]),
+    Trades: Trades(
+        symbol="XYZ",
+        seq=7,
+        mseq=881,
+        ts=NS,
+        trades=[
+            TradeInfo(trade_id=70, price="101.5", qty="4", aggressor="sell"),
+            TradeInfo(trade_id=71, price="101.4", qty="1", aggressor="sell"),
+        ],
+    ),
+    Bbo: Bbo(
+        symbol="XYZ",
+        seq=9,
+        mseq=881,
+        ts=NS,
+        bid_price="101.4",
+        bid_qty="249",
+        ask_price=None,
+        ask_qty=None,
+    ),
+    L2Update: L2Update(
+        symbol="BTC-USD",
+        seq=42,
+        mseq=881,
+        ts=NS,
+        changes=[
+            LevelChange(action="change", side="buy", price="65000.5", qty="0.75", orders=3),
+            LevelChange(action="delete", side="sell", price="65001", qty="0", orders=0),
+            LevelChange(action="add", side="sell", price="65002", qty="0.001", orders=1),
+        ],
+    ),
+    L3Update: L3Update(
+        symbol="XYZ",
+        seq=43,
+        mseq=882,
+        ts=NS + 1,
+        changes=[
+            OrderChange(action="delete", order_id=17, side="buy", price="101.5", qty="0"),
+            OrderChange(action="add", order_id=17, side="buy", price="101.4", qty="8"),
+            OrderChange(action="modify", order_id=9, side="sell", price="102", qty="1"),
+        ],
+    ),
     MdHeartbeat: MdHeartbeat(symbol="ABC", channel="l3", next_seq=1, mseq=882),
     SnapshotRequest: SnapshotRequest(symbol="XYZ", channel="l3", depth=5, req_id="s-1"),
-    Snapshot: Snapshot(req_id="s-2", symbol="XYZ", seq=41, mseq=880,
-                       bids=[SnapLevel(price="101.5", qty="6", orders=1),
-                             SnapLevel(price="101.4", qty="250", orders=12)],
-                       asks=[SnapLevel(price="102", qty="2", orders=1)]),
-    L3Snapshot: L3Snapshot(req_id="", symbol="XYZ", seq=43, mseq=882,
-                           bids=[SnapOrder(order_id=3, price="101.4", qty="8")],
-                           asks=[SnapOrder(order_id=9, price="102", qty="1"),
-                                 SnapOrder(order_id=11, price="102", qty="1")]),
-    SnapshotReject: SnapshotReject(req_id="s-3", code=int(Reason.UNKNOWN_SYMBOL),
-                                   text="symbol 'QQQ' is not listed"),
+    Snapshot: Snapshot(
+        req_id="s-2",
+        symbol="XYZ",
+        seq=41,
+        mseq=880,
+        bids=[
+            SnapLevel(price="101.5", qty="6", orders=1),
+            SnapLevel(price="101.4", qty="250", orders=12),
+        ],
+        asks=[SnapLevel(price="102", qty="2", orders=1)],
+    ),
+    L3Snapshot: L3Snapshot(
+        req_id="",
+        symbol="XYZ",
+        seq=43,
+        mseq=882,
+        bids=[SnapOrder(order_id=3, price="101.4", qty="8")],
+        asks=[
+            SnapOrder(order_id=9, price="102", qty="1"),
+            SnapOrder(order_id=11, price="102", qty="1"),
+        ],
+    ),
+    SnapshotReject: SnapshotReject(
+        req_id="s-3", code=int(Reason.UNKNOWN_SYMBOL), text="symbol 'QQQ' is not listed"
+    ),
 }
 FEED = tuple(typing.get_args(md.FeedMessage))
 REPLIES = (Snapshot, L3Snapshot, SnapshotReject)
 # (message, array field) -> the Struct of its map elements
 ARRAYS: dict[tuple[type, str], type] = {
-    (Trades, "trades"): TradeInfo, (L2Update, "changes"): LevelChange,
-    (L3Update, "changes"): OrderChange, (Snapshot, "bids"): SnapLevel,
-    (Snapshot, "asks"): SnapLevel, (L3Snapshot, "bids"): SnapOrder,
+    (Trades, "trades"): TradeInfo,
+    (L2Update, "changes"): LevelChange,
+    (L3Update, "changes"): OrderChange,
+    (Snapshot, "bids"): SnapLevel,
+    (Snapshot, "asks"): SnapLevel,
+    (L3Snapshot, "bids"): SnapOrder,
     (L3Snapshot, "asks"): SnapOrder,
 }
 ALL = tuple(SAMPLES)
@@ -149,8 +196,20 @@ def test_key_order_missing_v_defaults_and_unknown_keys():
     assert (req.v, req.channel, req.depth, req.req_id) == (1, "l2", 0, "")
     empty = msgpack.packb({"type": "bbo", "v": 1, "symbol": "XYZ", "seq": 1, "mseq": 5, "ts": NS})
     assert md.feed_decoder.decode(empty) == Bbo(symbol="XYZ", seq=1, mseq=5, ts=NS)
-    nil = msgpack.packb({"type": "bbo", "v": 1, "symbol": "XYZ", "seq": 1, "mseq": 5, "ts": NS,
-                         "bid_price": None, "bid_qty": None, "ask_price": "9", "ask_qty": "1"})
+    nil = msgpack.packb(
+        {
+            "type": "bbo",
+            "v": 1,
+            "symbol": "XYZ",
+            "seq": 1,
+            "mseq": 5,
+            "ts": NS,
+            "bid_price": None,
+            "bid_qty": None,
+            "ask_price": "9",
+            "ask_qty": "1",
+        }
+    )
     assert md.feed_decoder.decode(nil).bid_price is None
 
 
@@ -172,19 +231,35 @@ def _bad(wire: dict) -> str:
     return str(err.value)
 
 
-@pytest.mark.parametrize("field,value", [
-    ("symbol", 7), ("symbol", b"XYZ"), ("symbol", None), ("channel", 2), ("depth", "10"),
-    ("depth", 1.0), ("req_id", 5),
-])
+@pytest.mark.parametrize(
+    "field,value",
+    [
+        ("symbol", 7),
+        ("symbol", b"XYZ"),
+        ("symbol", None),
+        ("channel", 2),
+        ("depth", "10"),
+        ("depth", 1.0),
+        ("req_id", 5),
+    ],
+)
 def test_a_field_of_the_wrong_type_names_the_field(field, value):
     wire = {"type": "snapshot_request", "v": 1, "symbol": "XYZ", field: value}
     assert f"`$.{field}`" in _bad(wire)
 
 
-@pytest.mark.parametrize("field,value", [
-    ("symbol", ""), ("symbol", "S" * 17), ("channel", "bbo"), ("channel", "trades"),
-    ("depth", -1), ("depth", 100_001), ("req_id", "r" * 37),
-])
+@pytest.mark.parametrize(
+    "field,value",
+    [
+        ("symbol", ""),
+        ("symbol", "S" * 17),
+        ("channel", "bbo"),
+        ("channel", "trades"),
+        ("depth", -1),
+        ("depth", 100_001),
+        ("req_id", "r" * 37),
+    ],
+)
 def test_a_value_out_of_range_names_the_field(field, value):
     wire = {"type": "snapshot_request", "v": 1, "symbol": "XYZ", field: value}
     assert f"`$.{field}`" in _bad(wire)
@@ -205,8 +280,14 @@ def test_replies_and_feed_messages_refuse_bad_fields_too():
     wire["bids"] = [{"price": "1", "qty": "1"}]  # orders missing
     with pytest.raises(msgspec.ValidationError, match=r"`orders`.*`\$\.bids\[0\]`"):
         md.snapshot_reply_decoder.decode(msgpack.packb(wire))
-    hb = {"type": "md_heartbeat", "v": 1, "symbol": "XYZ", "channel": "l1", "next_seq": 1,
-          "mseq": 0}
+    hb = {
+        "type": "md_heartbeat",
+        "v": 1,
+        "symbol": "XYZ",
+        "channel": "l1",
+        "next_seq": 1,
+        "mseq": 0,
+    }
     with pytest.raises(msgspec.ValidationError, match=r"`\$\.channel`"):
         md.feed_decoder.decode(msgpack.packb(hb))
     change = {"type": "l2", **plain(SAMPLES[L2Update])}
@@ -225,14 +306,15 @@ def _sections() -> list[tuple[str, str, str]]:
     body = spec_text._section(spec_text.text(), "## 12. Market data", "\n## ")
     out = []
     for m in _HEADING.finditer(body):
-        chunk = body[m.end():]
+        chunk = body[m.end() :]
         nxt = re.search(r"^#{3,4} ", chunk, re.M)
-        out.append((m.group(1), m.group(2), chunk if nxt is None else chunk[:nxt.start()]))
+        out.append((m.group(1), m.group(2), chunk if nxt is None else chunk[: nxt.start()]))
     return out
 
 
-def _tables() -> tuple[dict[str, list[spec_text.FieldRow]],
-                       dict[tuple[str, str], list[spec_text.FieldRow]]]:
+def _tables() -> tuple[
+    dict[str, list[spec_text.FieldRow]], dict[tuple[str, str], list[spec_text.FieldRow]]
+]:
     main: dict[str, list[spec_text.FieldRow]] = {}
     elements: dict[tuple[str, str], list[spec_text.FieldRow]] = {}
     for tag, _, chunk in _sections():
@@ -249,8 +331,11 @@ def _tables() -> tuple[dict[str, list[spec_text.FieldRow]],
 
 def test_spec_has_a_section_for_every_market_data_message_and_no_other():
     kinds = {tag: kind for tag, kind, _ in _sections()}
-    want = {tag_of(c): "feed" for c in FEED} | {tag_of(c): "reply" for c in REPLIES} | {
-        tag_of(SnapshotRequest): "request"}
+    want = (
+        {tag_of(c): "feed" for c in FEED}
+        | {tag_of(c): "reply" for c in REPLIES}
+        | {tag_of(SnapshotRequest): "request"}
+    )
     assert kinds == want
 
 
@@ -285,15 +370,20 @@ def test_spec_names_the_constants_of_the_code():
 def test_spec_snapshot_example_decodes():
     """The §12.5 example: every map decodes, and its arithmetic holds."""
     body = spec_text._section(spec_text.text(), "### 12.5", "### 12.6")
-    block = body[body.index("```") + 3:]
+    block = body[body.index("```") + 3 :]
     block = block[: block.index("```")]
-    maps = [json.loads(m) for m in re.findall(r"(\{.*?\})\s*$", block, re.M | re.S)
-            if m.count("{") == m.count("}")]
+    maps = [
+        json.loads(m)
+        for m in re.findall(r"(\{.*?\})\s*$", block, re.M | re.S)
+        if m.count("{") == m.count("}")
+    ]
     frames = [msgpack.packb(m) for m in maps]
-    hb, req, update, snap = (md.feed_decoder.decode(frames[0]),
-                             md.snapshot_request_decoder.decode(frames[1]),
-                             md.feed_decoder.decode(frames[2]),
-                             md.snapshot_reply_decoder.decode(frames[3]))
+    hb, req, update, snap = (
+        md.feed_decoder.decode(frames[0]),
+        md.snapshot_request_decoder.decode(frames[1]),
+        md.feed_decoder.decode(frames[2]),
+        md.snapshot_reply_decoder.decode(frames[3]),
+    )
     assert isinstance(hb, MdHeartbeat) and isinstance(update, L2Update)
     assert isinstance(snap, Snapshot) and snap.req_id == req.req_id
     assert snap.seq >= hb.next_seq - 1 and update.seq == snap.seq + 1

@@ -21,12 +21,14 @@ from zex.protocol.reasons import Reason
 INSTRUMENTS = [
     Instrument("XYZ", tick="0.01", lot="1", min_price="0.01", max_price="10000", max_qty="100000"),
     Instrument("ABC", tick="0.05", lot="1", min_price="1", max_price="1000", max_qty="500"),
-    Instrument("BTC-USD", tick="0.5", lot="0.001", min_price="1", max_price="1000000",
-               max_qty="100"),
+    Instrument(
+        "BTC-USD", tick="0.5", lot="0.001", min_price="1", max_price="1000000", max_qty="100"
+    ),
     Instrument("QTR", tick="0.25", lot="5", min_price="0.25", max_price="250", max_qty="1000"),
     Instrument("BIG", tick="5", lot="100", min_price="10", max_price="999995", max_qty="1000000"),
-    Instrument("FINE", tick="0.000001", lot="0.0001", min_price="0.000001", max_price="1000",
-               max_qty="50"),
+    Instrument(
+        "FINE", tick="0.000001", lot="0.0001", min_price="0.000001", max_price="1000", max_qty="50"
+    ),
 ]
 BY_SYMBOL = {i.symbol: i for i in INSTRUMENTS}
 CANONICAL = re.compile(r"(0|[1-9][0-9]*)(\.[0-9]*[1-9])?")
@@ -94,7 +96,7 @@ def fmt(value: Fraction, zeros: int = 0, lead: int = 0) -> str:
         scale += 1
     n = int(value * 10**scale)
     digits = str(n).rjust(scale + 1, "0")
-    whole, frac = digits[: len(digits) - scale] or "0", digits[len(digits) - scale:]
+    whole, frac = digits[: len(digits) - scale] or "0", digits[len(digits) - scale :]
     frac += "0" * zeros
     return "0" * lead + whole + ("." + frac if frac else "")
 
@@ -207,10 +209,33 @@ def test_band_edges_are_inside():
     assert abc.price_to_ticks("1000") == 20000
 
 
-@pytest.mark.parametrize("text", [
-    "0", "0.00", "-1", "-0.05", "+1", "1e3", "1E3", " 1", "1 ", "1_000", "1,000", "NaN", "nan",
-    "Infinity", "", ".5", "1.", "1..0", "0x10", "١٢", "1" * 19, "1." + "0" * 19,
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "0",
+        "0.00",
+        "-1",
+        "-0.05",
+        "+1",
+        "1e3",
+        "1E3",
+        " 1",
+        "1 ",
+        "1_000",
+        "1,000",
+        "NaN",
+        "nan",
+        "Infinity",
+        "",
+        ".5",
+        "1.",
+        "1..0",
+        "0x10",
+        "١٢",
+        "1" * 19,
+        "1." + "0" * 19,
+    ],
+)
 def test_bad_price_strings(text):
     err = refusal(BY_SYMBOL["XYZ"].price_to_ticks, text)
     assert err.reason is Reason.BAD_PRICE
@@ -222,16 +247,18 @@ def test_non_string_price_is_bad_price(value):
     assert refusal(BY_SYMBOL["XYZ"].price_to_ticks, value).reason is Reason.BAD_PRICE
 
 
-@pytest.mark.parametrize("text", ["0", "0.0", "-1", "-5", "1e2", " 5", "5 ", "1_000", "NaN",
-                                  "inf", "", "1.", "one"])
+@pytest.mark.parametrize(
+    "text", ["0", "0.0", "-1", "-5", "1e2", " 5", "5 ", "1_000", "NaN", "inf", "", "1.", "one"]
+)
 def test_bad_qty_strings(text):
     err = refusal(BY_SYMBOL["XYZ"].qty_to_lots, text)
     assert err.reason is Reason.BAD_QTY
     assert err.field == "qty" and "qty" in err.text
 
 
-@pytest.mark.parametrize("symbol,text,lot", [("BTC-USD", "0.0015", "0.001"), ("XYZ", "1.5", "1"),
-                                             ("QTR", "12", "5")])
+@pytest.mark.parametrize(
+    "symbol,text,lot", [("BTC-USD", "0.0015", "0.001"), ("XYZ", "1.5", "1"), ("QTR", "12", "5")]
+)
 def test_off_lot_qty(symbol, text, lot):
     err = refusal(BY_SYMBOL[symbol].qty_to_lots, text)
     assert err.reason is Reason.QTY_OFF_LOT
@@ -239,8 +266,9 @@ def test_off_lot_qty(symbol, text, lot):
     assert f"lot {lot}" in err.text and symbol in err.text and text in err.text
 
 
-@pytest.mark.parametrize("symbol,text", [("BTC-USD", "100.001"), ("BTC-USD", "101"),
-                                         ("ABC", "501"), ("ABC", "500.5")])
+@pytest.mark.parametrize(
+    "symbol,text", [("BTC-USD", "100.001"), ("BTC-USD", "101"), ("ABC", "501"), ("ABC", "500.5")]
+)
 def test_qty_too_large(symbol, text):
     inst = BY_SYMBOL[symbol]
     err = refusal(inst.qty_to_lots, text)
@@ -256,16 +284,19 @@ def test_max_qty_itself_is_allowed():
 # ------------------------------------------------------ instrument config
 
 
-@pytest.mark.parametrize("kwargs,words", [
-    ({"tick": "0"}, ["tick"]),
-    ({"lot": "0"}, ["lot"]),
-    ({"tick": "0.03", "min_price": "0.01"}, ["tick 0.03"]),      # band not a multiple of tick
-    ({"tick": "0.05", "max_price": "1000.01"}, ["tick 0.05"]),
-    ({"min_price": "0"}, ["price band"]),
-    ({"min_price": "10", "max_price": "5"}, ["price band"]),
-    ({"max_qty": "1.5"}, ["max_qty", "lot 1"]),                  # max_qty not a multiple of lot
-    ({"max_qty": "0"}, ["max_qty"]),
-])
+@pytest.mark.parametrize(
+    "kwargs,words",
+    [
+        ({"tick": "0"}, ["tick"]),
+        ({"lot": "0"}, ["lot"]),
+        ({"tick": "0.03", "min_price": "0.01"}, ["tick 0.03"]),  # band not a multiple of tick
+        ({"tick": "0.05", "max_price": "1000.01"}, ["tick 0.05"]),
+        ({"min_price": "0"}, ["price band"]),
+        ({"min_price": "10", "max_price": "5"}, ["price band"]),
+        ({"max_qty": "1.5"}, ["max_qty", "lot 1"]),  # max_qty not a multiple of lot
+        ({"max_qty": "0"}, ["max_qty"]),
+    ],
+)
 def test_bad_instrument_config_names_the_symbol(kwargs, words):
     with pytest.raises(ValueError) as info:
         Instrument("BADSYM", **kwargs)
@@ -275,9 +306,17 @@ def test_bad_instrument_config_names_the_symbol(kwargs, words):
         assert w in msg
 
 
-@pytest.mark.parametrize("field,value", [("tick", "abc"), ("tick", 0.01), ("tick", "-0.01"),
-                                         ("lot", "1e-3"), ("max_price", " 100"),
-                                         ("max_qty", None)])
+@pytest.mark.parametrize(
+    "field,value",
+    [
+        ("tick", "abc"),
+        ("tick", 0.01),
+        ("tick", "-0.01"),
+        ("lot", "1e-3"),
+        ("max_price", " 100"),
+        ("max_qty", None),
+    ],
+)
 def test_unparsable_config_value_is_a_value_error_naming_symbol_and_field(field, value):
     # config.load turns ValueError into a ConfigError; a TOML float (tick = 0.01) must land there
     with pytest.raises(ValueError) as info:
@@ -290,8 +329,9 @@ def test_round_trip_with_a_tick_of_many_digits():
     tick = Fraction("0.123456789012345678")
     n = 10**11 + 1
     hi = fmt(tick * n)
-    inst = Instrument("P", tick="0.123456789012345678", min_price="0.123456789012345678",
-                      max_price=hi)
+    inst = Instrument(
+        "P", tick="0.123456789012345678", min_price="0.123456789012345678", max_price=hi
+    )
     assert inst.max_ticks == n
     assert inst.price_to_ticks(inst.ticks_to_price(n)) == n
 
@@ -301,7 +341,9 @@ def test_the_instruments_caches_are_bounded_and_keep_only_valid_strings():
     start over when full, and a refused string is never remembered."""
     import zex.protocol.numbers as numbers
 
-    inst = Instrument("CAP", tick="0.5", lot="0.001", min_price="0.5", max_price="100000", max_qty="1000")
+    inst = Instrument(
+        "CAP", tick="0.5", lot="0.001", min_price="0.5", max_price="100000", max_qty="1000"
+    )
     inst.price_str.cap = inst.qty_lots.cap = 100
     for t in range(1, 1000):
         assert inst.ticks_to_price(t) == numbers._fmt(numbers._EXACT.multiply(t, inst.tick_d))
