@@ -41,6 +41,7 @@ from zex.protocol.internal import (
 from zex.protocol.reasons import Reason
 
 from .segments import KIND_AUDIT, KIND_EVENTS, read, segments
+from .segments import Damaged as Damaged  # re-exported: `zex audit` catches query.Damaged
 
 
 @dataclass

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 
 from zex.nodes.logger.query import verify
@@ -89,3 +91,26 @@ def test_segments_rotate_by_size_and_by_age(tmp_path):
     w.close()
     assert len(segments(tmp_path)) == by_size + 3  # appended to the last one
     assert verify(tmp_path).ok and verify(tmp_path).last_seq == 16
+
+
+def test_a_query_over_damage_says_where_and_what_to_run(tmp_path):
+    # `zex audit` catches query.Damaged: the name must stay importable from query.
+    w = AuditWriter(tmp_path, fsync="off")
+    for s in range(1, 4):
+        w.append(KIND_EVENTS, batch(s, s))
+        w.append(KIND_AUDIT, audit("logon"))
+    w.close()
+    victim = segments(tmp_path)[0]
+    entries, _, _ = read(victim, last=False)
+    data = bytearray(victim.read_bytes())
+    data[entries[1].offset + 12] ^= 0x10  # inside a body, not in the last record
+    victim.write_bytes(bytes(data))
+    out = subprocess.run(
+        [sys.executable, "-m", "zex.nodes.tools.cli", "audit", "--trail", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 1, out.stderr
+    assert f"zex audit: {victim}: offset {entries[1].offset}" in out.stderr
+    assert "run `zex audit verify` for a full report" in out.stderr
