@@ -90,7 +90,7 @@ def _parse_commands(payload: bytes, count: int, path: Path, offset: int) -> list
     for _ in range(count):
         (n,) = unpack(payload, pos)
         pos += 4
-        out.append(payload[pos:pos + n])
+        out.append(payload[pos : pos + n])
         pos += n
     if pos != len(payload):
         raise JournalCorrupt(path, offset, "command lengths do not add up to the record length")
@@ -119,12 +119,16 @@ def _scan(directory: Path, tail: list | None) -> Iterator[Record]:
                 raise JournalCorrupt(path, offset, "record body shorter than its fixed part")
             first_seq, count, rec_chain = BODY_HEAD.unpack_from(body, 0)
             if expect is not None and first_seq != expect:
-                raise JournalCorrupt(path, offset, f"sequence jumps from {expect - 1} to "
-                                                   f"{first_seq} (missing or repeated record)")
-            payload = body[BODY_HEAD.size:]
-            if chain_next(chain, body[:SEQ_COUNT.size], payload) != rec_chain:
-                raise JournalCorrupt(path, offset,
-                                     "hash chain broken (a record was rewritten or removed)")
+                raise JournalCorrupt(
+                    path,
+                    offset,
+                    f"sequence jumps from {expect - 1} to {first_seq} (missing or repeated record)",
+                )
+            payload = body[BODY_HEAD.size :]
+            if chain_next(chain, body[: SEQ_COUNT.size], payload) != rec_chain:
+                raise JournalCorrupt(
+                    path, offset, "hash chain broken (a record was rewritten or removed)"
+                )
             commands = _parse_commands(payload, count, path, offset)
             r = Record(first_seq, commands, rec_chain, path, offset)
             chain = rec_chain
@@ -137,9 +141,14 @@ def _scan(directory: Path, tail: list | None) -> Iterator[Record]:
 class Journal:
     """The writing end. Open it after recovery; it continues the chain and sequence."""
 
-    def __init__(self, directory: Path, fsync: str = "always", fsync_interval_ms: float = 5.0,
-                 segment_bytes: int = SEGMENT_BYTES,
-                 on_record: Callable[[Record], None] | None = None) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        fsync: str = "always",
+        fsync_interval_ms: float = 5.0,
+        segment_bytes: int = SEGMENT_BYTES,
+        on_record: Callable[[Record], None] | None = None,
+    ) -> None:
         self.dir = Path(directory)
         sync = SyncPolicy(fsync, fsync_interval_ms, "matcher.fsync")
         self._w = RecordWriter(LAYOUT, self.dir, sync, segment_bytes)

@@ -40,6 +40,7 @@ import logging
 import time
 from collections import defaultdict, deque
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import msgspec
 import zmq
@@ -55,6 +56,9 @@ from ..stream.publisher import Publisher
 from ..stream.replay import ReplayService
 from .recovery import recover
 from .snapshot import SnapshotWriter
+
+if TYPE_CHECKING:
+    from .engine import Engine
 
 log = logging.getLogger("zex.matcher")
 
@@ -72,17 +76,17 @@ GC_YOUNG = 20_000
 class MatcherNode(NodeThread):
     """Run the matcher in a thread of this process: ``start()``, then ``stop()``.
 
-        node = MatcherNode(config.load())
-        node.start()          # returns once recovered and bound, or raises
-        ...
-        node.stop()
+    node = MatcherNode(config.load())
+    node.start()          # returns once recovered and bound, or raises
+    ...
+    node.stop()
     """
 
     def __init__(self, cfg: Config, ctx: zmq.Context | None = None) -> None:
         super().__init__("matcher", ctx, log, cfg.matcher.metrics_bind)
         self.cfg = cfg
         self.mc = cfg.matcher
-        self.engine = None
+        self.engine: Engine | None = None  # once recovered, in the node's thread
         self.dropped_reports = 0  # report frames given up on (gateway gone or full)
         self.bad_commands = 0
         self._held: dict[str, deque[tuple[float, bytes]]] = {}  # gateway -> (deadline, frame)
@@ -124,36 +128,102 @@ class MatcherNode(NodeThread):
             return lambda: getattr(self.replay, attr, 0)
 
         return [
-            ("counter", "commands", "Commands sequenced and journaled by this process", lambda: self.commands),
-            ("histogram", "command_seconds", "Time in the matcher per command: its loop turn, from the first "
-             "read to the acks sent (journal write included)", lambda: self.h_command),
-            ("histogram", "journal_write_seconds", "One group commit: journal write (and fsync by policy)",
-             lambda: self.h_journal),
-            ("histogram", "batch_commands", "Commands per loop turn (smart batching)", lambda: self.h_batch),
+            (
+                "counter",
+                "commands",
+                "Commands sequenced and journaled by this process",
+                lambda: self.commands,
+            ),
+            (
+                "histogram",
+                "command_seconds",
+                "Time in the matcher per command: its loop turn, from the first "
+                "read to the acks sent (journal write included)",
+                lambda: self.h_command,
+            ),
+            (
+                "histogram",
+                "journal_write_seconds",
+                "One group commit: journal write (and fsync by policy)",
+                lambda: self.h_journal,
+            ),
+            (
+                "histogram",
+                "batch_commands",
+                "Commands per loop turn (smart batching)",
+                lambda: self.h_batch,
+            ),
             ("gauge", "seq", "The last sequence number", eng(lambda e: e.seq)),
-            ("counter", "orders", "Orders accepted today (from the journaled state)",
-             eng(lambda e: e.next_order_id - 1)),
-            ("counter", "trades", "Trades today (from the journaled state)",
-             eng(lambda e: sum(b.next_trade_id - 1 for b in e.books.values()))),
-            ("counter", "rejects", "Commands the matcher rejected since this process started, by reason code",
-             eng(lambda e: e.reject_counts), "reason"),
-            ("gauge", "open_orders", "Orders resting in the books, by symbol",
-             eng(lambda e: {s: b.resting for s, b in e.books.items()}), "symbol"),
-            ("gauge", "book_levels", "Price levels in the book (both sides), by symbol",
-             eng(lambda e: {s: len(b.bids) + len(b.asks) for s, b in e.books.items()}), "symbol"),
-            ("counter", "dropped_reports", "Report frames given up on (gateway gone, full, or away > 2 s)",
-             lambda: self.dropped_reports),
-            ("counter", "bad_commands", "Frames from gateways that did not decode or named another gateway",
-             lambda: self.bad_commands),
-            ("counter", "snapshots_written", "Snapshots written by the snapshot thread",
-             lambda: getattr(self.snapshots, "written", 0)),
-            ("gauge", "held_report_frames", "Report frames held for gateways that are reconnecting",
-             lambda: sum(len(h) for h in list(self._held.values()))),
+            (
+                "counter",
+                "orders",
+                "Orders accepted today (from the journaled state)",
+                eng(lambda e: e.next_order_id - 1),
+            ),
+            (
+                "counter",
+                "trades",
+                "Trades today (from the journaled state)",
+                eng(lambda e: sum(b.next_trade_id - 1 for b in e.books.values())),
+            ),
+            (
+                "counter",
+                "rejects",
+                "Commands the matcher rejected since this process started, by reason code",
+                eng(lambda e: e.reject_counts),
+                "reason",
+            ),
+            (
+                "gauge",
+                "open_orders",
+                "Orders resting in the books, by symbol",
+                eng(lambda e: {s: b.resting for s, b in e.books.items()}),
+                "symbol",
+            ),
+            (
+                "gauge",
+                "book_levels",
+                "Price levels in the book (both sides), by symbol",
+                eng(lambda e: {s: len(b.bids) + len(b.asks) for s, b in e.books.items()}),
+                "symbol",
+            ),
+            (
+                "counter",
+                "dropped_reports",
+                "Report frames given up on (gateway gone, full, or away > 2 s)",
+                lambda: self.dropped_reports,
+            ),
+            (
+                "counter",
+                "bad_commands",
+                "Frames from gateways that did not decode or named another gateway",
+                lambda: self.bad_commands,
+            ),
+            (
+                "counter",
+                "snapshots_written",
+                "Snapshots written by the snapshot thread",
+                lambda: getattr(self.snapshots, "written", 0),
+            ),
+            (
+                "gauge",
+                "held_report_frames",
+                "Report frames held for gateways that are reconnecting",
+                lambda: sum(len(h) for h in list(self._held.values())),
+            ),
             ("counter", "replay_requests", "Replay service requests answered", rp("requests")),
-            ("counter", "replay_batches", "Event batches sent by the replay service (gap fills)",
-             rp("batches_sent")),
-            ("counter", "replay_dropped_answers", "Replay answers dropped (consumer full or gone)",
-             rp("dropped_answers")),
+            (
+                "counter",
+                "replay_batches",
+                "Event batches sent by the replay service (gap fills)",
+                rp("batches_sent"),
+            ),
+            (
+                "counter",
+                "replay_dropped_answers",
+                "Replay answers dropped (consumer full or gone)",
+                rp("dropped_answers"),
+            ),
         ]
 
     # --------------------------------------------------------------- loop
@@ -164,9 +234,16 @@ class MatcherNode(NodeThread):
         publisher = Publisher(Path(mc.data_dir), mc.heartbeat_ms)
         try:
             engine, journal = recover(
-                Path(mc.data_dir), self.cfg.instruments, digest_every=mc.digest_every, fsync=mc.fsync,
-                fsync_interval_ms=mc.fsync_interval_ms, segment_bytes=mc.segment_mb * 1024 * 1024,
-                cash_mult=cash.mult, events_after=publisher.last_seq, on_batch=publisher.regenerate)
+                Path(mc.data_dir),
+                self.cfg.instruments,
+                digest_every=mc.digest_every,
+                fsync=mc.fsync,
+                fsync_interval_ms=mc.fsync_interval_ms,
+                segment_bytes=mc.segment_mb * 1024 * 1024,
+                cash_mult=cash.mult,
+                events_after=publisher.last_seq,
+                on_batch=publisher.regenerate,
+            )
         except BaseException:
             publisher.close()
             raise
@@ -188,16 +265,22 @@ class MatcherNode(NodeThread):
             ctrl.linger = 0
             ctrl.connect(self._ctrl_addr)
             self._apply_limits(engine, journal, publisher, cash)
-            log.info("matcher at seq %d: commands on %s, events on %s", engine.seq, mc.bind, mc.events_bind)
+            log.info(
+                "matcher at seq %d: commands on %s, events on %s",
+                engine.seq,
+                mc.bind,
+                mc.events_bind,
+            )
             if self._encode_ahead:
-                engine.catch_up(1 << 62)  # encode the recovered state's logs now, not in the first busy turn
+                # encode the recovered state's logs now, not in the first busy turn
+                engine.catch_up(1 << 62)
             gc.collect()
             gc.freeze()  # the recovered state: see _loop
             gc_before = gc.get_threshold()
             gc.set_threshold(GC_YOUNG, *gc_before[1:])  # process-wide, like the freeze
-            self.snapshots = SnapshotWriter(journal.dir)
+            snapshots = self.snapshots = SnapshotWriter(journal.dir)
             self._ready.set()
-            self._loop(engine, journal, publisher, router, ctrl)
+            self._loop(engine, journal, publisher, snapshots, router, ctrl)
         finally:
             # Nested so that every step runs even when one raises (a journal that failed a
             # write fails its close too): the sockets, the event log and the GC policy are
@@ -205,7 +288,8 @@ class MatcherNode(NodeThread):
             try:
                 try:
                     if self.snapshots is not None:
-                        self.snapshots.close(8.0)  # a pending snapshot is written before the node stops
+                        # a pending snapshot is written before the node stops
+                        self.snapshots.close(8.0)
                 finally:
                     journal.close()
             finally:
@@ -228,7 +312,10 @@ class MatcherNode(NodeThread):
             acct = engine.accounts.get(acfg.id)
             if acct is None and max_open is None and credit is None and not max_pos:
                 continue
-            if acct is not None and (acct.max_open_orders, acct.credit, acct.max_position) == (max_open, credit, max_pos):
+            if acct is not None and (
+                (acct.max_open_orders, acct.credit, acct.max_position)
+                == (max_open, credit, max_pos)
+            ):
                 continue
             cmd = LimitsCmd(ts, acfg.id, max_open, credit, max_pos)
             engine.process(cmd)
@@ -240,7 +327,9 @@ class MatcherNode(NodeThread):
             engine.events.clear()
             engine.reports.clear()
 
-    def _loop(self, engine, journal, publisher: Publisher, router, ctrl) -> None:
+    def _loop(
+        self, engine, journal, publisher: Publisher, snapshots: SnapshotWriter, router, ctrl
+    ) -> None:
         mc = self.mc
         poller = zmq.Poller()
         poller.register(router, POLLIN)
@@ -256,7 +345,6 @@ class MatcherNode(NodeThread):
         publish, idle = publisher.publish, publisher.idle
         keep_up = engine.keep_up
         encode_ahead = self._encode_ahead
-        snapshots = self.snapshots
         perf = time.perf_counter
         h_command, h_journal, h_batch = self.h_command, self.h_journal, self.h_batch
         while True:
@@ -382,7 +470,12 @@ class MatcherNode(NodeThread):
                 deadline, frame = held[0]
                 if now > deadline:
                     self.dropped_reports += len(held)
-                    log.warning("gateway %s unreachable for %.1f s: dropped %d report frames", gw, HOLD_S, len(held))
+                    log.warning(
+                        "gateway %s unreachable for %.1f s: dropped %d report frames",
+                        gw,
+                        HOLD_S,
+                        len(held),
+                    )
                     held.clear()
                     break
                 try:

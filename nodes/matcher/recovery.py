@@ -35,18 +35,30 @@ class RecoveryError(ZexError):
     """The snapshot and the journal do not agree; the data directory needs an operator."""
 
 
-def recover(directory: Path, symbols: Iterable[str | Instrument], *, digest_every: int = 0, fsync: str = "always",
-            fsync_interval_ms: float = 5.0, segment_bytes: int | None = None,
-            use_snapshot: bool = True, cash_mult: Mapping[str, int] | None = None,
-            events_after: int | None = None,
-            on_batch: Callable[[int, int, list], None] | None = None) -> tuple[Engine, Journal]:
+def recover(
+    directory: Path,
+    symbols: Iterable[str | Instrument],
+    *,
+    digest_every: int = 0,
+    fsync: str = "always",
+    fsync_interval_ms: float = 5.0,
+    segment_bytes: int | None = None,
+    use_snapshot: bool = True,
+    cash_mult: Mapping[str, int] | None = None,
+    events_after: int | None = None,
+    on_batch: Callable[[int, int, list], None] | None = None,
+) -> tuple[Engine, Journal]:
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     symbols = list(symbols)
     snap = latest_snapshot(directory) if use_snapshot else None
     if snap is not None and events_after is not None and snap.seq > events_after:
-        log.warning("event log ends at seq %d, before snapshot %d: replaying the journal from the start "
-                    "to regenerate it", events_after, snap.seq)
+        log.warning(
+            "event log ends at seq %d, before snapshot %d: replaying the journal from the start "
+            "to regenerate it",
+            events_after,
+            snap.seq,
+        )
         snap = None
     if snap is not None:
         engine = Engine.from_state(snap.state, symbols, digest_every, cash_mult)
@@ -66,8 +78,9 @@ def recover(directory: Path, symbols: Iterable[str | Instrument], *, digest_ever
             )
         if r.last_seq <= engine.seq:
             return
-        skip = engine.seq - r.first_seq + 1  # commands of a straddling record already in the snapshot
-        for raw in r.commands[skip if skip > 0 else 0:]:
+        # commands of a straddling record already in the snapshot
+        skip = engine.seq - r.first_seq + 1
+        for raw in r.commands[skip if skip > 0 else 0 :]:
             process(decode(raw))
             replayed += 1
         if on_batch is not None and events_after is not None and r.last_seq > events_after:
@@ -84,6 +97,8 @@ def recover(directory: Path, symbols: Iterable[str | Instrument], *, digest_ever
             "journal segments are missing: restore them, or move the snapshots away to start from the journal"
         )
     if journal.next_seq - 1 > engine.seq:  # pragma: no cover - apply() replays everything
-        raise RecoveryError(f"{directory}: replay stopped at {engine.seq}, journal has {journal.next_seq - 1}")
+        raise RecoveryError(
+            f"{directory}: replay stopped at {engine.seq}, journal has {journal.next_seq - 1}"
+        )
     log.info("recovered to seq %d (snapshot %d + %d replayed)", engine.seq, base, replayed)
     return engine, journal

@@ -125,8 +125,13 @@ class SnapshotWriter:
                 write_snapshot(self.dir, *job)
             except Exception as exc:  # the journal still has everything: log it, keep matching
                 self.error = exc
-                log.error("snapshot at seq %d not written: %s; check the disk under %s (recovery "
-                          "replays more of the journal until one is written)", job[0], exc, self.dir)
+                log.error(
+                    "snapshot at seq %d not written: %s; check the disk under %s (recovery "
+                    "replays more of the journal until one is written)",
+                    job[0],
+                    exc,
+                    self.dir,
+                )
                 continue
             self.written += 1
             self.last_seq = job[0]
@@ -141,7 +146,7 @@ def read_snapshot(path: Path) -> Snapshot:
         raise ValueError(f"{path}: checksum mismatch")
     seq, chain = HEAD.unpack_from(data, 12)
     try:
-        state = state_decoder.decode(data[12 + HEAD.size:])
+        state = state_decoder.decode(data[12 + HEAD.size :])
     except msgspec.DecodeError as exc:
         raise ValueError(f"{path}: state does not decode: {exc}") from None
     if state.seq != seq:

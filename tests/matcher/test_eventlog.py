@@ -6,10 +6,10 @@ import os
 from pathlib import Path
 
 from tests.conftest import wait_for
-from zex.nodes.runtime import config as config_mod
-from zex.nodes.stream.eventlog import RECORD_OVERHEAD, EventLog, EventLogReader, segments
 from zex.nodes.matcher.node import MatcherNode
 from zex.nodes.matcher.workload import mixed_stream
+from zex.nodes.runtime import config as config_mod
+from zex.nodes.stream.eventlog import RECORD_OVERHEAD, EventLog, EventLogReader, segments
 from zex.protocol.internal import EventBatch, batch_decoder, encoder
 
 
@@ -36,10 +36,10 @@ def test_reader_sees_appends_across_segments_and_reads_in_bounded_chunks(tmp_pat
         got.extend(chunk)
         at = chunk[-1][1] + 1
     decoded = [batch_decoder.decode(b) for _, _, b in got]
-    assert [(f, l) for f, l, _ in got] == [(b.first_seq, b.last_seq) for b in decoded]
+    assert [(f, last) for f, last, _ in got] == [(b.first_seq, b.last_seq) for b in decoded]
     assert [f for f, _, _ in got] == sorted({f for f, _, _ in got}) and got[0][0] == 1
     # A seq inside a batch returns that batch.
-    inside = next(f for f, l, _ in got if l > f)
+    inside = next(f for f, last, _ in got if last > f)
     assert reader.read(inside + 1, 1)[0][0] == inside
     log.close()
     reader.close()

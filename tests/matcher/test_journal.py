@@ -21,8 +21,13 @@ from zex.protocol.internal import command_decoder, encoder
 SYMBOLS = ["XYZ"]
 
 
-def build(directory: Path, batches: list[int], seed: int = 3, snapshot_after: int | None = None,
-          segment_bytes: int | None = None) -> tuple[list[bytes], list[int]]:
+def build(
+    directory: Path,
+    batches: list[int],
+    seed: int = 3,
+    snapshot_after: int | None = None,
+    segment_bytes: int | None = None,
+) -> tuple[list[bytes], list[int]]:
     """Run an engine over batches of commands, journaling each batch as one record.
 
     Return the digest after each batch and the end offset (in the last segment) of each record.
@@ -86,8 +91,13 @@ def test_flipped_bit_in_middle_record_names_file_and_offset(tmp_path, where):
     _, ends = build(tmp_path, [4, 5, 6, 3])
     (seg,) = segments(tmp_path)
     offset = ends[1]  # the third record, followed by a fourth
-    delta = {"length": 1, "header_crc": 9, "seq": HEADER.size + 2,
-             "chain": HEADER.size + 14, "command": HEADER.size + 40}[where]
+    delta = {
+        "length": 1,
+        "header_crc": 9,
+        "seq": HEADER.size + 2,
+        "chain": HEADER.size + 14,
+        "command": HEADER.size + 40,
+    }[where]
     data = bytearray(seg.read_bytes())
     data[offset + delta] ^= 0x10
     seg.write_bytes(bytes(data))
@@ -104,10 +114,10 @@ def test_rewritten_record_with_valid_crc_breaks_the_chain(tmp_path):
     data = bytearray(seg.read_bytes())
     start = ends[0]
     length, _, _ = HEADER.unpack_from(data, start)
-    body = bytearray(data[start + HEADER.size:start + HEADER.size + length])
+    body = bytearray(data[start + HEADER.size : start + HEADER.size + length])
     body[-1] ^= 0x01  # change a command, then forge both checksums
     h = struct.pack("<II", length, zlib.crc32(bytes(body)))
-    data[start:start + HEADER.size + length] = h + struct.pack("<I", zlib.crc32(h)) + bytes(body)
+    data[start : start + HEADER.size + length] = h + struct.pack("<I", zlib.crc32(h)) + bytes(body)
     seg.write_bytes(bytes(data))
     with pytest.raises(JournalCorrupt, match="hash chain broken") as info:
         recover(tmp_path, SYMBOLS, fsync="off")
@@ -118,7 +128,7 @@ def test_removed_record_is_a_sequence_gap(tmp_path):
     _, ends = build(tmp_path, [4, 5, 6])
     (seg,) = segments(tmp_path)
     data = seg.read_bytes()
-    seg.write_bytes(data[:ends[0]] + data[ends[1]:])
+    seg.write_bytes(data[: ends[0]] + data[ends[1] :])
     with pytest.raises(JournalCorrupt, match="sequence jumps from 4 to 10"):
         recover(tmp_path, SYMBOLS, fsync="off")
 
