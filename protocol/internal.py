@@ -33,6 +33,8 @@ from typing import Final, Literal, TypeAlias
 import msgspec
 from msgspec import Struct
 
+from .messages import CancelReason, ExpireReason, KillMode, OrdType, Side, Stp, Tif
+
 # The codes the commands carry, as Literal types: msgspec refuses any other value on decode,
 # and a type checker any other value at a constructor. Final makes each name its literal.
 SideCode: TypeAlias = Literal[1, 2]
@@ -58,16 +60,22 @@ STP_CANCEL_BOTH: Final = 3
 CXL_USER, CXL_STP, CXL_KILL, CXL_DISCONNECT = 1, 2, 3, 4
 EXP_IOC, EXP_FOK, EXP_MARKET = 1, 2, 3
 
-SIDE_NAMES: dict[SideCode, str] = {BUY: "buy", SELL: "sell"}
-ORD_TYPE_NAMES: dict[OrdTypeCode, str] = {LIMIT: "limit", MARKET: "market"}
-TIF_NAMES: dict[TifCode, str] = {GTC: "gtc", IOC: "ioc", FOK: "fok"}
-STP_NAMES: dict[StpCode, str] = {
+# Each code's word on the wire (protocol/messages.py), keyed by any int: events carry plain ints.
+SIDE_NAMES: dict[int, Side] = {BUY: "buy", SELL: "sell"}
+ORD_TYPE_NAMES: dict[int, OrdType] = {LIMIT: "limit", MARKET: "market"}
+TIF_NAMES: dict[int, Tif] = {GTC: "gtc", IOC: "ioc", FOK: "fok"}
+STP_NAMES: dict[int, Stp] = {
     STP_NONE: "none",
     STP_CANCEL_NEWEST: "cancel_newest",
     STP_CANCEL_OLDEST: "cancel_oldest",
     STP_CANCEL_BOTH: "cancel_both",
 }
-CXL_NAMES = {CXL_USER: "user", CXL_STP: "stp", CXL_KILL: "kill", CXL_DISCONNECT: "disconnect"}
+CXL_NAMES: dict[int, CancelReason] = {
+    CXL_USER: "user",
+    CXL_STP: "stp",
+    CXL_KILL: "kill",
+    CXL_DISCONNECT: "disconnect",
+}
 
 # Report roles (ReportItem.role): why a session gets a payload. DIRECT answers
 # the request's sender; TAKER/MAKER say which side of a Trade the account was;
@@ -79,7 +87,7 @@ DIRECT_ROLE, TAKER_ROLE, MAKER_ROLE, OWNER_ROLE, RESENT_ROLE = 0, 1, 2, 3, 4
 KILL_OFF: Final = 0
 KILL_BLOCK: Final = 1
 KILL_REDUCE_ONLY: Final = 2
-KILL_NAMES: dict[KillCode, str] = {
+KILL_NAMES: dict[int, KillMode] = {
     KILL_OFF: "off",
     KILL_BLOCK: "block",
     KILL_REDUCE_ONLY: "reduce_only",
@@ -90,24 +98,40 @@ Q_ORDERS: Final = 1
 Q_POSITIONS: Final = 2
 Q_REPORTS: Final = 3
 Q_BOOK: Final = 4
-EXP_NAMES = {EXP_IOC: "ioc", EXP_FOK: "fok", EXP_MARKET: "market"}
-QUERY_NAMES: dict[QueryCode, str] = {
+EXP_NAMES: dict[int, ExpireReason] = {EXP_IOC: "ioc", EXP_FOK: "fok", EXP_MARKET: "market"}
+QUERY_NAMES: dict[int, str] = {
     Q_ORDERS: "orders",
     Q_POSITIONS: "positions",
     Q_REPORTS: "reports",
     Q_BOOK: "book",
 }
 
-# The other way: the wire's words (protocol/messages.py) to these codes. Each is the exact
-# inverse of its *_NAMES map, so there is one vocabulary, defined here, mapped both ways.
-SIDE_CODES: dict[str, SideCode] = {name: code for code, name in SIDE_NAMES.items()}
-ORD_TYPE_CODES: dict[str, OrdTypeCode] = {name: code for code, name in ORD_TYPE_NAMES.items()}
-TIF_CODES: dict[str, TifCode] = {name: code for code, name in TIF_NAMES.items()}
-STP_CODES: dict[str, StpCode] = {name: code for code, name in STP_NAMES.items()}
-KILL_CODES: dict[str, KillCode] = {name: code for code, name in KILL_NAMES.items()}
-QUERY_CODES: dict[str, QueryCode] = {name: code for code, name in QUERY_NAMES.items()}
+# The other way: the wire's words (protocol/messages.py) to these codes, typed as the codes the
+# commands accept. Each is the exact inverse of its *_NAMES map, so there is one vocabulary,
+# defined here, mapped both ways (written out so the type checker sees each code;
+# tests/protocol/test_vocabulary.py holds each pair to being inverses).
+SIDE_CODES: dict[str, SideCode] = {"buy": BUY, "sell": SELL}
+ORD_TYPE_CODES: dict[str, OrdTypeCode] = {"limit": LIMIT, "market": MARKET}
+TIF_CODES: dict[str, TifCode] = {"gtc": GTC, "ioc": IOC, "fok": FOK}
+STP_CODES: dict[str, StpCode] = {
+    "none": STP_NONE,
+    "cancel_newest": STP_CANCEL_NEWEST,
+    "cancel_oldest": STP_CANCEL_OLDEST,
+    "cancel_both": STP_CANCEL_BOTH,
+}
+KILL_CODES: dict[str, KillCode] = {
+    "off": KILL_OFF,
+    "block": KILL_BLOCK,
+    "reduce_only": KILL_REDUCE_ONLY,
+}
+QUERY_CODES: dict[str, QueryCode] = {
+    "orders": Q_ORDERS,
+    "positions": Q_POSITIONS,
+    "reports": Q_REPORTS,
+    "book": Q_BOOK,
+}
 # the maker's side of a trade is the other side of the taker's
-OTHER_SIDE: dict[SideCode, SideCode] = {BUY: SELL, SELL: BUY}
+OTHER_SIDE: dict[int, SideCode] = {BUY: SELL, SELL: BUY}
 
 
 def pin_fields(struct: type[Struct], names: str) -> None:

@@ -37,6 +37,8 @@ OrdType = Literal["limit", "market"]
 Tif = Literal["gtc", "ioc", "fok"]
 Stp = Literal["cancel_newest", "cancel_oldest", "cancel_both", "none"]
 KillMode = Literal["block", "reduce_only", "off"]
+CancelReason = Literal["user", "stp", "kill", "disconnect"]
+ExpireReason = Literal["ioc", "fok", "market"]
 ReqId = Annotated[str, Meta(max_length=36)]
 UInt = Annotated[int, Meta(ge=0, le=2**63 - 1)]
 
@@ -263,7 +265,7 @@ class Cancelled(Message, tag="cancelled", frozen=True):
     symbol: str
     side: Side
     qty: str
-    reason: Literal["user", "stp", "kill", "disconnect"]
+    reason: CancelReason
     seq: int
     ts: int
     rseq: int = 0
@@ -278,7 +280,7 @@ class Expired(Message, tag="expired", frozen=True):
     symbol: str
     side: Side
     qty: str
-    reason: Literal["ioc", "fok", "market"]
+    reason: ExpireReason
     seq: int
     ts: int
     rseq: int = 0

@@ -12,23 +12,30 @@ from zex.protocol import messages as m
 from zex.protocol.reasons import Reason, reason_name
 
 PAIRS = [
-    (i.SIDE_NAMES, i.SIDE_CODES, m.Side),
-    (i.ORD_TYPE_NAMES, i.ORD_TYPE_CODES, m.OrdType),
-    (i.TIF_NAMES, i.TIF_CODES, m.Tif),
-    (i.STP_NAMES, i.STP_CODES, m.Stp),
-    (i.KILL_NAMES, i.KILL_CODES, m.KillMode),
-    (i.QUERY_NAMES, i.QUERY_CODES, None),
-    (i.REF_TYPE_NAMES, i.REF_TYPE_CODES, None),
+    (i.SIDE_NAMES, i.SIDE_CODES, m.Side, i.SideCode),
+    (i.ORD_TYPE_NAMES, i.ORD_TYPE_CODES, m.OrdType, i.OrdTypeCode),
+    (i.TIF_NAMES, i.TIF_CODES, m.Tif, i.TifCode),
+    (i.STP_NAMES, i.STP_CODES, m.Stp, i.StpCode),
+    (i.KILL_NAMES, i.KILL_CODES, m.KillMode, i.KillCode),
+    (i.QUERY_NAMES, i.QUERY_CODES, None, i.QueryCode),
+    (i.REF_TYPE_NAMES, i.REF_TYPE_CODES, None, None),
 ]
 
 
-@pytest.mark.parametrize("names,codes,literal", PAIRS)
+@pytest.mark.parametrize("names,codes,words,code_type", PAIRS)
 def test_each_map_is_the_exact_inverse_of_its_names_and_covers_the_wire_words(
-    names, codes, literal
+    names, codes, words, code_type
 ):
     assert {v: k for k, v in names.items()} == codes and len(codes) == len(names)
-    if literal is not None:
-        assert set(codes) == set(typing.get_args(literal))
+    if words is not None:
+        assert set(codes) == set(typing.get_args(words))
+    if code_type is not None:  # the codes are exactly those the command field accepts
+        assert set(codes.values()) == set(typing.get_args(code_type))
+
+
+def test_cancel_and_expiry_reasons_name_every_wire_word():
+    assert set(i.CXL_NAMES.values()) == set(typing.get_args(m.CancelReason))
+    assert set(i.EXP_NAMES.values()) == set(typing.get_args(m.ExpireReason))
 
 
 def test_reference_types_are_the_command_tags_and_the_request_types():
