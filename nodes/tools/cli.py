@@ -1,12 +1,12 @@
 """The ``zex`` command: start nodes, or the whole exchange on this host.
 
-    zex run [--config FILE]          everything on this host, with a demo market
-    zex matcher [--config FILE]      the matcher node alone (any host)
-    zex gateway [--config FILE]      one gateway node (any host; --name, --bind for more)
-    zex marketdata [--config FILE]   the market-data node (any host)
-    zex logger [--config FILE]       the audit logger node (any host)
-    zex audit [verify] ...           query or verify the audit trail
-    zex replay JOURNAL_DIR           re-run the journal and diff it against the audit trail
+zex run [--config FILE]          everything on this host, with a demo market
+zex matcher [--config FILE]      the matcher node alone (any host)
+zex gateway [--config FILE]      one gateway node (any host; --name, --bind for more)
+zex marketdata [--config FILE]   the market-data node (any host)
+zex logger [--config FILE]       the audit logger node (any host)
+zex audit [verify] ...           query or verify the audit trail
+zex replay JOURNAL_DIR           re-run the journal and diff it against the audit trail
 """
 
 from __future__ import annotations
@@ -22,12 +22,16 @@ import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import zmq
+
 from zex.protocol.errors import ZexError
 
 from ..runtime import config as config_mod
+
+if TYPE_CHECKING:
+    from ..matcher.node import MatcherNode  # imported when a command needs it: start-up stays fast
 
 log = logging.getLogger("zex")
 
@@ -50,15 +54,21 @@ WATCH_S = 0.1  # how often the main thread looks for a dead node; 0.05..0.5 is r
 
 # Where an OSError with no message of its own happened: the innermost zex module in its
 # traceback names what was being written.
-_WRITING = {"journal.py": "the journal", "eventlog.py": "the event log",
-            "snapshot.py": "a snapshot", "recovery.py": "recovery",
-            "segments.py": "the audit trail"}
+_WRITING = {
+    "journal.py": "the journal",
+    "eventlog.py": "the event log",
+    "snapshot.py": "a snapshot",
+    "recovery.py": "recovery",
+    "segments.py": "the audit trail",
+}
 _DISK = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)
 _ACCESS = (errno.EACCES, errno.EPERM, errno.EROFS)
 _NOT_DIR = (errno.ENOTDIR, errno.EEXIST, errno.EISDIR)
 # What a restart does for a node whose state is on disk.
-_RESTART = {"matcher": "the journal recovers every acknowledged command",
-            "logger": "it fills the gap in the trail from the matcher's replay service"}
+_RESTART = {
+    "matcher": "the journal recovers every acknowledged command",
+    "logger": "it fills the gap in the trail from the matcher's replay service",
+}
 
 
 @dataclass
@@ -78,8 +88,9 @@ class Ended(Exception):
         self.part, self.name, self.error = part, name, error
 
 
-def _serve(parts: list[Part], banner: Callable[[], None],
-           after: Callable[[], None] | None = None) -> int:
+def _serve(
+    parts: list[Part], banner: Callable[[], None], after: Callable[[], None] | None = None
+) -> int:
     """Start ``parts`` in order and serve until SIGINT/SIGTERM or a node dies; stop them in reverse.
 
     The first signal drains and stops cleanly (exit 0), a second forces exit (130). A node
@@ -87,6 +98,7 @@ def _serve(parts: list[Part], banner: Callable[[], None],
     and the process, with one line saying what failed and what to check (exit 1), so a
     supervisor restarts it; so does a node that cannot start.
     """
+
     def second(signum, frame):  # pragma: no cover - interactive
         print("\nzex: forced exit", file=sys.stderr)
         raise SystemExit(130)
@@ -130,9 +142,11 @@ def _watch(parts: list[Part]) -> None:
     while True:
         for part in parts:
             # The matcher's replay service is a loop of its own, started and stopped with it.
-            for name, loop in ((part.name, part.node), (f"{part.name}'s replay service",
-                                                        getattr(part.node, "replay", None))):
-                if getattr(loop, "ended", False):
+            for name, loop in (
+                (part.name, part.node),
+                (f"{part.name}'s replay service", getattr(part.node, "replay", None)),
+            ):
+                if loop is not None and getattr(loop, "ended", False):
                     raise Ended(part, name, loop.error)
         time.sleep(WATCH_S)
 
@@ -176,8 +190,10 @@ def _explain(part: Part, name: str, exc: BaseException | None, starting: bool) -
         elif exc.errno in _ACCESS:
             check = f"that {place} is writable by this user"
         elif exc.errno in _NOT_DIR and data_dir:
-            check = (f"that data_dir ({data_dir}) is a directory or can be made one "
-                     "(config or --data-dir)")
+            check = (
+                f"that data_dir ({data_dir}) is a directory or can be made one "
+                "(config or --data-dir)"
+            )
         else:
             check = f"the disk and {place}"
         return head + f"{what}; check {check}, {again}"
@@ -194,6 +210,7 @@ def _worded(exc: BaseException) -> bool:
 
 def _serve_node(part: Part, banner: Callable[[], list[str]]) -> int:
     """Start one node, print ``banner()``'s lines (its metrics URL before the last), serve until Ctrl+C."""
+
     def show():
         lines = banner()
         if part.node.exporter.url:
@@ -204,17 +221,26 @@ def _serve_node(part: Part, banner: Callable[[], list[str]]) -> int:
     return _serve([part], show)
 
 
+def _seq(node: MatcherNode) -> int:
+    """The matcher's seq, for a banner (printed once the node started: its engine is recovered)."""
+    return node.engine.seq if node.engine is not None else 0
+
+
 def cmd_matcher(args: argparse.Namespace) -> int:
     from ..matcher import build_kind
     from ..matcher.node import MatcherNode
 
     cfg = _load(args)
     node, m = MatcherNode(cfg), cfg.matcher
-    return _serve_node(Part("matcher", node, m), lambda: [
-        f"zex matcher ({build_kind()} build): seq {node.engine.seq}, data in {m.data_dir}",
-        f"  commands (gateways' DEALER) on {m.bind}",
-        f"  for zex nodes only (every account's orders and fills): "
-        f"event stream on {m.events_bind}, replay service on {m.replay_bind}"])
+    return _serve_node(
+        Part("matcher", node, m),
+        lambda: [
+            f"zex matcher ({build_kind()} build): seq {_seq(node)}, data in {m.data_dir}",
+            f"  commands (gateways' DEALER) on {m.bind}",
+            f"  for zex nodes only (every account's orders and fills): "
+            f"event stream on {m.events_bind}, replay service on {m.replay_bind}",
+        ],
+    )
 
 
 def cmd_gateway(args: argparse.Namespace) -> int:
@@ -222,9 +248,13 @@ def cmd_gateway(args: argparse.Namespace) -> int:
 
     cfg = _load(args)
     node, g = GatewayNode(cfg), cfg.gateway
-    return _serve_node(Part(f"gateway {g.name}", node, g), lambda: [
-        f"zex gateway {g.name}: {f'{g.workers} workers' if g.workers else 'no worker threads'}, matcher at {node.matcher_endpoint}",
-        f"  clients (DEALER, protocol/SPEC.md) on {g.bind}"])
+    return _serve_node(
+        Part(f"gateway {g.name}", node, g),
+        lambda: [
+            f"zex gateway {g.name}: {f'{g.workers} workers' if g.workers else 'no worker threads'}, matcher at {node.matcher_endpoint}",
+            f"  clients (DEALER, protocol/SPEC.md) on {g.bind}",
+        ],
+    )
 
 
 def cmd_marketdata(args: argparse.Namespace) -> int:
@@ -232,10 +262,14 @@ def cmd_marketdata(args: argparse.Namespace) -> int:
 
     cfg = _load(args)
     node, d = MarketDataNode(cfg), cfg.marketdata
-    return _serve_node(Part("marketdata", node, d), lambda: [
-        f"zex marketdata: events from {node.events_endpoint}, replay from {node.replay_endpoint}",
-        f"  feed (SUB, topics md.<SYMBOL>.<channel>) on {d.feed_bind}",
-        f"  snapshots (DEALER, protocol/SPEC.md section 12) on {d.snapshot_bind}"])
+    return _serve_node(
+        Part("marketdata", node, d),
+        lambda: [
+            f"zex marketdata: events from {node.events_endpoint}, replay from {node.replay_endpoint}",
+            f"  feed (SUB, topics md.<SYMBOL>.<channel>) on {d.feed_bind}",
+            f"  snapshots (DEALER, protocol/SPEC.md section 12) on {d.snapshot_bind}",
+        ],
+    )
 
 
 def cmd_logger(args: argparse.Namespace) -> int:
@@ -245,10 +279,14 @@ def cmd_logger(args: argparse.Namespace) -> int:
     if getattr(args, "logger_dir", None):
         cfg.logger.data_dir = args.logger_dir
     node, lg = LoggerNode(cfg), cfg.logger
-    return _serve_node(Part("logger", node, lg), lambda: [
-        f"zex logger: trail in {lg.data_dir} (matcher seq {node.started_after} on disk), "
-        f"events from {node.events_endpoint}",
-        f"  audit records (PUSH) on {lg.bind}"])
+    return _serve_node(
+        Part("logger", node, lg),
+        lambda: [
+            f"zex logger: trail in {lg.data_dir} (matcher seq {node.started_after} on disk), "
+            f"events from {node.events_endpoint}",
+            f"  audit records (PUSH) on {lg.bind}",
+        ],
+    )
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
@@ -259,13 +297,21 @@ def cmd_audit(args: argparse.Namespace) -> int:
     cfg = _load(args)
     directory = Path(args.trail or cfg.logger.data_dir)
     if not directory.is_dir():
-        sys.exit(f"zex audit: no audit trail at {directory}; pass --trail DIR (the logger's data_dir)")
+        sys.exit(
+            f"zex audit: no audit trail at {directory}; pass --trail DIR (the logger's data_dir)"
+        )
     if args.what == "verify":
         rep = q.verify(directory)
         print("\n".join(rep.lines()))
         return 0 if rep.ok else 1
-    f = q.Filter(account=args.account or "", order_id=args.order_id or 0, cl_ord_id=args.cl_ord_id or "",
-                 symbol=args.symbol or "", since=_when(args.since), until=_when(args.until))
+    f = q.Filter(
+        account=args.account or "",
+        order_id=args.order_id or 0,
+        cl_ord_id=args.cl_ord_id or "",
+        symbol=args.symbol or "",
+        since=_when(args.since),
+        until=_when(args.until),
+    )
     inst = {i.symbol: i for i in cfg.instruments}
     try:
         if f.order_id:  # the whole life of the order, gateway refusals of its ids included
@@ -294,9 +340,11 @@ def _when(text: str | None) -> int:
     try:
         t = dt.datetime.fromisoformat(text)
     except ValueError:
-        sys.exit(f"zex audit: time {text!r} is neither ISO 8601 (2026-12-01T09:30:00) nor ns since the epoch")
+        sys.exit(
+            f"zex audit: time {text!r} is neither ISO 8601 (2026-12-01T09:30:00) nor ns since the epoch"
+        )
     if t.tzinfo is None:
-        t = t.replace(tzinfo=dt.timezone.utc)
+        t = t.replace(tzinfo=dt.UTC)
     return int(t.timestamp() * 1e9)
 
 
@@ -307,19 +355,19 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from .demo import DemoMarket
     from ..gateway.node import GatewayNode
     from ..logger.node import LoggerNode
     from ..marketdata.node import MarketDataNode
     from ..matcher import build_kind
     from ..matcher.node import MatcherNode
+    from .demo import DemoMarket
 
     cfg = _load(args)
     if getattr(args, "data_dir", None):  # one --data-dir holds the logger's trail too
         from pathlib import Path
 
         cfg.logger.data_dir = str(Path(args.data_dir) / "logger")
-    ctx = zmq.Context.instance()
+    ctx: zmq.Context = zmq.Context.instance()
     matcher = MatcherNode(cfg, ctx)
     logger = LoggerNode(cfg, ctx)
     gateway = GatewayNode(cfg, ctx)
@@ -327,30 +375,55 @@ def cmd_run(args: argparse.Namespace) -> int:
     demo = DemoMarket(cfg, ctx, cfg.gateway.bind, echo=(lambda s: None) if args.quiet else print)
 
     m, g, d = cfg.matcher, cfg.gateway, cfg.marketdata
-    parts = [Part("matcher", matcher, m), Part("logger", logger, cfg.logger),
-             Part("marketdata", marketdata, d), Part(f"gateway {g.name}", gateway, g),
-             Part("demo market", demo)]
+    parts = [
+        Part("matcher", matcher, m),
+        Part("logger", logger, cfg.logger),
+        Part("marketdata", marketdata, d),
+        Part(f"gateway {g.name}", gateway, g),
+        Part("demo market", demo),
+    ]
 
     def banner():
-        print(f"zex is running (matcher at seq {matcher.engine.seq}, {build_kind()} build, "
-              f"data in {m.data_dir})")
+        print(
+            f"zex is running (matcher at seq {matcher.engine.seq}, {build_kind()} build, "
+            f"data in {m.data_dir})"
+        )
         print(f"  clients connect a DEALER to the gateway: {g.bind}   (protocol/SPEC.md)")
-        print(f"  market data (SUB, topics md.<SYMBOL>.):  {d.feed_bind}   snapshots (DEALER): {d.snapshot_bind}")
-        print(f"  matcher, for more gateways:               {m.bind}   (zex gateway --name gw2 --bind ...)")
+        print(
+            f"  market data (SUB, topics md.<SYMBOL>.):  {d.feed_bind}   snapshots (DEALER): {d.snapshot_bind}"
+        )
+        print(
+            f"  matcher, for more gateways:               {m.bind}   (zex gateway --name gw2 --bind ...)"
+        )
         # Every account's orders and fills travel on the event stream: it is for the exchange's
         # own nodes (marketdata, logger), never a client's feed, so it is named as internal.
         print(f"  internal, zex nodes only: event stream {m.events_bind}, replay {m.replay_bind}")
-        print(f"  audit trail:                              {cfg.logger.data_dir}   (zex audit --account alice)")
-        urls = [f"{n} {x.exporter.url}" for n, x in (("matcher", matcher), ("gateway", gateway),
-                                                    ("marketdata", marketdata), ("logger", logger))
-                if x.exporter.url]
+        print(
+            f"  audit trail:                              {cfg.logger.data_dir}   (zex audit --account alice)"
+        )
+        urls = [
+            f"{n} {x.exporter.url}"
+            for n, x in (
+                ("matcher", matcher),
+                ("gateway", gateway),
+                ("marketdata", marketdata),
+                ("logger", logger),
+            )
+            if x.exporter.url
+        ]
         if urls:
             print(f"  metrics (Prometheus /metrics):           {', '.join(urls)}")
-        print(f"  instruments: {', '.join(i.symbol for i in cfg.instruments)}; "
-              f"accounts: {', '.join(a.id for a in cfg.accounts)} (demo credential = the name)")
-        print(f"  try:  .venv/bin/zex order buy 5 XYZ {_example_price(cfg)} --account alice --credential alice")
+        print(
+            f"  instruments: {', '.join(i.symbol for i in cfg.instruments)}; "
+            f"accounts: {', '.join(a.id for a in cfg.accounts)} (demo credential = the name)"
+        )
+        print(
+            f"  try:  .venv/bin/zex order buy 5 XYZ {_example_price(cfg)} --account alice --credential alice"
+        )
         print("        .venv/bin/zex book XYZ")
-        print("  demo market maker 'maker' and taker 'taker' are trading; Ctrl+C to quit", flush=True)
+        print(
+            "  demo market maker 'maker' and taker 'taker' are trading; Ctrl+C to quit", flush=True
+        )
 
     def stopped():
         print(f"zex stopped at seq {matcher.engine.seq}; {demo.trades} demo trades", flush=True)
@@ -379,18 +452,30 @@ def main(argv: list[str] | None = None) -> None:
     p = sub.add_parser("gateway", help="start a gateway node")
     p.add_argument("--config", help="TOML config file (default: built-in defaults)")
     p.add_argument("--name", dest="gw_name", help="override gateway.name (unique per gateway)")
-    p.add_argument("--bind", dest="gw_bind", help="override gateway.bind, e.g. tcp://127.0.0.1:7110")
+    p.add_argument(
+        "--bind", dest="gw_bind", help="override gateway.bind, e.g. tcp://127.0.0.1:7110"
+    )
     p.add_argument("--workers", dest="gw_workers", type=int, help="override gateway.workers")
-    p.add_argument("--metrics", dest="gw_metrics_bind",
-                   help='override gateway.metrics_bind (host:port, unique per gateway; "" = off)')
+    p.add_argument(
+        "--metrics",
+        dest="gw_metrics_bind",
+        help='override gateway.metrics_bind (host:port, unique per gateway; "" = off)',
+    )
     p.set_defaults(func=cmd_gateway)
     p = sub.add_parser("logger", help="start the audit logger node")
     p.add_argument("--config", help="TOML config file (default: built-in defaults)")
     p.add_argument("--data-dir", dest="logger_dir", help="override logger.data_dir")
     p.set_defaults(func=cmd_logger)
-    p = sub.add_parser("audit", help="query the audit trail (by account, order, symbol, time), or verify it")
-    p.add_argument("what", nargs="?", choices=["query", "verify"], default="query",
-                   help="query (default) or verify: checksums and sequence continuity")
+    p = sub.add_parser(
+        "audit", help="query the audit trail (by account, order, symbol, time), or verify it"
+    )
+    p.add_argument(
+        "what",
+        nargs="?",
+        choices=["query", "verify"],
+        default="query",
+        help="query (default) or verify: checksums and sequence continuity",
+    )
     p.add_argument("--config", help="TOML config file (for logger.data_dir and the instruments)")
     p.add_argument("--trail", help="the audit trail directory (default: logger.data_dir)")
     p.add_argument("--account")
@@ -401,7 +486,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--until", help="ISO 8601 time (UTC) or ns since the epoch, exclusive")
     p.add_argument("--json", action="store_true", help="JSON lines instead of a table")
     p.set_defaults(func=cmd_audit)
-    p = sub.add_parser("replay", help="re-run a journal through a fresh engine and diff it against the audit trail")
+    p = sub.add_parser(
+        "replay", help="re-run a journal through a fresh engine and diff it against the audit trail"
+    )
     p.add_argument("journal", help="the matcher's data directory (its journal-*.zj segments)")
     p.add_argument("--trail", help="the audit trail directory (default: logger.data_dir)")
     p.add_argument("--config", help="the matcher's TOML config (instruments, digest_every)")
@@ -415,8 +502,10 @@ def main(argv: list[str] | None = None) -> None:
     trade.add_parsers(sub)
     top.add_parser(sub)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(name)s %(levelname)s %(message)s",
+    )
     sys.exit(args.func(args))
 
 

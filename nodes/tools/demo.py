@@ -19,13 +19,21 @@ from zex.protocol import messages as m
 from ..runtime.config import Config
 
 LEVELS = 3  # quote levels a side
+SIDES: tuple[m.Side, m.Side] = ("buy", "sell")
 
 
 class DemoMarket:
     """Quote every instrument two-sided around a drifting mid; take liquidity now and then."""
 
-    def __init__(self, cfg: Config, ctx: zmq.Context, endpoint: str, period: float = 0.5, seed: int = 1,
-                 echo=print) -> None:
+    def __init__(
+        self,
+        cfg: Config,
+        ctx: zmq.Context,
+        endpoint: str,
+        period: float = 0.5,
+        seed: int = 1,
+        echo=print,
+    ) -> None:
         self.cfg = cfg
         self.ctx = ctx
         self.endpoint = endpoint
@@ -54,8 +62,12 @@ class DemoMarket:
     def _run(self) -> None:
         from zex.protocol.client import Client
 
-        maker = Client(self.endpoint, "maker", self._credential("maker"), context=self.ctx, timeout=5.0)
-        taker = Client(self.endpoint, "taker", self._credential("taker"), context=self.ctx, timeout=5.0)
+        maker = Client(
+            self.endpoint, "maker", self._credential("maker"), context=self.ctx, timeout=5.0
+        )
+        taker = Client(
+            self.endpoint, "taker", self._credential("taker"), context=self.ctx, timeout=5.0
+        )
         try:
             maker.logon()
             taker.logon()
@@ -64,27 +76,38 @@ class DemoMarket:
             while not self._stop.is_set():
                 for inst in self.cfg.instruments:
                     s = inst.symbol
-                    mids[s] = max(inst.min_ticks + LEVELS + 2, mids[s] + self.rng.choice((-1, 0, 1)))
+                    mids[s] = max(
+                        inst.min_ticks + LEVELS + 2, mids[s] + self.rng.choice((-1, 0, 1))
+                    )
                     for oid in quotes[s]:
                         maker.cancel(s, oid)
                     quotes[s] = []
                     for k in range(1, LEVELS + 1):
-                        for side, px in (("buy", mids[s] - k), ("sell", mids[s] + k)):
-                            ans = maker.place(s, side, inst.lots_to_qty(5 * k), inst.ticks_to_price(px))
+                        for side, px in zip(SIDES, (mids[s] - k, mids[s] + k), strict=True):
+                            ans = maker.place(
+                                s, side, inst.lots_to_qty(5 * k), inst.ticks_to_price(px)
+                            )
                             if isinstance(ans, m.Ack):
                                 quotes[s].append(ans.order_id)
                     if self.rng.random() < 0.5:
-                        side = self.rng.choice(("buy", "sell"))
+                        side = self.rng.choice(SIDES)
                         px = mids[s] + 2 if side == "buy" else mids[s] - 2
-                        taker.place(s, side, inst.lots_to_qty(self.rng.randint(1, 8)), inst.ticks_to_price(px),
-                                    tif="ioc")
+                        taker.place(
+                            s,
+                            side,
+                            inst.lots_to_qty(self.rng.randint(1, 8)),
+                            inst.ticks_to_price(px),
+                            tif="ioc",
+                        )
                 deadline = time.monotonic() + self.period
                 while (left := deadline - time.monotonic()) > 0 and not self._stop.is_set():
                     for r in taker.poll(min(left, 0.1)) + maker.poll(0):
                         if isinstance(r, m.Fill) and r.liquidity == "taker":
                             self.trades += 1
-                            self.echo(f"trade #{r.trade_id} {r.symbol} {r.qty} @ {r.price}  "
-                                      f"(seq {r.seq}, taker {r.side}s)")
+                            self.echo(
+                                f"trade #{r.trade_id} {r.symbol} {r.qty} @ {r.price}  "
+                                f"(seq {r.seq}, taker {r.side}s)"
+                            )
         finally:
             maker.close()
             taker.close()
@@ -92,6 +115,8 @@ class DemoMarket:
     def _credential(self, account: str) -> str:
         acct = self.cfg.account(account)
         if acct is None:
-            raise RuntimeError(f"the demo needs account {account!r} in [[accounts]]; add it or run with the "
-                               "default accounts")
+            raise RuntimeError(
+                f"the demo needs account {account!r} in [[accounts]]; add it or run with the "
+                "default accounts"
+            )
         return acct.credential

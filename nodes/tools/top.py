@@ -38,10 +38,18 @@ class Scrape:
         return self.values.get((name, tuple(sorted(labels.items()))), 0.0)
 
     def by_label(self, name: str, label: str) -> dict[str, float]:
-        return {dict(lb)[label]: v for (n, lb), v in self.values.items() if n == name and label in dict(lb)}
+        return {
+            dict(lb)[label]: v
+            for (n, lb), v in self.values.items()
+            if n == name and label in dict(lb)
+        }
 
     def buckets(self, name: str) -> list[tuple[float, float]]:
-        out = [(float(dict(lb)["le"]), v) for (n, lb), v in self.values.items() if n == f"{name}_bucket"]
+        out = [
+            (float(dict(lb)["le"]), v)
+            for (n, lb), v in self.values.items()
+            if n == f"{name}_bucket"
+        ]
         return sorted(out)
 
 
@@ -59,7 +67,9 @@ def scrape(url: str, timeout: float = 2.0) -> Scrape:
     return s
 
 
-def quantile(q: float, before: list[tuple[float, float]], after: list[tuple[float, float]]) -> float | None:
+def quantile(
+    q: float, before: list[tuple[float, float]], after: list[tuple[float, float]]
+) -> float | None:
     """The q-quantile of what was observed between two scrapes of one histogram (None: nothing)."""
     prev = dict(before)
     cum = [(le, v - prev.get(le, 0.0)) for le, v in after]
@@ -101,36 +111,59 @@ def render(nodes: dict[str, tuple[Scrape, Scrape]]) -> str:
             continue
         kind = name.split(" ")[0]
         if kind == "matcher":
-            health.append(f"  {name:<22} up     seq {b.get('zex_matcher_seq'):,.0f}  open orders "
-                          f"{sum(b.by_label('zex_matcher_open_orders', 'symbol').values()):,.0f}  held report frames "
-                          f"{b.get('zex_matcher_held_report_frames'):,.0f}")
-            for what, metric in (("orders/s", "zex_matcher_orders_total"), ("trades/s", "zex_matcher_trades_total"),
-                                 ("commands/s", "zex_matcher_commands_total")):
+            health.append(
+                f"  {name:<22} up     seq {b.get('zex_matcher_seq'):,.0f}  open orders "
+                f"{sum(b.by_label('zex_matcher_open_orders', 'symbol').values()):,.0f}  held report frames "
+                f"{b.get('zex_matcher_held_report_frames'):,.0f}"
+            )
+            for what, metric in (
+                ("orders/s", "zex_matcher_orders_total"),
+                ("trades/s", "zex_matcher_trades_total"),
+                ("commands/s", "zex_matcher_commands_total"),
+            ):
                 rate_lines.append(f"  {what:<12} {(b.get(metric) - a.get(metric)) / dt:>10,.1f}")
             h = "zex_matcher_command_seconds"
-            rate_lines.append(f"  {'matcher p50':<12} {_us(quantile(0.5, a.buckets(h), b.buckets(h))):>10}   "
-                              f"p99 {_us(quantile(0.99, a.buckets(h), b.buckets(h)))}  (time in the matcher)")
+            rate_lines.append(
+                f"  {'matcher p50':<12} {_us(quantile(0.5, a.buckets(h), b.buckets(h))):>10}   "
+                f"p99 {_us(quantile(0.99, a.buckets(h), b.buckets(h)))}  (time in the matcher)"
+            )
             for code, v in b.by_label("zex_matcher_rejects_total", "reason").items():
-                rejects[code] = rejects.get(code, 0.0) + v - a.by_label("zex_matcher_rejects_total", "reason").get(code, 0.0)
+                rejects[code] = (
+                    rejects.get(code, 0.0)
+                    + v
+                    - a.by_label("zex_matcher_rejects_total", "reason").get(code, 0.0)
+                )
         elif kind == "gateway":
-            health.append(f"  {name:<22} up     sessions {b.get('zex_gateway_sessions'):,.0f}  dropped reports "
-                          f"{b.get('zex_gateway_dropped_reports_total'):,.0f}")
+            health.append(
+                f"  {name:<22} up     sessions {b.get('zex_gateway_sessions'):,.0f}  dropped reports "
+                f"{b.get('zex_gateway_dropped_reports_total'):,.0f}"
+            )
             h = "zex_gateway_order_ack_seconds"
-            rate_lines.append(f"  {name + ' p50':<12} {_us(quantile(0.5, a.buckets(h), b.buckets(h))):>10}   "
-                              f"p99 {_us(quantile(0.99, a.buckets(h), b.buckets(h)))}  (order -> ack)")
+            rate_lines.append(
+                f"  {name + ' p50':<12} {_us(quantile(0.5, a.buckets(h), b.buckets(h))):>10}   "
+                f"p99 {_us(quantile(0.99, a.buckets(h), b.buckets(h)))}  (order -> ack)"
+            )
             for code, v in b.by_label("zex_gateway_rejects_total", "reason").items():
-                rejects[code] = rejects.get(code, 0.0) + v - a.by_label("zex_gateway_rejects_total", "reason").get(code, 0.0)
+                rejects[code] = (
+                    rejects.get(code, 0.0)
+                    + v
+                    - a.by_label("zex_gateway_rejects_total", "reason").get(code, 0.0)
+                )
         elif kind == "marketdata":
             live = "live" if b.get("zex_marketdata_live") else "catching up"
-            health.append(f"  {name:<22} up     {live}, matcher seq {b.get('zex_marketdata_matcher_seq'):,.0f}  "
-                          f"gaps {b.get('zex_marketdata_event_gaps_total'):,.0f}  subscribers gone "
-                          f"{b.get('zex_marketdata_subscribers_disconnected_total'):,.0f}")
+            health.append(
+                f"  {name:<22} up     {live}, matcher seq {b.get('zex_marketdata_matcher_seq'):,.0f}  "
+                f"gaps {b.get('zex_marketdata_event_gaps_total'):,.0f}  subscribers gone "
+                f"{b.get('zex_marketdata_subscribers_disconnected_total'):,.0f}"
+            )
             m = "zex_marketdata_updates_published_total"
             rate_lines.append(f"  {'md updates/s':<12} {(b.get(m) - a.get(m)) / dt:>10,.1f}")
         elif kind == "logger":
-            health.append(f"  {name:<22} up     trail at matcher seq {b.get('zex_logger_matcher_seq'):,.0f}  "
-                          f"audit records {b.get('zex_logger_audit_records_total'):,.0f}  events lost "
-                          f"{b.get('zex_logger_events_lost_total'):,.0f}")
+            health.append(
+                f"  {name:<22} up     trail at matcher seq {b.get('zex_logger_matcher_seq'):,.0f}  "
+                f"audit records {b.get('zex_logger_audit_records_total'):,.0f}  events lost "
+                f"{b.get('zex_logger_events_lost_total'):,.0f}"
+            )
     lines += ["", "rates (over the last interval)", *rate_lines]
     lines += ["", "rejects by reason (over the last interval)"]
     shown = {c: v for c, v in rejects.items() if v > 0}
@@ -143,8 +176,12 @@ def endpoints(args) -> dict[str, str]:
     """Node label -> metrics URL, from the flags or the config's metrics_bind keys."""
     out: dict[str, str] = {}
     if args.matcher or args.gateway or args.marketdata or args.logger:
-        for kind, values in (("matcher", args.matcher or []), ("gateway", args.gateway or []),
-                             ("marketdata", args.marketdata or []), ("logger", args.logger or [])):
+        for kind, values in (
+            ("matcher", args.matcher or []),
+            ("gateway", args.gateway or []),
+            ("marketdata", args.marketdata or []),
+            ("logger", args.logger or []),
+        ):
             for i, hp in enumerate(values):
                 out[kind if len(values) == 1 else f"{kind} {i + 1}"] = f"http://{hp}/metrics"
         return out
@@ -152,13 +189,19 @@ def endpoints(args) -> dict[str, str]:
         cfg = config_mod.load(args.config)
     except config_mod.ConfigError as exc:
         sys.exit(f"zex top: {exc}")
-    for kind, bind in (("matcher", cfg.matcher.metrics_bind), ("gateway", cfg.gateway.metrics_bind),
-                       ("marketdata", cfg.marketdata.metrics_bind), ("logger", cfg.logger.metrics_bind)):
+    for kind, bind in (
+        ("matcher", cfg.matcher.metrics_bind),
+        ("gateway", cfg.gateway.metrics_bind),
+        ("marketdata", cfg.marketdata.metrics_bind),
+        ("logger", cfg.logger.metrics_bind),
+    ):
         if bind:
             out[kind] = f"http://{bind}/metrics"
     if not out:
-        sys.exit("zex top: every metrics_bind in the config is off; "
-                 "pass --matcher/--gateway/--marketdata/--logger HOST:PORT")
+        sys.exit(
+            "zex top: every metrics_bind in the config is off; "
+            "pass --matcher/--gateway/--marketdata/--logger HOST:PORT"
+        )
     return out
 
 
@@ -181,12 +224,35 @@ def cmd_top(args) -> int:
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("top", help="orders/s, trades/s, latency, rejects and node health, refreshing in place")
-    p.add_argument("--config", help="TOML config file, for the nodes' metrics_bind (default: built-in defaults)")
-    p.add_argument("--matcher", action="append", metavar="HOST:PORT", help="a matcher's metrics endpoint")
-    p.add_argument("--gateway", action="append", metavar="HOST:PORT", help="a gateway's metrics endpoint (repeat)")
-    p.add_argument("--marketdata", action="append", metavar="HOST:PORT", help="a marketdata node's metrics endpoint")
-    p.add_argument("--logger", action="append", metavar="HOST:PORT", help="a logger node's metrics endpoint")
-    p.add_argument("--interval", type=float, default=1.0, help="seconds between refreshes (default 1)")
-    p.add_argument("--once", action="store_true", help="two scrapes --interval apart, one screen, then exit")
+    p = sub.add_parser(
+        "top", help="orders/s, trades/s, latency, rejects and node health, refreshing in place"
+    )
+    p.add_argument(
+        "--config",
+        help="TOML config file, for the nodes' metrics_bind (default: built-in defaults)",
+    )
+    p.add_argument(
+        "--matcher", action="append", metavar="HOST:PORT", help="a matcher's metrics endpoint"
+    )
+    p.add_argument(
+        "--gateway",
+        action="append",
+        metavar="HOST:PORT",
+        help="a gateway's metrics endpoint (repeat)",
+    )
+    p.add_argument(
+        "--marketdata",
+        action="append",
+        metavar="HOST:PORT",
+        help="a marketdata node's metrics endpoint",
+    )
+    p.add_argument(
+        "--logger", action="append", metavar="HOST:PORT", help="a logger node's metrics endpoint"
+    )
+    p.add_argument(
+        "--interval", type=float, default=1.0, help="seconds between refreshes (default 1)"
+    )
+    p.add_argument(
+        "--once", action="store_true", help="two scrapes --interval apart, one screen, then exit"
+    )
     p.set_defaults(func=cmd_top)

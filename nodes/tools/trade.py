@@ -28,7 +28,10 @@ DEMO_HINT = "the demo accounts of `zex run` are alice, bob, maker, taker and ops
 
 def add_parsers(sub) -> None:
     def common(p):
-        p.add_argument("--gateway", help="gateway endpoint (default: $ZEX_GATEWAY, else gateway.bind of --config)")
+        p.add_argument(
+            "--gateway",
+            help="gateway endpoint (default: $ZEX_GATEWAY, else gateway.bind of --config)",
+        )
         p.add_argument("--account", help="account id (default: $ZEX_ACCOUNT)")
         p.add_argument("--credential", help="credential (default: $ZEX_CREDENTIAL)")
         p.add_argument("--config", help="TOML config file, for the default gateway endpoint")
@@ -40,10 +43,18 @@ def add_parsers(sub) -> None:
     p.add_argument("symbol")
     p.add_argument("price", nargs="?", help="limit price; omit with --market")
     p.add_argument("--market", action="store_true", help="a market order (needs --tif ioc or fok)")
-    p.add_argument("--tif", choices=["gtc", "ioc", "fok"], help="time in force (default gtc, ioc for --market)")
+    p.add_argument(
+        "--tif", choices=["gtc", "ioc", "fok"], help="time in force (default gtc, ioc for --market)"
+    )
     p.add_argument("--post-only", action="store_true")
-    p.add_argument("--stp", choices=["cancel_newest", "cancel_oldest", "cancel_both", "none"], default="cancel_newest")
-    p.add_argument("--cl-ord-id", help="client order id (default: generated); reuse it to resend safely")
+    p.add_argument(
+        "--stp",
+        choices=["cancel_newest", "cancel_oldest", "cancel_both", "none"],
+        default="cancel_newest",
+    )
+    p.add_argument(
+        "--cl-ord-id", help="client order id (default: generated); reuse it to resend safely"
+    )
     common(p)
     p.set_defaults(func=cmd_order)
     p = sub.add_parser("cancel", help="cancel one of my open orders")
@@ -66,19 +77,37 @@ def add_parsers(sub) -> None:
     common(p)
     p.set_defaults(func=cmd_positions)
     p = sub.add_parser("reports", help="follow my execution reports (Ctrl+C to stop)")
-    p.add_argument("--from-rseq", type=int, help="first replay the account's reports from this rseq")
+    p.add_argument(
+        "--from-rseq", type=int, help="first replay the account's reports from this rseq"
+    )
     common(p)
     p.set_defaults(func=cmd_reports)
-    p = sub.add_parser("book", help="watch a symbol's book from the market-data feed, refreshing in place")
+    p = sub.add_parser(
+        "book", help="watch a symbol's book from the market-data feed, refreshing in place"
+    )
     p.add_argument("symbol")
     p.add_argument("--depth", type=int, default=10)
-    p.add_argument("--once", action="store_true", help="print the book once (when in sync) and exit")
-    p.add_argument("--feed", help="market-data feed endpoint (default: $ZEX_FEED, else marketdata.feed_bind)")
-    p.add_argument("--snapshot", help="snapshot endpoint (default: $ZEX_SNAPSHOT, else marketdata.snapshot_bind)")
+    p.add_argument(
+        "--once", action="store_true", help="print the book once (when in sync) and exit"
+    )
+    p.add_argument(
+        "--feed", help="market-data feed endpoint (default: $ZEX_FEED, else marketdata.feed_bind)"
+    )
+    p.add_argument(
+        "--snapshot",
+        help="snapshot endpoint (default: $ZEX_SNAPSHOT, else marketdata.snapshot_bind)",
+    )
     p.add_argument("--config", help="TOML config file, for the default endpoints")
-    p.add_argument("--timeout", type=float, default=3.0, help="seconds to wait for the first snapshot (default 3)")
+    p.add_argument(
+        "--timeout",
+        type=float,
+        default=3.0,
+        help="seconds to wait for the first snapshot (default 3)",
+    )
     p.set_defaults(func=cmd_book)
-    p = sub.add_parser("kill", help="operator: set an account's kill switch (block, reduce_only, off)")
+    p = sub.add_parser(
+        "kill", help="operator: set an account's kill switch (block, reduce_only, off)"
+    )
     p.add_argument("target")
     p.add_argument("mode", choices=["block", "reduce_only", "off"])
     common(p)
@@ -99,9 +128,13 @@ def _client(args):
         except config_mod.ConfigError as exc:
             _fail(str(exc))
     account = args.account or os.environ.get("ZEX_ACCOUNT")
-    credential = args.credential if args.credential is not None else os.environ.get("ZEX_CREDENTIAL", "")
+    credential = (
+        args.credential if args.credential is not None else os.environ.get("ZEX_CREDENTIAL", "")
+    )
     if not account:
-        _fail(f"say which account: --account NAME --credential SECRET (or ZEX_ACCOUNT); {DEMO_HINT}")
+        _fail(
+            f"say which account: --account NAME --credential SECRET (or ZEX_ACCOUNT); {DEMO_HINT}"
+        )
     c = Client(endpoint, account, credential, timeout=args.timeout, retries=1, heartbeat_ms=5_000)
     try:
         c.logon()
@@ -110,8 +143,10 @@ def _client(args):
         _fail(f"logon refused: {exc}; check --account and --credential ({DEMO_HINT})")
     except (TimeoutError, ClientError):
         c.close()
-        _fail(f"no answer from a gateway at {endpoint}; is the exchange running? Start it with `make run`, "
-              "or pass --gateway tcp://HOST:PORT")
+        _fail(
+            f"no answer from a gateway at {endpoint}; is the exchange running? Start it with `make run`, "
+            "or pass --gateway tcp://HOST:PORT"
+        )
     return c
 
 
@@ -119,20 +154,26 @@ def _line(r) -> str:
     t = type(r)
     if t is m.Ack:
         px = "market" if r.price is None else f"@ {r.price}"
-        return f"ack       #{r.order_id} {r.side} {r.qty} {r.symbol} {px} {r.tif}  (cl {r.cl_ord_id}, seq {r.seq})" + (
-            "  [resent: the first answer]" if r.resent else "")
+        return (
+            f"ack       #{r.order_id} {r.side} {r.qty} {r.symbol} {px} {r.tif}  (cl {r.cl_ord_id}, seq {r.seq})"
+            + ("  [resent: the first answer]" if r.resent else "")
+        )
     if t is m.Reject:
         return f"reject    {r.reason} {r.reason_name}: {r.text}  (cl {r.cl_ord_id or '-'})"
     if t is m.Fill:
-        return (f"fill      #{r.order_id} {r.side} {r.qty} {r.symbol} @ {r.price} {r.liquidity}, leaves {r.leaves}"
-                f"  (trade {r.trade_id})")
+        return (
+            f"fill      #{r.order_id} {r.side} {r.qty} {r.symbol} @ {r.price} {r.liquidity}, leaves {r.leaves}"
+            f"  (trade {r.trade_id})"
+        )
     if t is m.Cancelled:
         return f"cancelled #{r.order_id} {r.side} {r.qty} {r.symbol} ({r.reason})"
     if t is m.Expired:
         return f"expired   #{r.order_id} {r.side} {r.qty} {r.symbol} ({r.reason})"
     if t is m.Replaced:
-        return (f"replaced  #{r.order_id} {r.side} now {r.qty} {r.symbol} @ {r.price}, leaves {r.leaves}"
-                f"{' (kept priority)' if r.kept_priority else ''}")
+        return (
+            f"replaced  #{r.order_id} {r.side} now {r.qty} {r.symbol} @ {r.price}, leaves {r.leaves}"
+            f"{' (kept priority)' if r.kept_priority else ''}"
+        )
     if t is m.KillSwitchSet:
         return f"kill      {r.account} -> {r.mode}, {r.cancelled} orders cancelled"
     return repr(r)
@@ -154,9 +195,17 @@ def cmd_order(args) -> int:
         _fail("a limit order needs a price: zex order buy 10 XYZ 1.01 (or --market --tif ioc)")
     c = _client(args)
     tif = args.tif or ("ioc" if args.market else "gtc")
-    ans = c.place(args.symbol, args.side, args.qty, None if args.market else args.price,
-                  ord_type="market" if args.market else "limit", tif=tif, post_only=args.post_only,
-                  stp=args.stp, cl_ord_id=args.cl_ord_id)
+    ans = c.place(
+        args.symbol,
+        args.side,
+        args.qty,
+        None if args.market else args.price,
+        ord_type="market" if args.market else "limit",
+        tif=tif,
+        post_only=args.post_only,
+        stp=args.stp,
+        cl_ord_id=args.cl_ord_id,
+    )
     return _finish(c, ans)
 
 
@@ -177,10 +226,14 @@ def cmd_orders(args) -> int:
     if not ans.orders:
         print(f"no open orders (after seq {ans.seq})")
         return 0
-    print(f"{'order':>8} {'side':4} {'symbol':8} {'price':>12} {'qty':>10} {'leaves':>10} {'filled':>10}  cl_ord_id")
+    print(
+        f"{'order':>8} {'side':4} {'symbol':8} {'price':>12} {'qty':>10} {'leaves':>10} {'filled':>10}  cl_ord_id"
+    )
     for o in ans.orders:
-        print(f"{o.order_id:>8} {o.side:4} {o.symbol:8} {o.price:>12} {o.qty:>10} {o.leaves:>10} {o.filled:>10}  "
-              f"{o.cl_ord_id}")
+        print(
+            f"{o.order_id:>8} {o.side:4} {o.symbol:8} {o.price:>12} {o.qty:>10} {o.leaves:>10} {o.filled:>10}  "
+            f"{o.cl_ord_id}"
+        )
     return 0
 
 
@@ -188,7 +241,9 @@ def cmd_positions(args) -> int:
     c = _client(args)
     ans = c.positions()
     c.close()
-    print(f"cash {ans.cash}   open orders {ans.open_orders}   kill switch {ans.kill_switch}   (after seq {ans.seq})")
+    print(
+        f"cash {ans.cash}   open orders {ans.open_orders}   kill switch {ans.kill_switch}   (after seq {ans.seq})"
+    )
     for p in ans.positions:
         print(f"  {p.symbol:8} {p.qty:>12}   bought {p.bought}, sold {p.sold}")
     return 0
@@ -233,8 +288,10 @@ def cmd_book(args) -> int:
         except TimeoutError:
             in_sync = False
         if not in_sync:
-            _fail(f"no snapshot of {args.symbol} from {snap} (feed {feed}); is the exchange running? "
-                  "Start it with `make run`, or pass --feed and --snapshot")
+            _fail(
+                f"no snapshot of {args.symbol} from {snap} (feed {feed}); is the exchange running? "
+                "Start it with `make run`, or pass --feed and --snapshot"
+            )
         while True:
             text = _render_book(sub.book(args.symbol), args.depth)
             if args.once:
@@ -254,8 +311,10 @@ def cmd_book(args) -> int:
 
 def _render_book(book, depth: int) -> str:
     bids, asks = book.levels("buy", depth), book.levels("sell", depth)
-    lines = [f"{book.symbol}  l2 seq {book.seq}  matcher seq {book.mseq}  {time.strftime('%H:%M:%S')}",
-             f"{'orders':>6} {'bid qty':>12} {'bid':>12} | {'ask':<12} {'ask qty':<12} {'orders':<6}"]
+    lines = [
+        f"{book.symbol}  l2 seq {book.seq}  matcher seq {book.mseq}  {time.strftime('%H:%M:%S')}",
+        f"{'orders':>6} {'bid qty':>12} {'bid':>12} | {'ask':<12} {'ask qty':<12} {'orders':<6}",
+    ]
     for i in range(max(len(bids), len(asks))):
         b = bids[i] if i < len(bids) else ("", "", "")
         a = asks[i] if i < len(asks) else ("", "", "")
