@@ -18,7 +18,8 @@ from zex.protocol import messages as m
 from zex.protocol.codec import encode
 from zex.protocol.session import SessionLost
 
-ID_MARK = "lt."  # cl_ord_id prefix of every order the load test sends: what the start-up sweep cancels
+# cl_ord_id prefix of every order the load test sends: what the start-up sweep cancels
+ID_MARK = "lt."
 MD_USERS = int(os.environ.get("ZEX_LOAD_MD_USERS", "1"))  # market-data users, counted in -u
 
 # Locust monkey-patches with gevent when it is imported: every socket is a zmq.green socket, or
@@ -55,15 +56,27 @@ class Rejected(Exception):
     """An outcome the load test did not expect; its text is the reason, so locust groups by it."""
 
 
-def fire(env, name: str, seconds: float, answer=None, exc: Exception | None = None,
-         due: float | None = None, end: float = 0.0) -> None:
+def fire(
+    env,
+    name: str,
+    seconds: float,
+    answer=None,
+    exc: Exception | None = None,
+    due: float | None = None,
+    end: float = 0.0,
+) -> None:
     """Report one request to locust and to the histograms (``due``: open loop's due time)."""
     LATENCY.record(name, seconds)
     if due is not None:
         LATENCY.record(f"{name} (from due time)", end - due)
-    env.events.request.fire(request_type="zex", name=name, response_time=seconds * 1000.0,
-                            response_length=len(encode(answer)) if answer is not None else 0,
-                            exception=exc, context={})
+    env.events.request.fire(
+        request_type="zex",
+        name=name,
+        response_time=seconds * 1000.0,
+        response_length=len(encode(answer)) if answer is not None else 0,
+        exception=exc,
+        context={},
+    )
 
 
 def short(exc: Exception) -> Exception:

@@ -76,8 +76,9 @@ class OrderFlow:
     def opened(self, ack: m.Ack) -> None:
         """A resting order was acknowledged: it is open until filled or cancelled."""
         assert ack.price is not None
-        self.open[ack.order_id] = Resting(ack.side, self.inst.price_to_ticks(ack.price),
-                                          self.lots_of(ack.qty))
+        self.open[ack.order_id] = Resting(
+            ack.side, self.inst.price_to_ticks(ack.price), self.lots_of(ack.qty)
+        )
 
     def replaced(self, ans: m.Replaced) -> None:
         o = self.open.get(ans.order_id)

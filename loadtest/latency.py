@@ -106,16 +106,23 @@ class Latencies:
         if not rows:
             return "(no requests recorded)"
         width = max(len(n) for n in rows)
-        head = f"{'name':<{width}} {'count':>9} " + " ".join(f"{k:>8}" for k in
-                                                             ("p50", "p90", "p99", "p99.9", "max"))
+        head = f"{'name':<{width}} {'count':>9} " + " ".join(
+            f"{k:>8}" for k in ("p50", "p90", "p99", "p99.9", "max")
+        )
         lines = [head]
         for name, r in rows.items():
-            lines.append(f"{name:<{width}} {r['count']:>9} " + " ".join(
-                f"{r[k]:>8}" for k in ("p50", "p90", "p99", "p99.9", "max")))
+            lines.append(
+                f"{name:<{width}} {r['count']:>9} "
+                + " ".join(f"{r[k]:>8}" for k in ("p50", "p90", "p99", "p99.9", "max"))
+            )
         return "\n".join(lines)
 
     def write(self, path: Path, extra: dict | None = None) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        data = {"unit": "us", "histogram": "hdr" if HdrHistogram is not None else "log-linear",
-                "latency": self.summary(), **(extra or {})}
+        data = {
+            "unit": "us",
+            "histogram": "hdr" if HdrHistogram is not None else "log-linear",
+            "latency": self.summary(),
+            **(extra or {}),
+        }
         path.write_text(json.dumps(data, indent=2) + "\n")

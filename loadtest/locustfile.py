@@ -41,20 +41,25 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `loadtest.*`, from any cwd
 
-from locust import User, events, task  # noqa: E402
-from locust.runners import WorkerRunner  # noqa: E402
-from locust.stats import StatsError  # noqa: E402
+from locust import User, events, task
+from locust.runners import WorkerRunner
+from locust.stats import StatsError
 
-from loadtest import common, profiles  # noqa: E402
-from loadtest.common import (GREEN, ID_MARK, MD_TOTALS, MD_USERS, Settings, fire,  # noqa: E402
-                             rejected, short)
-from loadtest.flow import OrderFlow  # noqa: E402
-from loadtest.mduser import MarketDataUser  # noqa: E402, F401 - locust finds the users here
-from zex.nodes.runtime import config as zconfig  # noqa: E402
-from zex.protocol import messages as m  # noqa: E402
-from zex.protocol.client import (Client, ClientError, GatewayTimeout, IdGen,  # noqa: E402
-                                 LogonRejected, SessionLost)
-from zex.protocol.reasons import Reason  # noqa: E402
+from loadtest import common, profiles
+from loadtest.common import GREEN, ID_MARK, MD_TOTALS, MD_USERS, Settings, fire, rejected, short
+from loadtest.flow import OrderFlow
+from loadtest.mduser import MarketDataUser  # noqa: F401 - locust finds the users here
+from zex.nodes.runtime import config as zconfig
+from zex.protocol import messages as m
+from zex.protocol.client import (
+    Client,
+    ClientError,
+    GatewayTimeout,
+    IdGen,
+    LogonRejected,
+    SessionLost,
+)
+from zex.protocol.reasons import Reason
 
 log = logging.getLogger("zex.load")
 
@@ -71,20 +76,49 @@ def _options(parser) -> None:
     def opt(name, env, help, **kw):
         parser.add_argument(name, env_var=env, help=f"{help} (env {env})", **kw)
 
-    opt("--zex-config", "ZEX_LOAD_CONFIG", "zex TOML file: endpoints and instruments from it",
-        default="")
-    opt("--zex-gateway", "ZEX_LOAD_GATEWAY", "gateway endpoint (default: config, -H, "
-        "tcp://127.0.0.1:7100)", default="")
-    opt("--zex-feed", "ZEX_LOAD_FEED", "market-data feed (default tcp://127.0.0.1:7104)", default="")
-    opt("--zex-snapshots", "ZEX_LOAD_SNAPSHOTS", "snapshot service (default tcp://127.0.0.1:7105)",
-        default="")
-    opt("--zex-accounts", "ZEX_LOAD_ACCOUNTS", "accounts the order users log on as, in turn: "
-        "id or id:credential, comma separated (demo credential = the id)", default="alice,bob")
+    opt(
+        "--zex-config",
+        "ZEX_LOAD_CONFIG",
+        "zex TOML file: endpoints and instruments from it",
+        default="",
+    )
+    opt(
+        "--zex-gateway",
+        "ZEX_LOAD_GATEWAY",
+        "gateway endpoint (default: config, -H, tcp://127.0.0.1:7100)",
+        default="",
+    )
+    opt(
+        "--zex-feed", "ZEX_LOAD_FEED", "market-data feed (default tcp://127.0.0.1:7104)", default=""
+    )
+    opt(
+        "--zex-snapshots",
+        "ZEX_LOAD_SNAPSHOTS",
+        "snapshot service (default tcp://127.0.0.1:7105)",
+        default="",
+    )
+    opt(
+        "--zex-accounts",
+        "ZEX_LOAD_ACCOUNTS",
+        "accounts the order users log on as, in turn: "
+        "id or id:credential, comma separated (demo credential = the id)",
+        default="alice,bob",
+    )
     opt("--zex-symbols", "ZEX_LOAD_SYMBOLS", "symbols to trade, in turn per user", default="XYZ")
-    opt("--zex-max-open", "ZEX_LOAD_MAX_OPEN", "open orders per user at most (0: the profile's)",
-        type=int, default=0)
-    opt("--zex-timeout", "ZEX_LOAD_TIMEOUT", "seconds to wait for an answer", type=float,
-        default=5.0)
+    opt(
+        "--zex-max-open",
+        "ZEX_LOAD_MAX_OPEN",
+        "open orders per user at most (0: the profile's)",
+        type=int,
+        default=0,
+    )
+    opt(
+        "--zex-timeout",
+        "ZEX_LOAD_TIMEOUT",
+        "seconds to wait for an answer",
+        type=float,
+        default=5.0,
+    )
     opt("--zex-out", "ZEX_LOAD_OUT", "directory for latency_us.json", default="")
 
 
@@ -92,7 +126,7 @@ def _connectable(endpoint: str) -> str:
     """A bind endpoint as a client connects to it (a wildcard host is this host)."""
     for wild in ("tcp://0.0.0.0:", "tcp://*:"):
         if endpoint.startswith(wild):
-            return "tcp://127.0.0.1:" + endpoint[len(wild):]
+            return "tcp://127.0.0.1:" + endpoint[len(wild) :]
     return endpoint
 
 
@@ -110,25 +144,36 @@ def _settings(opts, host: str | None) -> Settings:
     for s in symbols:
         inst = cfg.instrument(s)
         if inst is None:
-            raise SystemExit(f"--zex-symbols: {s!r} is not an instrument of the config "
-                             f"({', '.join(i.symbol for i in cfg.instruments)})")
+            raise SystemExit(
+                f"--zex-symbols: {s!r} is not an instrument of the config "
+                f"({', '.join(i.symbol for i in cfg.instruments)})"
+            )
         instruments[s] = inst
     return Settings(
         gateway=opts.zex_gateway or host or _connectable(cfg.gateway.bind),
-        feed=opts.zex_feed or (_connectable(cfg.marketdata.feed_bind) if from_file
-                               else "tcp://127.0.0.1:7104"),
-        snapshots=opts.zex_snapshots or (_connectable(cfg.marketdata.snapshot_bind) if from_file
-                                         else "tcp://127.0.0.1:7105"),
-        accounts=accounts, symbols=symbols, instruments=instruments,
-        max_open=opts.zex_max_open or PROFILE.max_open, timeout=opts.zex_timeout,
-        out=Path(opts.zex_out) if opts.zex_out else None)
+        feed=opts.zex_feed
+        or (_connectable(cfg.marketdata.feed_bind) if from_file else "tcp://127.0.0.1:7104"),
+        snapshots=opts.zex_snapshots
+        or (_connectable(cfg.marketdata.snapshot_bind) if from_file else "tcp://127.0.0.1:7105"),
+        accounts=accounts,
+        symbols=symbols,
+        instruments=instruments,
+        max_open=opts.zex_max_open or PROFILE.max_open,
+        timeout=opts.zex_timeout,
+        out=Path(opts.zex_out) if opts.zex_out else None,
+    )
 
 
 @events.init.add_listener
 def _init(environment, **_) -> None:
     s = common.SETTINGS = _settings(environment.parsed_options, environment.host)
-    log.info("zex load: profile %s, gateway %s, feed %s, accounts %s", PROFILE.name,
-             s.gateway, s.feed, ",".join(a for a, _ in s.accounts))
+    log.info(
+        "zex load: profile %s, gateway %s, feed %s, accounts %s",
+        PROFILE.name,
+        s.gateway,
+        s.feed,
+        ",".join(a for a, _ in s.accounts),
+    )
     if not isinstance(environment.runner, WorkerRunner):
         _sweep(s)
 
@@ -143,17 +188,26 @@ def _sweep(s: Settings) -> None:
             for o in stale:
                 c.cancel(o.symbol, o.order_id)
             if stale:
-                log.info("cancelled %d order(s) of %s left open by an earlier load test",
-                         len(stale), acct)
+                log.info(
+                    "cancelled %d order(s) of %s left open by an earlier load test",
+                    len(stale),
+                    acct,
+                )
         except LogonRejected as exc:
-            raise SystemExit(f"zex load: account {acct!r} cannot log on to {s.gateway}: {exc}; "
-                             f"name accounts with --zex-accounts / ZEX_LOAD_ACCOUNTS") from None
+            raise SystemExit(
+                f"zex load: account {acct!r} cannot log on to {s.gateway}: {exc}; "
+                f"name accounts with --zex-accounts / ZEX_LOAD_ACCOUNTS"
+            ) from None
         except GatewayTimeout:
-            raise SystemExit(f"zex load: no zex exchange answers at {s.gateway}: start it with "
-                             f"`make run` in another terminal (or point --zex-gateway / "
-                             f"ZEX_LOAD_GATEWAY at one)") from None
+            raise SystemExit(
+                f"zex load: no zex exchange answers at {s.gateway}: start it with "
+                f"`make run` in another terminal (or point --zex-gateway / "
+                f"ZEX_LOAD_GATEWAY at one)"
+            ) from None
         except ClientError as exc:
-            raise SystemExit(f"zex load: start-up as {acct!r} at {s.gateway} failed: {exc}") from None
+            raise SystemExit(
+                f"zex load: start-up as {acct!r} at {s.gateway} failed: {exc}"
+            ) from None
         finally:
             c.close()
 
@@ -184,21 +238,35 @@ def _test_stop(environment, **_) -> None:
     s, lat = common.SETTINGS, common.LATENCY
     if not lat.hists:
         return
-    print(f"\nzex load latency in µs (profile {PROFILE.name}; this process; locust's own "
-          f"percentiles are whole ms)\n{lat.table()}", flush=True)
+    print(
+        f"\nzex load latency in µs (profile {PROFILE.name}; this process; locust's own "
+        f"percentiles are whole ms)\n{lat.table()}",
+        flush=True,
+    )
     if MD_TOTALS:
-        print("market data: " + ", ".join(f"{k} {v}" for k, v in sorted(MD_TOTALS.items())),
-              flush=True)
+        print(
+            "market data: " + ", ".join(f"{k} {v}" for k, v in sorted(MD_TOTALS.items())),
+            flush=True,
+        )
     if s is not None and s.out is not None:
-        failures = {f"{e.name}: {StatsError.parse_error(e.error)}": e.occurrences
-                    for e in environment.runner.stats.errors.values()}
+        failures = {
+            f"{e.name}: {StatsError.parse_error(e.error)}": e.occurrences
+            for e in environment.runner.stats.errors.values()
+        }
         # --processes / --worker: every worker has its own histograms and its own file
         worker = isinstance(environment.runner, WorkerRunner)
         name = f"latency_us-{os.getpid()}.json" if worker else "latency_us.json"
-        lat.write(s.out / name, {
-            "profile": PROFILE.name, "gateway": s.gateway,
-            "accounts": [a for a, _ in s.accounts], "symbols": s.symbols,
-            "market_data": dict(MD_TOTALS), "failures": failures})
+        lat.write(
+            s.out / name,
+            {
+                "profile": PROFILE.name,
+                "gateway": s.gateway,
+                "accounts": [a for a, _ in s.accounts],
+                "symbols": s.symbols,
+                "market_data": dict(MD_TOTALS),
+                "failures": failures,
+            },
+        )
 
 
 # ----------------------------------------------------------------- users
@@ -216,8 +284,15 @@ class OrderUser(User):
         self.account, cred = s.accounts[n % len(s.accounts)]
         self.symbol = s.symbols[n % len(s.symbols)]
         self.flow = OrderFlow(s.instruments[self.symbol], random.Random(), s.max_open)
-        self.client = Client(s.gateway, self.account, cred, context=GREEN, timeout=s.timeout,
-                             retries=1, id_prefix=ID_MARK + IdGen().prefix)
+        self.client = Client(
+            s.gateway,
+            self.account,
+            cred,
+            context=GREEN,
+            timeout=s.timeout,
+            retries=1,
+            id_prefix=ID_MARK + IdGen().prefix,
+        )
         self.next_book = self.next_positions = 0.0
         self.lost = True  # until the logon is answered; a failed one is retried by reconnect()
         t0 = time.perf_counter()
@@ -282,8 +357,9 @@ class OrderUser(User):
 
     def new_order(self, due: float | None) -> None:
         side, qty, price = self.flow.resting_order()
-        ans, took, end = self.call("new_order", self.client.place, self.symbol, side, qty, price,
-                                   due=due)
+        ans, took, end = self.call(
+            "new_order", self.client.place, self.symbol, side, qty, price, due=due
+        )
         if ans is None:
             return
         if isinstance(ans, m.Ack):
@@ -294,8 +370,9 @@ class OrderUser(User):
 
     def ioc(self, due: float | None) -> None:
         side, qty, price = self.flow.ioc_order()
-        ans, took, end = self.call("ioc", self.client.place, self.symbol, side, qty, price,
-                                   tif="ioc", due=due)
+        ans, took, end = self.call(
+            "ioc", self.client.place, self.symbol, side, qty, price, tif="ioc", due=due
+        )
         if ans is not None:
             exc = None if isinstance(ans, m.Ack) else rejected(ans)
             fire(self.environment, "ioc", took, ans, exc, due=due, end=end)
@@ -316,8 +393,9 @@ class OrderUser(User):
 
     def replace(self, due: float | None) -> None:
         oid, qty, price = self.flow.replace_target()
-        ans, took, end = self.call("replace", self.client.replace, self.symbol, oid, qty, price,
-                                   due=due)
+        ans, took, end = self.call(
+            "replace", self.client.replace, self.symbol, oid, qty, price, due=due
+        )
         if ans is None:
             return
         if isinstance(ans, m.Replaced):
@@ -325,8 +403,9 @@ class OrderUser(User):
             fire(self.environment, "replace", took, ans, due=due, end=end)
             return
         lots = self.flow.lots_of(qty)
-        if ((ans.reason == Reason.UNKNOWN_ORDER and self.explained(oid))
-                or (ans.reason == Reason.INVALID_REPLACE and self.explained(oid, lots))):
+        if (ans.reason == Reason.UNKNOWN_ORDER and self.explained(oid)) or (
+            ans.reason == Reason.INVALID_REPLACE and self.explained(oid, lots)
+        ):
             fire(self.environment, "replace: raced a fill", took, ans, due=due, end=end)
         else:
             fire(self.environment, "replace", took, ans, rejected(ans), due=due, end=end)

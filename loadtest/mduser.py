@@ -22,9 +22,15 @@ class MarketDataUser(User):
     def on_start(self) -> None:
         s = common.SETTINGS
         assert s is not None, "the init hook sets SETTINGS"
-        self.md = BookSubscriber(s.feed, s.snapshots, s.symbols, context=common.GREEN,
-                                 on_book=self._on_book, on_bbo=self._on_bbo,
-                                 on_trade=self._on_trades)
+        self.md = BookSubscriber(
+            s.feed,
+            s.snapshots,
+            s.symbols,
+            context=common.GREEN,
+            on_book=self._on_book,
+            on_bbo=self._on_bbo,
+            on_trade=self._on_trades,
+        )
         self.seen = {"gaps": 0, "resyncs": 0, "timeouts": 0, "bad_frames": 0}
         t0 = time.perf_counter()
         try:
@@ -46,15 +52,21 @@ class MarketDataUser(User):
     def check(self) -> None:
         md, env = self.md, self.environment
         for counter, name, failure in (
-                ("gaps", "md_gap", "sequence gap on the feed: updates were lost"),
-                ("timeouts", "md_snapshot_timeout", "snapshot request unanswered"),
-                ("bad_frames", "md_bad_frame", "feed frame did not decode"),
-                ("resyncs", "md_resync", None)):  # a resync is the recovery, not a loss
+            ("gaps", "md_gap", "sequence gap on the feed: updates were lost"),
+            ("timeouts", "md_snapshot_timeout", "snapshot request unanswered"),
+            ("bad_frames", "md_bad_frame", "feed frame did not decode"),
+            ("resyncs", "md_resync", None),  # a resync is the recovery, not a loss
+        ):
             now, before = getattr(md, counter), self.seen[counter]
             for _ in range(now - before):
-                env.events.request.fire(request_type="zex", name=name, response_time=0.0,
-                                        response_length=0, context={},
-                                        exception=Rejected(failure) if failure else None)
+                env.events.request.fire(
+                    request_type="zex",
+                    name=name,
+                    response_time=0.0,
+                    response_length=0,
+                    context={},
+                    exception=Rejected(failure) if failure else None,
+                )
             self.seen[counter] = now
             MD_TOTALS[counter] = MD_TOTALS.get(counter, 0) + now - before
 
@@ -71,6 +83,11 @@ class MarketDataUser(User):
         """One feed message; its latency is from the command entering zex (same host's clock)."""
         seconds = max(0.0, (time.time_ns() - ts) / 1e9)
         common.LATENCY.record(name, seconds)
-        self.environment.events.request.fire(request_type="zex", name=name,
-                                             response_time=seconds * 1000.0, response_length=0,
-                                             exception=None, context={})
+        self.environment.events.request.fire(
+            request_type="zex",
+            name=name,
+            response_time=seconds * 1000.0,
+            response_length=0,
+            exception=None,
+            context={},
+        )

@@ -44,7 +44,9 @@ def _env_range(name: str, default: tuple[float, float]) -> tuple[float, float]:
     try:
         lo, hi = (float(x) for x in text.split(","))
     except ValueError:
-        raise SystemExit(f"{name} must be 'min,max' in seconds, e.g. 0.005,0.015; was {text!r}") from None
+        raise SystemExit(
+            f"{name} must be 'min,max' in seconds, e.g. 0.005,0.015; was {text!r}"
+        ) from None
     if not 0 <= lo <= hi:
         raise SystemExit(f"{name} must have 0 <= min <= max, was {text!r}")
     return lo, hi

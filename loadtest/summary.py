@@ -14,8 +14,18 @@ import json
 import sys
 from pathlib import Path
 
-ORDER = ("new_order", "cancel", "replace", "ioc", "cancel: raced a fill", "replace: raced a fill",
-         "book", "positions", "logon", "reconnect")
+ORDER = (
+    "new_order",
+    "cancel",
+    "replace",
+    "ioc",
+    "cancel: raced a fill",
+    "replace: raced a fill",
+    "book",
+    "positions",
+    "logon",
+    "reconnect",
+)
 
 
 def load(run: Path) -> tuple[list[dict], dict]:
@@ -38,26 +48,33 @@ def table(stats: list[dict], lat: dict) -> str:
     rank = {n: i for i, n in enumerate(ORDER)}
     rows = sorted(stats, key=lambda e: (rank.get(e["name"], len(ORDER)), e["name"]))
     hist = lat.get("latency", {})
-    lines = ["| request | count | failures | per s | p50 µs | p99 µs | p99.9 µs | max µs |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = [
+        "| request | count | failures | per s | p50 µs | p99 µs | p99.9 µs | max µs |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     orders = 0
     for e in rows:
         h = hist.get(e["name"], {})
         if e["name"] in ("new_order", "cancel", "replace", "ioc") or "raced" in e["name"]:
             orders += e["num_requests"]
-        lines.append(f"| {e['name']} | {e['num_requests']} | {e['num_failures']} | "
-                     f"{rate(e, span):.0f} | {h.get('p50', '-')} | {h.get('p99', '-')} | "
-                     f"{h.get('p99.9', '-')} | {h.get('max', '-')} |")
+        lines.append(
+            f"| {e['name']} | {e['num_requests']} | {e['num_failures']} | "
+            f"{rate(e, span):.0f} | {h.get('p50', '-')} | {h.get('p99', '-')} | "
+            f"{h.get('p99.9', '-')} | {h.get('max', '-')} |"
+        )
     for name in sorted(n for n in hist if n.endswith("(from due time)")):
         h = hist[name]
-        lines.append(f"| {name} | {h['count']} | | | {h['p50']} | {h['p99']} | {h['p99.9']} | "
-                     f"{h['max']} |")
+        lines.append(
+            f"| {name} | {h['count']} | | | {h['p50']} | {h['p99']} | {h['p99.9']} | {h['max']} |"
+        )
     failures = sum(e["num_failures"] for e in stats)
     md = lat.get("market_data", {})
     lines.append("")
-    lines.append(f"{span:.0f} s, profile {lat.get('profile', '?')}: {orders} order requests "
-                 f"({orders / span if span else 0:.0f}/s), {failures} failures; market data: "
-                 + (", ".join(f"{k} {v}" for k, v in sorted(md.items())) or "none"))
+    lines.append(
+        f"{span:.0f} s, profile {lat.get('profile', '?')}: {orders} order requests "
+        f"({orders / span if span else 0:.0f}/s), {failures} failures; market data: "
+        + (", ".join(f"{k} {v}" for k, v in sorted(md.items())) or "none")
+    )
     for what, n in sorted(lat.get("failures", {}).items()):
         lines.append(f"  failure: {what} x{n}")
     return "\n".join(lines)

@@ -10,8 +10,15 @@ from loadtest.latency import Latencies, LogLinear
 from zex.protocol import messages as m
 from zex.protocol.numbers import Instrument
 
-XYZ = Instrument("XYZ", tick="0.01", lot="1", min_price="0.01", max_price="10000",
-                 max_qty="100000", reference_price="100")
+XYZ = Instrument(
+    "XYZ",
+    tick="0.01",
+    lot="1",
+    min_price="0.01",
+    max_price="10000",
+    max_qty="100000",
+    reference_price="100",
+)
 
 
 def book(bid: str | None, ask: str | None) -> m.Book:
@@ -20,8 +27,18 @@ def book(bid: str | None, ask: str | None) -> m.Book:
 
 
 def ack(oid: int, side: str, qty: str, price: str) -> m.Ack:
-    return m.Ack(cl_ord_id=f"c{oid}", order_id=oid, symbol="XYZ", side=side, ord_type="limit",
-                 tif="gtc", price=price, qty=qty, seq=oid, ts=0)
+    return m.Ack(
+        cl_ord_id=f"c{oid}",
+        order_id=oid,
+        symbol="XYZ",
+        side=side,
+        ord_type="limit",
+        tif="gtc",
+        price=price,
+        qty=qty,
+        seq=oid,
+        ts=0,
+    )
 
 
 def test_the_mix_is_about_60_20_10_10_and_open_orders_stay_bounded():
@@ -58,9 +75,16 @@ def test_resting_orders_never_cross_and_iocs_do():
 
 def test_sides_lean_against_the_position():
     flow = OrderFlow(XYZ, random.Random(3))
-    flow.on_positions(m.Positions(req_id="p", cash="0", open_orders=0, kill_switch="off", seq=1,
-                                  positions=[m.PositionInfo(symbol="XYZ", qty="2000",
-                                                            bought="2000", sold="0")]))
+    flow.on_positions(
+        m.Positions(
+            req_id="p",
+            cash="0",
+            open_orders=0,
+            kill_switch="off",
+            seq=1,
+            positions=[m.PositionInfo(symbol="XYZ", qty="2000", bought="2000", sold="0")],
+        )
+    )
     sides = Counter(flow.ioc_order()[0] for _ in range(2000))
     assert sides["sell"] > 1.5 * sides["buy"], sides
 
@@ -69,14 +93,33 @@ def test_fills_and_unsolicited_cancels_of_its_own_orders_close_them():
     flow = OrderFlow(XYZ, random.Random(4))
     flow.opened(ack(1, "buy", "5", "99.5"))
     flow.opened(ack(2, "sell", "5", "100.5"))
-    fill = dict(cl_ord_id="c1", symbol="XYZ", side="buy", price="99.5", trade_id=1,
-                liquidity="maker", seq=3, ts=0)
+    fill = dict(
+        cl_ord_id="c1",
+        symbol="XYZ",
+        side="buy",
+        price="99.5",
+        trade_id=1,
+        liquidity="maker",
+        seq=3,
+        ts=0,
+    )
     flow.on_report(m.Fill(order_id=1, qty="2", leaves="3", **fill))
     assert flow.open[1].filled == 2
     flow.on_report(m.Fill(order_id=1, qty="3", leaves="0", **fill))
     flow.on_report(m.Fill(order_id=99, qty="3", leaves="0", **fill))  # another session's order
-    flow.on_report(m.Cancelled(order_id=2, cl_ord_id="c2", orig_cl_ord_id="c2", symbol="XYZ",
-                               side="sell", qty="5", reason="stp", seq=4, ts=0))
+    flow.on_report(
+        m.Cancelled(
+            order_id=2,
+            cl_ord_id="c2",
+            orig_cl_ord_id="c2",
+            symbol="XYZ",
+            side="sell",
+            qty="5",
+            reason="stp",
+            seq=4,
+            ts=0,
+        )
+    )
     assert flow.open == {}
 
 

@@ -46,18 +46,45 @@ def exchange_config(path: Path) -> Path:
 
 def test_locust_headless_trades_with_no_failure_and_no_feed_gap(tmp_path, nodes):
     cfg = exchange_config(tmp_path / "zex.toml")
-    run = nodes(["run", "--config", str(cfg), "--data-dir", str(tmp_path / "data"), "--quiet"],
-                "Ctrl+C to quit", tmp_path / "run.log")
+    run = nodes(
+        ["run", "--config", str(cfg), "--data-dir", str(tmp_path / "data"), "--quiet"],
+        "Ctrl+C to quit",
+        tmp_path / "run.log",
+    )
     out = tmp_path / "results"
     log = tmp_path / "locust.log"
     env = dict(os.environ, ZEX_LOAD_PROFILE="steady", PYTHONUNBUFFERED="1")
     with open(log, "wb") as fh:
         locust = subprocess.run(
-            [sys.executable, "-m", "locust", "-f", str(REPO / "loadtest" / "locustfile.py"),
-             "--headless", "-u", "4", "-r", "4", "-t", "10s", "--stop-timeout", "3",
-             "--only-summary", "--json-file", str(out / "stats"), "--zex-config", str(cfg),
-             "--zex-out", str(out)],
-            stdout=fh, stderr=subprocess.STDOUT, env=env, cwd=tmp_path, timeout=60)
+            [
+                sys.executable,
+                "-m",
+                "locust",
+                "-f",
+                str(REPO / "loadtest" / "locustfile.py"),
+                "--headless",
+                "-u",
+                "4",
+                "-r",
+                "4",
+                "-t",
+                "10s",
+                "--stop-timeout",
+                "3",
+                "--only-summary",
+                "--json-file",
+                str(out / "stats"),
+                "--zex-config",
+                str(cfg),
+                "--zex-out",
+                str(out),
+            ],
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=tmp_path,
+            timeout=60,
+        )
     tail = log.read_text(errors="replace")[-3000:]
     assert locust.returncode == 0, f"locust exited {locust.returncode}:\n{tail}"
 
@@ -69,10 +96,14 @@ def test_locust_headless_trades_with_no_failure_and_no_feed_gap(tmp_path, nodes)
 
     for name in ORDER_NAMES:
         assert stats[name]["num_requests"] > 0, f"no {name} was sent:\n{tail}"
-    orders = sum(e["num_requests"] for n, e in stats.items()
-                 if n in ORDER_NAMES or n.endswith("raced a fill"))
-    span = (max(e["last_request_timestamp"] for e in stats.values())
-            - min(e["start_time"] for e in stats.values()))
+    orders = sum(
+        e["num_requests"]
+        for n, e in stats.items()
+        if n in ORDER_NAMES or n.endswith("raced a fill")
+    )
+    span = max(e["last_request_timestamp"] for e in stats.values()) - min(
+        e["start_time"] for e in stats.values()
+    )
     assert orders / span > MIN_ORDERS_PER_S, f"{orders} order requests in {span:.1f} s"
     # the expected races stay a small part of the flow
     raced = sum(e["num_requests"] for n, e in stats.items() if n.endswith("raced a fill"))
