@@ -13,7 +13,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository root: tests.chaos
 
-from tests.chaos.harness import main  # noqa: E402
+from tests.chaos.harness import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -54,6 +54,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import zmq
+
 from zex.nodes.runtime.config import GatewayConfig, MatcherConfig
 from zex.protocol import messages as m
 from zex.protocol.codec import decode_report, decode_request, encode
@@ -244,7 +245,9 @@ class Exchange:
         self.procs[name] = Proc(name, args, self.tmp / f"{name}.log").start()
 
     def start_matcher(self) -> None:
-        self._start("matcher", ["-m", "zex.nodes.tools.cli", "matcher", "--config", str(self.config)])
+        self._start(
+            "matcher", ["-m", "zex.nodes.tools.cli", "matcher", "--config", str(self.config)]
+        )
 
     def start_gateway(self, name: str, workers: int) -> str:
         if name in self.procs:
@@ -305,7 +308,8 @@ def echo_server(endpoint: str) -> None:
     n = 0
     try:
         while True:
-            *route, frame = router.recv_multipart()  # [client, frame], or via a relay [relay, client, frame]
+            # [client, frame], or via a relay [relay, client, frame]
+            *route, frame = router.recv_multipart()
             msg = decode_request(frame)
             n += 1
             t = type(msg)
@@ -381,7 +385,7 @@ class Client:
         self.lat: list[int] = []
 
     def logon(self) -> None:
-        for s, acct in zip(self.socks, self.accounts):
+        for s, acct in zip(self.socks, self.accounts, strict=True):  # a socket per account
             s.send(encode(m.Logon(account=acct, credential="x", heartbeat_ms=30_000)))
         self._expect(m.LogonAck, "logon_ack")
 
@@ -403,7 +407,7 @@ class Client:
                 else:
                     other.append(type(msg).__name__)
             if time.monotonic() > deadline:
-                names = [a for s, a in zip(self.socks, self.accounts) if s in waiting]
+                names = [a for s, a in zip(self.socks, self.accounts, strict=True) if s in waiting]
                 raise RuntimeError(
                     f"no {what} within {STALL_S} s for {names} of {self.accounts}; "
                     f"other reports meanwhile: {other[-5:]}"
@@ -603,9 +607,8 @@ class Runner:
     def __call__(self, endpoints: list[str], job: str, **params) -> list[dict]:
         self.phase += 1
         ready, out, go = self.mp.Queue(), self.mp.Queue(), self.mp.Event()
-        start = self.mp.Value(
-            "q", 0
-        )  # the open loop's common t0 (CLOCK_MONOTONIC, shared by processes)
+        # the open loop's common t0 (CLOCK_MONOTONIC, shared by processes)
+        start = self.mp.Value("q", 0)
         procs = [
             self.mp.Process(
                 target=client_main,
@@ -667,9 +670,8 @@ def measure_pipelined(run: Runner, eps: list[str], n: int, warmup: int, window: 
     t0, t1 = min(r["t0"] for r in res), max(r["t1"] for r in res)
     out = summarise([v for r in res for v in r["lat"]])
     out["rate"] = sum(r["n"] for r in res) / ((t1 - t0) / 1e9)
-    out["cpu"] = max(
-        r["cpu"] for r in res
-    )  # the busiest client's CPU share: is the client the limit?
+    # the busiest client's CPU share: is the client the limit?
+    out["cpu"] = max(r["cpu"] for r in res)
     return out
 
 
@@ -762,6 +764,7 @@ def main() -> None:
         return metrics_compare(args)
     if args.quick:
         args.orders, args.pipelined, args.window, args.rounds, args.seconds = 200, 1000, 64, 1, 0.5
+
     def ints(text: str, conv=int) -> list:
         return [conv(x) for x in text.split(",") if x.strip()]
 
@@ -895,7 +898,11 @@ def metrics_compare(args) -> None:
                 except OSError:
                     scrapes["failed"] += 1
 
-    cfg = {"fsync": args.fsync, "digest_every": args.digest_every, "snapshot_every": args.snapshot_every}
+    cfg = {
+        "fsync": args.fsync,
+        "digest_every": args.digest_every,
+        "snapshot_every": args.snapshot_every,
+    }
     samples: dict[tuple, list[dict]] = {}
     try:
         for mode in ("on", "off"):
@@ -921,14 +928,23 @@ def metrics_compare(args) -> None:
         for ex in exes.values():
             ex.stop()
         shutil.rmtree(tmp, ignore_errors=True)
-    on_rate, off_rate = pooled(samples[("pipe", "on")], "rate"), pooled(samples[("pipe", "off")], "rate")
-    print(f"\nmetrics on (scraped {scrapes['ok']} times, {scrapes['failed']} failed) vs off, "
-          f"{args.rounds} interleaved rounds, 1 gateway:")
+    on_rate, off_rate = (
+        pooled(samples[("pipe", "on")], "rate"),
+        pooled(samples[("pipe", "off")], "rate"),
+    )
+    print(
+        f"\nmetrics on (scraped {scrapes['ok']} times, {scrapes['failed']} failed) vs off, "
+        f"{args.rounds} interleaved rounds, 1 gateway:"
+    )
     for key in ("p50", "p99"):
         on_v, off_v = pooled(samples[("lat", "on")], key), pooled(samples[("lat", "off")], key)
-        print(f"  latency {key}: on {on_v:,.0f} us, off {off_v:,.0f} us  (on/off {on_v / off_v:.2f}x)")
-    print(f"  pipelined: on {on_rate:,.0f}/s, off {off_rate:,.0f}/s  (on/off {on_rate / off_rate:.2f}x; "
-          f"target >= 0.90x: {'met' if on_rate / off_rate >= 0.9 else 'missed'})")
+        print(
+            f"  latency {key}: on {on_v:,.0f} us, off {off_v:,.0f} us  (on/off {on_v / off_v:.2f}x)"
+        )
+    print(
+        f"  pipelined: on {on_rate:,.0f}/s, off {off_rate:,.0f}/s  (on/off {on_rate / off_rate:.2f}x; "
+        f"target >= 0.90x: {'met' if on_rate / off_rate >= 0.9 else 'missed'})"
+    )
 
 
 def pooled(samples: list[dict], key: str) -> float:
@@ -951,12 +967,7 @@ def report(args, gateways, samples, opens, sweeps, elapsed: float, hist: str) ->
     )
     print(f"\n{'figure':34} {'zex':>12} {'baseline':>12} {'ratio':>7}  target")
     for g in gateways:
-        for key, target, better in (
-            ("p50", 2.5, "le"),
-            ("p99", 4.0, "le"),
-            ("p99.9", None, ""),
-            ("max", None, ""),
-        ):
+        for key, target in (("p50", 2.5), ("p99", 4.0), ("p99.9", None), ("max", None)):
             z, b = (
                 pooled(samples[("lat", g, "zex")], key),
                 pooled(samples[("lat", g, "baseline")], key),

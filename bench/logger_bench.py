@@ -26,10 +26,10 @@ from pathlib import Path
 import zmq
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from e2e_bench import Proc, free_port, say  # noqa: E402
-from md_bench import Feeder, stream_frames  # noqa: E402
+from e2e_bench import Proc, free_port, say
+from md_bench import Feeder, stream_frames
 
-from zex.nodes.logger.query import verify  # noqa: E402
+from zex.nodes.logger.query import verify
 
 CONFIG = """\
 [matcher]
@@ -73,13 +73,21 @@ def run(tmp: Path, tag: str, attached: bool, frames: list[bytes], window: int) -
     ports = [free_port() for _ in range(5)]
     cfg = d / "zex.toml"
     cfg.write_text(CONFIG.format(p=ports, dir=d))
-    procs = {"matcher": Proc("matcher", ["-m", "zex.nodes.tools.cli", "matcher", "--config", str(cfg)],
-                             d / "matcher.log").start()}
+    procs = {
+        "matcher": Proc(
+            "matcher",
+            ["-m", "zex.nodes.tools.cli", "matcher", "--config", str(cfg)],
+            d / "matcher.log",
+        ).start()
+    }
     ctx = zmq.Context()
     try:
         if attached:
-            procs["logger"] = Proc("logger", ["-m", "zex.nodes.tools.cli", "logger", "--config", str(cfg)],
-                                   d / "logger.log").start()
+            procs["logger"] = Proc(
+                "logger",
+                ["-m", "zex.nodes.tools.cli", "logger", "--config", str(cfg)],
+                d / "logger.log",
+            ).start()
         feeder = Feeder(ctx, f"tcp://127.0.0.1:{ports[0]}")
         res = feeder.run(frames, window)
         out = {"rate": res["rate"], "seq": feeder.last_seq}
@@ -87,7 +95,9 @@ def run(tmp: Path, tag: str, attached: bool, frames: list[bytes], window: int) -
             deadline = time.monotonic() + 60
             while logger_seq(ports[4]) < feeder.last_seq:
                 if time.monotonic() > deadline:
-                    raise RuntimeError(f"logger stuck at seq {logger_seq(ports[4])} of {feeder.last_seq}")
+                    raise RuntimeError(
+                        f"logger stuck at seq {logger_seq(ports[4])} of {feeder.last_seq}"
+                    )
                 time.sleep(0.1)  # polling a metric with a deadline, not synchronising on time
             procs.pop("logger").stop()
             rep = verify(d / "trail")
@@ -104,7 +114,9 @@ def run(tmp: Path, tag: str, attached: bool, frames: list[bytes], window: int) -
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--commands", type=int, default=100_000)
     ap.add_argument("--window", type=int, default=500)
     ap.add_argument("--rounds", type=int, default=3)
@@ -132,7 +144,9 @@ def main() -> None:
     print(f"{'detached':>10} {med(det):>14,.0f} {', '.join(f'{x:,.0f}' for x in det):>30}")
     print(f"{'attached':>10} {med(att):>14,.0f} {', '.join(f'{x:,.0f}' for x in att):>30}")
     ratio = med(att) / med(det)
-    print(f"attached / detached: {ratio:.2f}x  (target >= 0.90x: {'met' if ratio >= 0.9 else 'missed'})")
+    print(
+        f"attached / detached: {ratio:.2f}x  (target >= 0.90x: {'met' if ratio >= 0.9 else 'missed'})"
+    )
 
 
 if __name__ == "__main__":

@@ -50,8 +50,12 @@ def load_old(rev: str, where: Path) -> dict[str, types.ModuleType]:
         (root / pkg / "__init__.py").write_text("")
     sys.path.insert(0, str(where))
     for name, path in OLD_FILES.items():
-        src = subprocess.run(["git", "-C", str(REPO), "show", f"{rev}:{path}"], check=True,
-                             capture_output=True, text=True).stdout
+        src = subprocess.run(
+            ["git", "-C", str(REPO), "show", f"{rev}:{path}"],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
         file = root / (name.replace(".", "/") + ".py")
         file.write_text(src)
         spec = importlib.util.spec_from_file_location(f"zexold.{name}", file)
@@ -74,8 +78,14 @@ def workload(turns: int, batch: int) -> list[tuple[int, int, list[bytes], bytes]
             cmd = next(stream)
             engine.process(cmd)
             raws.append(encoder.encode(cmd))
-        out.append((first, engine.seq, raws, encoder.encode(EventBatch(first, engine.seq,
-                                                                        engine.take_events()))))
+        out.append(
+            (
+                first,
+                engine.seq,
+                raws,
+                encoder.encode(EventBatch(first, engine.seq, engine.take_events())),
+            )
+        )
         engine.reports.clear()
     return out
 
@@ -101,8 +111,9 @@ def run_eventlog(cls, directory: Path, turns, fsync: str) -> float:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--old", default="34ccaf4", help="the revision to compare with")
     ap.add_argument("--turns", type=int, default=2_000)
     ap.add_argument("--batch", type=int, nargs="+", default=[1, 64], help="commands per turn")
@@ -115,26 +126,46 @@ def main() -> None:
         rows = []
         for batch in args.batch:
             turns = workload(args.turns, batch)
-            nbytes = {"journal": sum(len(r) for t in turns for r in t[2]),
-                      "event log": sum(len(t[3]) for t in turns)}
+            nbytes = {
+                "journal": sum(len(r) for t in turns for r in t[2]),
+                "event log": sum(len(t[3]) for t in turns),
+            }
             for what, run, classes in (
-                    ("journal", run_journal, (old["matcher.journal"].Journal, Journal)),
-                    ("event log", run_eventlog, (old["stream.eventlog"].EventLog, EventLog))):
+                ("journal", run_journal, (old["matcher.journal"].Journal, Journal)),
+                ("event log", run_eventlog, (old["stream.eventlog"].EventLog, EventLog)),
+            ):
                 best = [float("inf"), float("inf")]
                 for r in range(args.repeat):
-                    for i, cls in ((0, classes[0]), (1, classes[1])) if r % 2 == 0 else (
-                            (1, classes[1]), (0, classes[0])):  # alternate who goes first
+                    # alternate who goes first
+                    for i, cls in (
+                        ((0, classes[0]), (1, classes[1]))
+                        if r % 2 == 0
+                        else ((1, classes[1]), (0, classes[0]))
+                    ):
                         d = Path(tmp) / f"{what}-{batch}-{r}-{i}".replace(" ", "")
                         best[i] = min(best[i], run(cls, d, turns, args.fsync))
-                rows.append((what, batch, len(turns) / best[0], len(turns) / best[1],
-                             nbytes[what] / len(turns)))
-    print(f"records_bench: {args.turns} turns, fsync {args.fsync}, best of {args.repeat}, "
-          f"{args.old} vs working tree")
-    print(f"{'file':10} {'cmds/turn':>9} {'bytes/rec':>9} {'old rec/s':>10} {'new rec/s':>10} "
-          f"{'old us':>7} {'new us':>7} {'new/old':>7}")
+                rows.append(
+                    (
+                        what,
+                        batch,
+                        len(turns) / best[0],
+                        len(turns) / best[1],
+                        nbytes[what] / len(turns),
+                    )
+                )
+    print(
+        f"records_bench: {args.turns} turns, fsync {args.fsync}, best of {args.repeat}, "
+        f"{args.old} vs working tree"
+    )
+    print(
+        f"{'file':10} {'cmds/turn':>9} {'bytes/rec':>9} {'old rec/s':>10} {'new rec/s':>10} "
+        f"{'old us':>7} {'new us':>7} {'new/old':>7}"
+    )
     for what, batch, o, n, size in rows:
-        print(f"{what:10} {batch:9d} {size:9.0f} {o:10,.0f} {n:10,.0f} {1e6 / o:7.2f} "
-              f"{1e6 / n:7.2f} {n / o:7.2f}")
+        print(
+            f"{what:10} {batch:9d} {size:9.0f} {o:10,.0f} {n:10,.0f} {1e6 / o:7.2f} "
+            f"{1e6 / n:7.2f} {n / o:7.2f}"
+        )
 
 
 if __name__ == "__main__":
