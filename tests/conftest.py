@@ -53,7 +53,9 @@ def free_port() -> int:
                 continue
         _HANDED_OUT.add(port)
         return port
-    raise RuntimeError(f"no free loopback port in {low}..{high}: close what holds them and run again")
+    raise RuntimeError(
+        f"no free loopback port in {low}..{high}: close what holds them and run again"
+    )
 
 
 def default_binds() -> dict[tuple[str, str], str]:
@@ -109,17 +111,30 @@ def wait_for(predicate, timeout: float = 10.0, what: str = "condition", interval
 class NodeProcess:
     """A zex node as a real OS process; stdout is read until its readiness line appears."""
 
-    def __init__(self, args: list[str], ready_text: str, log: Path) -> None:
+    def __init__(
+        self,
+        args: list[str],
+        ready_text: str,
+        log: Path,
+        *,
+        zex: list[str] | None = None,
+        cwd: Path | None = None,
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.args = args
         self.ready_text = ready_text
         self.log = log
+        self.zex = zex or [sys.executable, "-m", "zex.nodes.tools.cli"]  # the zex command to run
+        self.cwd = cwd
+        self.env = os.environ if env is None else env
         self.proc: subprocess.Popen | None = None
 
     def start(self, timeout: float = 20.0) -> NodeProcess:
         self._fh = open(self.log, "ab")
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
-        self.proc = subprocess.Popen([sys.executable, "-m", "zex.nodes.tools.cli", *self.args],
-                                     stdout=subprocess.PIPE, stderr=self._fh, env=env)
+        env = dict(self.env, PYTHONUNBUFFERED="1")
+        self.proc = subprocess.Popen(
+            [*self.zex, *self.args], stdout=subprocess.PIPE, stderr=self._fh, env=env, cwd=self.cwd
+        )
         os.set_blocking(self.proc.stdout.fileno(), False)
         seen = b""
 
@@ -131,8 +146,10 @@ class NodeProcess:
                 self._fh.write(chunk)
                 self._fh.flush()
             if self.proc.poll() is not None:
-                raise RuntimeError(f"node exited with {self.proc.returncode}; see {self.log}:\n"
-                                   + self.log.read_text(errors="replace")[-2000:])
+                raise RuntimeError(
+                    f"node exited with {self.proc.returncode}; see {self.log}:\n"
+                    + self.log.read_text(errors="replace")[-2000:]
+                )
             return self.ready_text.encode() in seen
 
         wait_for(ready, timeout, f"'{self.ready_text}' from {self.args}")

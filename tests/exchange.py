@@ -106,19 +106,31 @@ class MdExchange:
         port = self.ports[{"marketdata": 6, "matcher": 7, "gateway": 8, "logger": 10}[node]]
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
             text = r.read().decode()
-        return {k: float(v) for k, v in (ln.rsplit(" ", 1) for ln in text.splitlines()
-                                        if ln and not ln.startswith("#"))}
+        return {
+            k: float(v)
+            for k, v in (
+                ln.rsplit(" ", 1) for ln in text.splitlines() if ln and not ln.startswith("#")
+            )
+        }
 
     def config(self) -> Path:
         path = self.tmp / "zex.toml"
         if not path.exists():
-            path.write_text(CONFIG.format(p=self.ports, data=self.tmp / "data", pub_hwm=self.pub_hwm,
-                                          feed=self.feed_ep, trail=self.trail))
+            path.write_text(
+                CONFIG.format(
+                    p=self.ports,
+                    data=self.tmp / "data",
+                    pub_hwm=self.pub_hwm,
+                    feed=self.feed_ep,
+                    trail=self.trail,
+                )
+            )
         return path
 
     def start(self, node: str) -> NodeProcess:
-        self.procs[node] = self.start_node([node, "--config", str(self.config())], "Ctrl+C to quit",
-                                           self.tmp / f"{node}.log")
+        self.procs[node] = self.start_node(
+            [node, "--config", str(self.config())], "Ctrl+C to quit", self.tmp / f"{node}.log"
+        )
         return self.procs[node]
 
     def client(self, account: str) -> Client:
@@ -178,8 +190,17 @@ class MdExchange:
                 side = "buy" if i % 2 else "sell"
                 off = rng.randint(-3, 8)
                 ticks = 1000 - off if side == "buy" else 1000 + off
-                d.send(encode(m.NewOrder(cl_ord_id=f"b{seed}-{i}", symbol="XYZ", side=side,
-                                         qty=str(rng.randint(1, 9)), price=f"{ticks / 100:.2f}")))
+                d.send(
+                    encode(
+                        m.NewOrder(
+                            cl_ord_id=f"b{seed}-{i}",
+                            symbol="XYZ",
+                            side=side,
+                            qty=str(rng.randint(1, 9)),
+                            price=f"{ticks / 100:.2f}",
+                        )
+                    )
+                )
             answered = 0
             while answered < n:
                 assert d.poll(10_000), f"only {answered} of {n} orders answered"
@@ -193,7 +214,10 @@ class MdExchange:
         """The matcher's book of ``symbol``: (bids, asks) as (price, qty, orders), best first."""
         c = self.client("tk")
         b = c.book(symbol, 1000)
-        return ([(lv.price, lv.qty, lv.orders) for lv in b.bids], [(lv.price, lv.qty, lv.orders) for lv in b.asks])
+        return (
+            [(lv.price, lv.qty, lv.orders) for lv in b.bids],
+            [(lv.price, lv.qty, lv.orders) for lv in b.asks],
+        )
 
     def close(self) -> None:
         for c in self._clients:

@@ -20,7 +20,8 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 
 from zex.nodes.logger.query import verify
-from zex.nodes.logger.segments import KIND_EVENTS, scan as scan_trail
+from zex.nodes.logger.segments import KIND_EVENTS
+from zex.nodes.logger.segments import scan as scan_trail
 from zex.nodes.matcher.engine import Engine
 from zex.nodes.matcher.journal import scan as scan_journal
 from zex.protocol.internal import (
@@ -51,25 +52,40 @@ class Truth:
     accepted: dict[tuple[str, str], list[int]] = field(default_factory=lambda: defaultdict(list))
     trades: Counter = field(default_factory=Counter)  # (symbol, trade_id) -> times seen
     trade: dict[tuple[str, int], Trade] = field(default_factory=dict)
-    cancels: dict[tuple[str, str], int] = field(default_factory=dict)  # (account, request cl_ord_id) -> order
+    # (account, request cl_ord_id) -> order
+    cancels: dict[tuple[str, str], int] = field(default_factory=dict)
     replaces: dict[tuple[str, str], int] = field(default_factory=dict)
     gap: str = ""
     instruments: tuple = ()
-    orders_at: dict[str, list[tuple]] = field(default_factory=dict)  # account -> open orders at its seq
+    # account -> open orders at its seq
+    orders_at: dict[str, list[tuple]] = field(default_factory=dict)
 
     def book(self, symbol: str) -> tuple[list, list]:
         inst = {i.symbol: i for i in self.instruments}[symbol]
         b = self.engine.books[symbol]
-        return tuple(norm_levels((inst.ticks_to_price(p), inst.lots_to_qty(q), n) for p, q, n in b.depth(side))
-                     for side in (BUY, 2))
+        return tuple(
+            norm_levels(
+                (inst.ticks_to_price(p), inst.lots_to_qty(q), n) for p, q, n in b.depth(side)
+            )
+            for side in (BUY, 2)
+        )
 
     def open_orders(self, account: str) -> list[tuple]:
         inst = {i.symbol: i for i in self.instruments}
         ans = self.engine.query(QueryCmd("chaos", b"", account, Q_ORDERS))
-        return sorted((o.order_id, o.cl_ord_id, o.symbol, "buy" if o.side == BUY else "sell",
-                       Decimal(inst[o.symbol].ticks_to_price(o.price)), Decimal(inst[o.symbol].lots_to_qty(o.qty)),
-                       Decimal(inst[o.symbol].lots_to_qty(o.leaves)), Decimal(inst[o.symbol].lots_to_qty(o.filled)))
-                      for o in ans.orders)
+        return sorted(
+            (
+                o.order_id,
+                o.cl_ord_id,
+                o.symbol,
+                "buy" if o.side == BUY else "sell",
+                Decimal(inst[o.symbol].ticks_to_price(o.price)),
+                Decimal(inst[o.symbol].lots_to_qty(o.qty)),
+                Decimal(inst[o.symbol].lots_to_qty(o.leaves)),
+                Decimal(inst[o.symbol].lots_to_qty(o.filled)),
+            )
+            for o in ans.orders
+        )
 
 
 def replay_journal(cl: Cluster, orders_at: dict[str, int] | None = None) -> Truth:
@@ -143,7 +159,11 @@ def check_all(cl: Cluster, t: Truth, traders: list[Trader], v: Views) -> tuple[l
 
     # 2. Acknowledged orders: each in the journal exactly once, under the order id the client was told.
     lost, wrong_id, sent, acked, rejected = [], [], 0, 0, 0
-    duplicated = [f"{a} {c}: accepted {len(ids)} times {ids}" for (a, c), ids in t.accepted.items() if len(ids) > 1]
+    duplicated = [
+        f"{a} {c}: accepted {len(ids)} times {ids}"
+        for (a, c), ids in t.accepted.items()
+        if len(ids) > 1
+    ]
     for tr in traders:
         sent += tr.sent_orders
         acked += len(tr.seen.acks)
@@ -154,12 +174,23 @@ def check_all(cl: Cluster, t: Truth, traders: list[Trader], v: Views) -> tuple[l
             if not ids:
                 lost.append(f"{tr.account} {cl_id} (order {oid})")
             elif ids[0] != oid:
-                wrong_id.append(f"{tr.account} {cl_id}: client was told order {oid}, journal says {ids[0]}")
-        for what, mine, theirs in (("cancel", tr.seen.cancels, t.cancels), ("replace", tr.seen.replaces, t.replaces)):
+                wrong_id.append(
+                    f"{tr.account} {cl_id}: client was told order {oid}, journal says {ids[0]}"
+                )
+        for what, mine, theirs in (
+            ("cancel", tr.seen.cancels, t.cancels),
+            ("replace", tr.seen.replaces, t.replaces),
+        ):
             for cl_id, oid in mine.items():
                 if theirs.get((tr.account, cl_id)) != oid:
                     lost.append(f"{tr.account} {what} {cl_id} of order {oid}: not in the journal")
-    fig.update(orders_sent=sent, acknowledged=acked, rejected=rejected, lost=len(lost), duplicated=len(duplicated))
+    fig.update(
+        orders_sent=sent,
+        acknowledged=acked,
+        rejected=rejected,
+        lost=len(lost),
+        duplicated=len(duplicated),
+    )
     for p in lost[:10]:
         say(f"LOST acknowledged: {p}")
     for p in duplicated[:10]:
@@ -180,19 +211,29 @@ def check_all(cl: Cluster, t: Truth, traders: list[Trader], v: Views) -> tuple[l
             seen_trades.add(key)
             ev = t.trade.get(key)
             if ev is None:
-                say(f"{tr.account} saw trade {key} (fill of order {f.order_id}): not in the journal")
-            elif (Decimal(f.price), Decimal(f.qty)) != (Decimal(inst[f.symbol].ticks_to_price(ev.price)),
-                                                        Decimal(inst[f.symbol].lots_to_qty(ev.qty))):
-                say(f"{tr.account} trade {key}: fill {f.qty} @ {f.price}, journal {ev.qty} lots @ {ev.price} ticks")
+                say(
+                    f"{tr.account} saw trade {key} (fill of order {f.order_id}): not in the journal"
+                )
+            elif (Decimal(f.price), Decimal(f.qty)) != (
+                Decimal(inst[f.symbol].ticks_to_price(ev.price)),
+                Decimal(inst[f.symbol].lots_to_qty(ev.qty)),
+            ):
+                say(
+                    f"{tr.account} trade {key}: fill {f.qty} @ {f.price}, journal {ev.qty} lots @ {ev.price} ticks"
+                )
     fig["trades_seen"] = len(seen_trades)
     fig["trades"] = len(t.trades)
     # ... and every trade reached both its accounts (their report streams are gap-free, recovered at the end).
     for tr in traders:
-        mine = {k for k, ev in t.trade.items() if tr.account in (ev.taker_account, ev.maker_account)}
+        mine = {
+            k for k, ev in t.trade.items() if tr.account in (ev.taker_account, ev.maker_account)
+        }
         unseen = sorted(mine - set(tr.seen.fills))
         if unseen:
-            say(f"{tr.account}: {len(unseen)} of its {len(mine)} trades in the journal never reached it, "
-                f"e.g. {unseen[:3]}")
+            say(
+                f"{tr.account}: {len(unseen)} of its {len(mine)} trades in the journal never reached it, "
+                f"e.g. {unseen[:3]}"
+            )
 
     # 4. The audit trail: verifies, covers 1..N, and holds each trade and each acceptance exactly once.
     rep = verify(cl.trail)
@@ -215,35 +256,62 @@ def check_all(cl: Cluster, t: Truth, traders: list[Trader], v: Views) -> tuple[l
     if any(n != 1 for n in trail_trades.values()) or set(trail_trades) != set(t.trades):
         extra = [k for k, n in trail_trades.items() if n != 1][:3]
         missing = sorted(set(t.trades) - set(trail_trades))[:3]
-        say(f"audit trail trades differ from the journal: repeated {extra}, missing {missing}, "
-            f"{len(trail_trades)} vs {len(t.trades)}")
+        say(
+            f"audit trail trades differ from the journal: repeated {extra}, missing {missing}, "
+            f"{len(trail_trades)} vs {len(t.trades)}"
+        )
     if any(n != 1 for n in trail_accepted.values()) or set(trail_accepted) != set(t.accepted):
-        say(f"audit trail acceptances differ from the journal: {len(trail_accepted)} vs {len(t.accepted)}")
+        say(
+            f"audit trail acceptances differ from the journal: {len(trail_accepted)} vs {len(t.accepted)}"
+        )
     missing_in_trail = [k for k in seen_trades if k not in trail_trades]
     if missing_in_trail:
         say(f"trades clients saw that the audit trail lacks: {missing_in_trail[:5]}")
     fig["trail_records"] = rep.records
     fig["trail_audit_records"] = rep.audit_records
-    fig["digests"] = digests  # state digests in the trail; `zex replay` below compares each with a fresh replay's
+    # state digests in the trail; `zex replay` below compares each with a fresh replay's
+    fig["digests"] = digests
     if cl.cfg.matcher.digest_every and digests != t.last_seq // cl.cfg.matcher.digest_every:
-        say(f"the trail holds {digests} state digests, expected {t.last_seq // cl.cfg.matcher.digest_every}")
+        say(
+            f"the trail holds {digests} state digests, expected {t.last_seq // cl.cfg.matcher.digest_every}"
+        )
 
     # 5. `zex replay`: the journal through a fresh engine agrees with the trail, event by event.
-    out = subprocess.run([sys.executable, "-m", "zex.nodes.tools.cli", "replay", str(cl.data), "--trail", str(cl.trail),
-                          "--config", str(cl.config_path)], capture_output=True, text=True, timeout=600)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "zex.nodes.tools.cli",
+            "replay",
+            str(cl.data),
+            "--trail",
+            str(cl.trail),
+            "--config",
+            str(cl.config_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     ends = re.search(r"journal ends at seq ([\d,]+), trail at ([\d,]+)", out.stdout)
     if out.returncode != 0 or "OK: the journal, the engine and the trail agree" not in out.stdout:
         say(f"zex replay failed ({out.returncode}): {(out.stdout + out.stderr)[-800:]}")
     elif ends is None or {int(x.replace(",", "")) for x in ends.groups()} != {t.last_seq}:
-        say(f"zex replay compared a different range: {ends.group(0) if ends else out.stdout[-300:]}")
+        say(
+            f"zex replay compared a different range: {ends.group(0) if ends else out.stdout[-300:]}"
+        )
 
     # 6. Books: the matcher's (live), the marketdata node's snapshot and the feed subscriber's equal the replay's.
     for s in SYMBOLS:
         want = t.book(s)
         if v.matcher_books.get(s) != want:
-            say(f"{s}: the matcher's book differs from the journal replay's: {v.matcher_books.get(s)} vs {want}")
+            say(
+                f"{s}: the matcher's book differs from the journal replay's: {v.matcher_books.get(s)} vs {want}"
+            )
         if v.md_books.get(s) != want:
-            say(f"{s}: the marketdata snapshot (mseq {v.md_mseq.get(s)}) differs from the journal replay's")
+            say(
+                f"{s}: the marketdata snapshot (mseq {v.md_mseq.get(s)}) differs from the journal replay's"
+            )
         if v.feed_matched is not None and v.feed_books.get(s) != want:
             say(f"{s}: the feed subscriber's book differs from the journal replay's")
     if v.feed_matched is False:
@@ -253,15 +321,30 @@ def check_all(cl: Cluster, t: Truth, traders: list[Trader], v: Views) -> tuple[l
     # query's seq (a client that logs out afterwards may have its orders cancelled on disconnect).
     for tr in traders:
         if tr.final_orders is None or tr.account not in t.orders_at:
-            say(f"{tr.account}: no final orders query (or its seq {tr.final_orders_seq} is not in the journal)")
+            say(
+                f"{tr.account}: no final orders query (or its seq {tr.final_orders_seq} is not in the journal)"
+            )
             continue
-        mine = sorted((o.order_id, o.cl_ord_id, o.symbol, o.side, Decimal(o.price), Decimal(o.qty),
-                       Decimal(o.leaves), Decimal(o.filled)) for o in tr.final_orders)
+        mine = sorted(
+            (
+                o.order_id,
+                o.cl_ord_id,
+                o.symbol,
+                o.side,
+                Decimal(o.price),
+                Decimal(o.qty),
+                Decimal(o.leaves),
+                Decimal(o.filled),
+            )
+            for o in tr.final_orders
+        )
         want = t.orders_at[tr.account]
         if mine != want:
             diff = sorted(set(mine) ^ set(want))[:3]
-            say(f"{tr.account}: open orders per the gateway ({len(mine)}) differ from the replay's "
-                f"({len(want)}): e.g. {diff}")
+            say(
+                f"{tr.account}: open orders per the gateway ({len(mine)}) differ from the replay's "
+                f"({len(want)}): e.g. {diff}"
+            )
 
     # 8. Every node stopped cleanly at the end.
     bad = {n: c for n, c in v.exit_codes.items() if c != 0}

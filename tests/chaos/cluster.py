@@ -24,8 +24,21 @@ from zex.nodes.runtime import config as config_mod
 SYMBOLS = ("XYZ", "ABC")
 MID_TICKS = {"XYZ": 1000, "ABC": 400}  # 10.00 and 20.00: where the traders quote
 READY = "Ctrl+C to quit"
-PORTS = ("matcher", "events", "replay", "gw1", "gw2", "feed", "snapshot", "logger",
-         "m_matcher", "m_gw1", "m_gw2", "m_marketdata", "m_logger")
+PORTS = (
+    "matcher",
+    "events",
+    "replay",
+    "gw1",
+    "gw2",
+    "feed",
+    "snapshot",
+    "logger",
+    "m_matcher",
+    "m_gw1",
+    "m_gw2",
+    "m_marketdata",
+    "m_logger",
+)
 
 CONFIG = """\
 [matcher]
@@ -81,9 +94,16 @@ def pick_ports(names) -> dict[str, int]:
 class Cluster:
     """The node processes of one exchange and everything needed to kill and restart them."""
 
-    def __init__(self, tmp: Path, *, gateways: int = 2, accounts: tuple[str, ...] = ("t0", "t1", "t2", "t3"),
-                 cancel_on_disconnect: tuple[str, ...] = (), snapshot_every: int = 2_000,
-                 digest_every: int = 5_000) -> None:
+    def __init__(
+        self,
+        tmp: Path,
+        *,
+        gateways: int = 2,
+        accounts: tuple[str, ...] = ("t0", "t1", "t2", "t3"),
+        cancel_on_disconnect: tuple[str, ...] = (),
+        snapshot_every: int = 2_000,
+        digest_every: int = 5_000,
+    ) -> None:
         if gateways not in (1, 2):
             raise ValueError(f"gateways must be 1 or 2, was {gateways}")
         self.tmp = Path(tmp)
@@ -95,12 +115,21 @@ class Cluster:
         self.data = self.tmp / "data"
         self.trail = self.tmp / "trail"
         self.config_path = self.tmp / "zex.toml"
-        accts = "".join(f'\n[[accounts]]\nid = "{a}"\ncredential = "{a}"\n'
-                        f'cancel_on_disconnect = {"true" if a in cancel_on_disconnect else "false"}\n'
-                        for a in accounts)
-        self.config_path.write_text(CONFIG.format(p=self.ports, data=self.data, trail=self.trail,
-                                                  snapshot_every=snapshot_every, digest_every=digest_every,
-                                                  accounts=accts))
+        accts = "".join(
+            f'\n[[accounts]]\nid = "{a}"\ncredential = "{a}"\n'
+            f"cancel_on_disconnect = {'true' if a in cancel_on_disconnect else 'false'}\n"
+            for a in accounts
+        )
+        self.config_path.write_text(
+            CONFIG.format(
+                p=self.ports,
+                data=self.data,
+                trail=self.trail,
+                snapshot_every=snapshot_every,
+                digest_every=digest_every,
+                accounts=accts,
+            )
+        )
         self.cfg = config_mod.load(self.config_path, env={})
         self.procs: dict[str, NodeProcess] = {}
         self.starts: dict[str, int] = {}
@@ -113,11 +142,16 @@ class Cluster:
 
     def metrics(self, node: str, timeout: float = 2.0) -> dict[str, float]:
         """A node's /metrics, scraped now: {series with labels: value}; raises OSError if it is down."""
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.ports['m_' + node]}/metrics",
-                                    timeout=timeout) as r:
+        with urllib.request.urlopen(
+            f"http://127.0.0.1:{self.ports['m_' + node]}/metrics", timeout=timeout
+        ) as r:
             text = r.read().decode()
-        return {k: float(v) for k, v in (ln.rsplit(" ", 1) for ln in text.splitlines()
-                                        if ln and not ln.startswith("#"))}
+        return {
+            k: float(v)
+            for k, v in (
+                ln.rsplit(" ", 1) for ln in text.splitlines() if ln and not ln.startswith("#")
+            )
+        }
 
     def matcher_seq(self) -> int:
         return int(self.metrics("matcher")["zex_matcher_seq"])
@@ -127,8 +161,16 @@ class Cluster:
     def args(self, node: str) -> list[str]:
         cfg = ["--config", str(self.config_path)]
         if node == "gw2":  # the second gateway: the first one's config, its own name and ports
-            return ["gateway", *cfg, "--name", "gw2", "--bind", self.endpoint("gw2"),
-                    "--metrics", f"127.0.0.1:{self.ports['m_gw2']}"]
+            return [
+                "gateway",
+                *cfg,
+                "--name",
+                "gw2",
+                "--bind",
+                self.endpoint("gw2"),
+                "--metrics",
+                f"127.0.0.1:{self.ports['m_gw2']}",
+            ]
         return ["gateway" if node == "gw1" else node, *cfg]
 
     def start(self, node: str, timeout: float = 30.0) -> NodeProcess:
@@ -168,7 +210,11 @@ class Cluster:
 
     def close(self) -> dict[str, int]:
         """Stop every node still running, gateways first and the matcher last; never raises."""
-        order = [n for n in (*reversed(self.gateways), "marketdata", "logger", "matcher") if n in self.procs]
+        order = [
+            n
+            for n in (*reversed(self.gateways), "marketdata", "logger", "matcher")
+            if n in self.procs
+        ]
         codes: dict[str, int] = {}
         for node in order:
             try:

@@ -55,7 +55,8 @@ class AckLog:
     def first(self, since: float, above: int, gateway: str | None = None) -> float:
         """The time of the first fresh ack at or after ``since`` with seq above ``above``; 0.0: none yet."""
         earliest = 0.0
-        for t, gw, seq in reversed(list(self._log)):  # newest first: stop at the first one before ``since``
+        # newest first: stop at the first one before ``since``
+        for t, gw, seq in reversed(list(self._log)):
             if t < since:
                 break
             if seq > above and (gateway is None or gw == gateway):
@@ -82,8 +83,19 @@ class Seen:
 
 
 class Trader(threading.Thread):
-    def __init__(self, account: str, gateway: str, endpoint: str, inst: dict, *, seed: int,
-                 rate: float, stop: threading.Event, acks: AckLog, failed: threading.Event) -> None:
+    def __init__(
+        self,
+        account: str,
+        gateway: str,
+        endpoint: str,
+        inst: dict,
+        *,
+        seed: int,
+        rate: float,
+        stop: threading.Event,
+        acks: AckLog,
+        failed: threading.Event,
+    ) -> None:
         super().__init__(name=f"chaos-trader-{account}", daemon=True)
         self.account = account
         self.gateway = gateway
@@ -97,7 +109,8 @@ class Trader(threading.Thread):
         self.seen = Seen()
         self.sent_orders = 0  # distinct new_order cl_ord_ids
         self.sent_other = 0  # cancels and replaces
-        self.rejected_orders = 0  # new orders answered with a reject (by the gateway or the matcher)
+        # new orders answered with a reject (by the gateway or the matcher)
+        self.rejected_orders = 0
         self.rejected_other = 0  # cancels and replaces refused (the order had filled, say)
         self.resends = 0  # requests sent again under the same cl_ord_id
         self.reconnects = 0
@@ -121,8 +134,15 @@ class Trader(threading.Thread):
 
     def run(self) -> None:
         try:
-            self.client = Client(self.endpoint, self.account, self.account, heartbeat_ms=HEARTBEAT_MS,
-                                 timeout=CLIENT_TIMEOUT_S, retries=1, recover_all=True)
+            self.client = Client(
+                self.endpoint,
+                self.account,
+                self.account,
+                heartbeat_ms=HEARTBEAT_MS,
+                timeout=CLIENT_TIMEOUT_S,
+                retries=1,
+                recover_all=True,
+            )
             self._reconnect(time.monotonic() + REQUEST_DEADLINE_S, first=True)
             period = 1.0 / self.rate
             next_at = time.monotonic()
@@ -133,7 +153,8 @@ class Trader(threading.Thread):
                 if next_at < now - 1.0:
                     next_at = now  # fell far behind (a restart): no burst to make up for it
                 self._collect(0.0)
-                while now < next_at:  # pace, reading reports meanwhile (poll returns when some arrive)
+                # pace, reading reports meanwhile (poll returns when some arrive)
+                while now < next_at:
                     self._collect(next_at - now)
                     now = time.monotonic()
             self.done.set()
@@ -167,22 +188,48 @@ class Trader(threading.Thread):
         elif r < 0.30 and live:
             oid = rng.choice(live)
             side_off = rng.randint(1, 8)
-            self._request("replace", sym, order_id=oid, qty=rng.randint(1, 30),
-                          ticks=mid + rng.choice((-side_off, side_off)))
+            self._request(
+                "replace",
+                sym,
+                order_id=oid,
+                qty=rng.randint(1, 30),
+                ticks=mid + rng.choice((-side_off, side_off)),
+            )
         elif r < 0.55:
             side = rng.choice(("buy", "sell"))
-            self._request("new", sym, side=side, qty=rng.randint(1, 25),
-                          ticks=mid + (6 if side == "buy" else -6), tif="ioc")
+            self._request(
+                "new",
+                sym,
+                side=side,
+                qty=rng.randint(1, 25),
+                ticks=mid + (6 if side == "buy" else -6),
+                tif="ioc",
+            )
         else:
             side = rng.choice(("buy", "sell"))
             off = rng.randint(1, 8)
-            self._request("new", sym, side=side, qty=rng.randint(1, 20),
-                          ticks=mid - off if side == "buy" else mid + off, tif="gtc")
+            self._request(
+                "new",
+                sym,
+                side=side,
+                qty=rng.randint(1, 20),
+                ticks=mid - off if side == "buy" else mid + off,
+                tif="gtc",
+            )
 
     # ---------------------------------------------------------- requests
 
-    def _request(self, kind: str, sym: str, *, side: str = "", qty: int = 0, ticks: int = 0,
-                 tif: str = "gtc", order_id: int = 0) -> None:
+    def _request(
+        self,
+        kind: str,
+        sym: str,
+        *,
+        side: str = "",
+        qty: int = 0,
+        ticks: int = 0,
+        tif: str = "gtc",
+        order_id: int = 0,
+    ) -> None:
         """Send one request until it is answered, logging on again as needed; record the answer."""
         self._n += 1
         cl = f"{self.account}-{self._n}"
@@ -190,16 +237,20 @@ class Trader(threading.Thread):
         price = self.inst[sym].ticks_to_price(ticks) if ticks else ""
         if kind == "new":
             self.sent_orders += 1
+
             def send():
                 return c.place(sym, side, qty, price, tif=tif, cl_ord_id=cl)
         elif kind == "cancel":
             self.sent_other += 1
+
             def send():
                 return c.cancel(sym, order_id, cl_ord_id=cl)
         else:
             self.sent_other += 1
+
             def send():
                 return c.replace(sym, order_id, qty, price, cl_ord_id=cl)
+
         ans = self._until_answered(send, cl)
         self._record(ans)
         if isinstance(ans, m.Reject):
@@ -249,8 +300,10 @@ class Trader(threading.Thread):
                 if self.release.is_set():
                     raise Stuck(f"{self.account}: the run was given up") from None
                 if time.monotonic() > deadline:
-                    raise Stuck(f"{self.account}: could not log on to {self.gateway} for "
-                                f"{REQUEST_DEADLINE_S} s") from None
+                    raise Stuck(
+                        f"{self.account}: could not log on to {self.gateway} for "
+                        f"{REQUEST_DEADLINE_S} s"
+                    ) from None
 
     # ----------------------------------------------------------- reports
 
@@ -267,7 +320,9 @@ class Trader(threading.Thread):
         if isinstance(r, m.Ack):
             old = s.acks.setdefault(r.cl_ord_id, r.order_id)
             if old != r.order_id:
-                s.conflicts.append(f"{self.account} {r.cl_ord_id}: acked as order {old} and as {r.order_id}")
+                s.conflicts.append(
+                    f"{self.account} {r.cl_ord_id}: acked as order {old} and as {r.order_id}"
+                )
             if not r.resent:
                 self.ack_log.saw(self.gateway, r.seq, time.monotonic())
         elif isinstance(r, m.Fill):
@@ -323,8 +378,10 @@ class FeedWatcher(threading.Thread):
         self.finished = threading.Event()
 
     def _books(self, md: BookSubscriber) -> dict:
-        return {s: (norm_levels(md.book(s).levels("buy")), norm_levels(md.book(s).levels("sell")))
-                for s in SYMBOLS}
+        return {
+            s: (norm_levels(md.book(s).levels("buy")), norm_levels(md.book(s).levels("sell")))
+            for s in SYMBOLS
+        }
 
     def run(self) -> None:
         try:
@@ -338,13 +395,16 @@ class FeedWatcher(threading.Thread):
 
                 def same() -> bool:
                     return all(md.synced(s) for s in SYMBOLS) and self._books(md) == want
+
                 try:
                     self.matched = md.run_until(same, max(0.0, deadline - time.monotonic()))
                 except TimeoutError:
                     self.matched = False
                 self.last_books = self._books(md)
-                self.counters = {k: getattr(md, k) for k in
-                                 ("gaps", "resyncs", "timeouts", "snapshot_requests", "bad_frames")}
+                self.counters = {
+                    k: getattr(md, k)
+                    for k in ("gaps", "resyncs", "timeouts", "snapshot_requests", "bad_frames")
+                }
         except BaseException as exc:
             self.error = exc
         finally:

@@ -10,8 +10,8 @@ import pytest
 import zmq
 
 from tests.conftest import free_port, wait_for
-from zex.nodes.matcher.settle import DIRECT, RESENT
 from zex.nodes.matcher.journal import scan
+from zex.nodes.matcher.settle import DIRECT, RESENT
 from zex.nodes.matcher.workload import mixed_stream
 from zex.protocol.internal import (
     BUY,
@@ -78,7 +78,7 @@ def test_sigkill_mid_stream_loses_no_acknowledged_command(tmp_path, nodes, ctx):
                     if stop.is_set():
                         return
                     continue
-                for client, _acct, role, _rseq, ev in Reports.decode(dealer.recv()):
+                for _client, _acct, role, _rseq, ev in Reports.decode(dealer.recv()):
                     # The first answer to each command: an order's Accepted, or a Rejected
                     # (carrying the request's own cl_ord_id), or a cancel's Cancelled.
                     if role != DIRECT or type(ev) not in (Accepted, Rejected, Cancelled):
@@ -114,7 +114,7 @@ def test_sigkill_mid_stream_loses_no_acknowledged_command(tmp_path, nodes, ctx):
     while first_ack is None:
         dealer.send(encoder.encode(fresh))
         if dealer.poll(2000):
-            for _, _acct, role, _rseq, ev in Reports.decode(dealer.recv()):
+            for _, _acct, _role, _rseq, ev in Reports.decode(dealer.recv()):
                 if type(ev) is Accepted:
                     first_ack = ev
     assert first_ack.seq == restart_seq + 1
@@ -134,7 +134,11 @@ def test_sigkill_mid_stream_loses_no_acknowledged_command(tmp_path, nodes, ctx):
     # Every acknowledged command is in the recovered state: a resend returns the same first answer.
     pending = dict(snapshot)
     for clid, ev in snapshot.items():
-        dealer.send(encoder.encode(NewOrderCmd(2, "gw1", b"c1", ev.account, clid, "XYZ", BUY, LIMIT, GTC, 100, 1)))
+        dealer.send(
+            encoder.encode(
+                NewOrderCmd(2, "gw1", b"c1", ev.account, clid, "XYZ", BUY, LIMIT, GTC, 100, 1)
+            )
+        )
 
     def drain():
         while dealer.poll(50):
@@ -142,6 +146,7 @@ def test_sigkill_mid_stream_loses_no_acknowledged_command(tmp_path, nodes, ctx):
                 if role == RESENT and ev.cl_ord_id in pending:
                     assert ev == pending.pop(ev.cl_ord_id)
         return not pending
+
     wait_for(drain, 60, f"resent answers ({len(pending)} left)")
 
     assert node2.stop() == 0

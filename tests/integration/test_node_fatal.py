@@ -23,10 +23,10 @@ from pathlib import Path
 
 import pytest
 import zmq
-from zex.nodes.runtime.service import NodeThread
-from zex.protocol.internal import BUY, GTC, LIMIT, SELL, NewOrderCmd, encoder
 
 from tests.conftest import free_port, wait_for
+from zex.nodes.runtime.service import NodeThread
+from zex.protocol.internal import BUY, GTC, LIMIT, SELL, NewOrderCmd, encoder
 
 pytestmark = pytest.mark.integration
 
@@ -95,10 +95,13 @@ class Zex:
     def __init__(self, args: list[str], log: Path, limited: bool = False) -> None:
         self.log = log
         self._err = open(log, "wb")
-        self.proc = subprocess.Popen([sys.executable, "-m", "zex.nodes.tools.cli", *args],
-                                     stdout=subprocess.PIPE, stderr=self._err,
-                                     env=dict(os.environ, PYTHONUNBUFFERED="1"),
-                                     preexec_fn=limit_file_size if limited else None)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "zex.nodes.tools.cli", *args],
+            stdout=subprocess.PIPE,
+            stderr=self._err,
+            env=dict(os.environ, PYTHONUNBUFFERED="1"),
+            preexec_fn=limit_file_size if limited else None,
+        )
         os.set_blocking(self.proc.stdout.fileno(), False)
         self.out = b""
 
@@ -107,6 +110,7 @@ class Zex:
             self.out += self.proc.stdout.read() or b""
             assert self.proc.poll() is None, f"exited {self.proc.returncode}:\n{self.stderr()}"
             return b"Ctrl+C to quit" in self.out
+
         wait_for(banner, START_S, "the banner")
 
     def wait(self, timeout: float) -> int:
@@ -267,10 +271,14 @@ def test_zex_run_exits_when_its_matcher_dies(tmp_path, zex_proc, ctx):
         f'[gateway]\nbind = "tcp://127.0.0.1:{free_port()}"\nmetrics_bind = ""\n'
         f'[marketdata]\nfeed_bind = "tcp://127.0.0.1:{free_port()}"\n'
         f'snapshot_bind = "tcp://127.0.0.1:{free_port()}"\nmetrics_bind = ""\n'
-        f'[logger]\nbind = "tcp://127.0.0.1:{free_port()}"\nmetrics_bind = ""\nfsync = "off"\n')
+        f'[logger]\nbind = "tcp://127.0.0.1:{free_port()}"\nmetrics_bind = ""\nfsync = "off"\n'
+    )
     data = tmp_path / "data"
-    z = zex_proc(["run", "--config", str(cfg), "--data-dir", str(data), "--quiet"],
-                 tmp_path / "run.log", limited=True)
+    z = zex_proc(
+        ["run", "--config", str(cfg), "--data-dir", str(data), "--quiet"],
+        tmp_path / "run.log",
+        limited=True,
+    )
     z.ready()
     assert answers(metrics)
 
@@ -292,8 +300,10 @@ def test_logger_exits_at_once_when_its_trail_cannot_be_written(tmp_path, zex_pro
     cfg, cmd_ep, _ = matcher_config(tmp_path, data)
     lg_metrics = free_port()
     with open(cfg, "a") as f:
-        f.write(f'[logger]\nbind = "tcp://127.0.0.1:{free_port()}"\ndata_dir = "{trail}"\n'
-                f'metrics_bind = "127.0.0.1:{lg_metrics}"\nfsync = "off"\n')
+        f.write(
+            f'[logger]\nbind = "tcp://127.0.0.1:{free_port()}"\ndata_dir = "{trail}"\n'
+            f'metrics_bind = "127.0.0.1:{lg_metrics}"\nfsync = "off"\n'
+        )
     matcher = zex_proc(["matcher", "--config", str(cfg)], tmp_path / "m.log")
     matcher.ready()
     z = zex_proc(["logger", "--config", str(cfg)], tmp_path / "lg.log", limited=True)

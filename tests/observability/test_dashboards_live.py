@@ -31,15 +31,20 @@ DASH = REPO / "dashboards"
 COMPOSE = REPO / "deploy" / "compose" / "docker-compose.yml"
 DATASOURCE_UID = "zex-prometheus"
 UIDS = {"zex-overview", "zex-matcher", "zex-gateway", "zex-marketdata"}
-DEFAULT_TARGETS = {"zex-matcher": "127.0.0.1:7111", "zex-gateway": "127.0.0.1:7112",
-                   "zex-marketdata": "127.0.0.1:7113", "zex-logger": "127.0.0.1:7114"}
+DEFAULT_TARGETS = {
+    "zex-matcher": "127.0.0.1:7111",
+    "zex-gateway": "127.0.0.1:7112",
+    "zex-marketdata": "127.0.0.1:7113",
+    "zex-logger": "127.0.0.1:7114",
+}
 LIVE_WINDOW = "30s"  # what $__rate_interval becomes in the live test (1 s scrapes)
 
 PROMETHEUS, PROMTOOL = shutil.which("prometheus"), shutil.which("promtool")
 needs_prometheus = pytest.mark.skipif(
     not (PROMETHEUS and PROMTOOL),
     reason="prometheus/promtool not installed: `make test` installs Debian's prometheus "
-           "package when run as root; otherwise: sudo apt-get install prometheus")
+    "package when run as root; otherwise: sudo apt-get install prometheus",
+)
 
 
 # ------------------------------------------------------------------ the dashboards
@@ -186,8 +191,10 @@ def test_promtool_accepts_the_config_the_rules_and_every_panel_query(tmp_path):
             promtool("check", "rules", str(rules))
     # promtool parses the expr of every rule it reads: one alert per panel query (JSON is YAML)
     queries = panel_queries("1m")
-    rules = [{"alert": f"Panel{i}", "expr": expr, "annotations": {"where": where}}
-             for i, (where, expr) in enumerate(queries)]
+    rules = [
+        {"alert": f"Panel{i}", "expr": expr, "annotations": {"where": where}}
+        for i, (where, expr) in enumerate(queries)
+    ]
     path = tmp_path / "panels.rules.yml"
     path.write_text(json.dumps({"groups": [{"name": "panels", "rules": rules}]}, indent=1))
     assert f"SUCCESS: {len(queries)} rules found" in promtool("check", "rules", str(path))
@@ -199,9 +206,11 @@ def test_promtool_accepts_the_config_the_rules_and_every_panel_query(tmp_path):
 def scrape_config(tmp: Path, ports: dict[str, int]) -> Path:
     """dashboards/prometheus.yml with 1 s intervals and the test's ports, beside alerts.yml."""
     text = (DASH / "prometheus.yml").read_text()
-    edits = {"scrape_interval: 5s": "scrape_interval: 1s",
-             "scrape_timeout: 4s": "scrape_timeout: 1s",
-             "evaluation_interval: 5s": "evaluation_interval: 1s"}
+    edits = {
+        "scrape_interval: 5s": "scrape_interval: 1s",
+        "scrape_timeout: 4s": "scrape_timeout: 1s",
+        "evaluation_interval: 5s": "evaluation_interval: 1s",
+    }
     for job, port in ports.items():
         edits[f'"{DEFAULT_TARGETS[job]}"'] = f'"127.0.0.1:{port}"'
     for old, new in edits.items():
@@ -222,9 +231,15 @@ class Prometheus:
         self.log = tmp / "prometheus.log"
         self._fh = self.log.open("wb")
         self.proc = subprocess.Popen(
-            [PROMETHEUS, f"--config.file={config}", f"--storage.tsdb.path={tmp / 'tsdb'}",
-             f"--web.listen-address=127.0.0.1:{self.port}"],
-            stdout=self._fh, stderr=subprocess.STDOUT)
+            [
+                PROMETHEUS,
+                f"--config.file={config}",
+                f"--storage.tsdb.path={tmp / 'tsdb'}",
+                f"--web.listen-address=127.0.0.1:{self.port}",
+            ],
+            stdout=self._fh,
+            stderr=subprocess.STDOUT,
+        )
 
     def _check_alive(self) -> None:
         if self.proc.poll() is not None:
@@ -319,19 +334,25 @@ def test_every_panel_and_alert_query_answers_from_a_live_exchange(tmp_path, node
     try:
         for node in ("matcher", "logger", "marketdata", "gateway"):
             ex.start(node)
-        wait_for(lambda: ex.metrics("marketdata").get("zex_marketdata_live") == 1, 15,
-                 "marketdata live")
+        wait_for(
+            lambda: ex.metrics("marketdata").get("zex_marketdata_live") == 1, 15, "marketdata live"
+        )
         load = Load(ex)
         load.start()
 
-        ports = {"zex-matcher": ex.ports[7], "zex-gateway": ex.ports[8],
-                 "zex-marketdata": ex.ports[6], "zex-logger": ex.ports[10]}
+        ports = {
+            "zex-matcher": ex.ports[7],
+            "zex-gateway": ex.ports[8],
+            "zex-marketdata": ex.ports[6],
+            "zex-logger": ex.ports[10],
+        }
         prom = Prometheus(scrape_config(tmp_path, ports), tmp_path)
         wait_for(prom.ready, 15, "prometheus /-/ready", interval=0.2)
 
         def all_up():  # the first scrape lands ~6 s after start
             result = prom.query('up{job=~"zex-.*"} == 1')["data"]["result"]
             return result if len(result) == len(ports) else None
+
         up = wait_for(all_up, 30, "every zex target up in prometheus", interval=0.5)
         assert {s["metric"]["node"] for s in up} == {"matcher", "gateway", "marketdata", "logger"}
 
@@ -345,6 +366,7 @@ def test_every_panel_and_alert_query_answers_from_a_live_exchange(tmp_path, node
                 if has_data(prom.query(expr)):
                     del pending[where]
             return not pending
+
         try:
             wait_for(all_answer, 40, "every panel query to return data", interval=1.0)
         except TimeoutError:
@@ -352,7 +374,8 @@ def test_every_panel_and_alert_query_answers_from_a_live_exchange(tmp_path, node
         answers = {where: prom.query(expr) for where, expr in queries.items()}
         failed = {where: a for where, a in answers.items() if not has_data(a)}
         assert not failed, "panel queries with no data:\n" + "\n".join(
-            f"  {w}: {queries[w]}\n    -> {json.dumps(a)[:300]}" for w, a in failed.items())
+            f"  {w}: {queries[w]}\n    -> {json.dumps(a)[:300]}" for w, a in failed.items()
+        )
 
         # every alert: loaded, evaluated without error, its expr a valid query (empty is fine)
         rules = wait_for(lambda: alert_rules(prom), 15, "alert rules evaluated", interval=0.5)

@@ -21,7 +21,9 @@ def test_known_flow_moves_every_counter_by_its_amount(tmp_path, nodes):
         for node in ("matcher", "marketdata", "gateway"):
             ex.start(node)
         mm, tk = ex.client("mm"), ex.client("tk")
-        wait_for(lambda: ex.metrics("marketdata").get("zex_marketdata_live") == 1, 10, "marketdata live")
+        wait_for(
+            lambda: ex.metrics("marketdata").get("zex_marketdata_live") == 1, 10, "marketdata live"
+        )
         before = {n: ex.metrics(n) for n in ("matcher", "gateway", "marketdata")}
 
         # 5 resting sells, 5 resting buys far away, then 3 IOC buys that each take one sell:
@@ -38,10 +40,17 @@ def test_known_flow_moves_every_counter_by_its_amount(tmp_path, nodes):
         assert isinstance(off, m.Reject) and off.reason == 202
         assert isinstance(mm.cancel("XYZ", rest[5].order_id), m.Cancelled)
         sequenced = 10 + 3 + 2  # the off-tick order never reached the matcher
-        answered = sequenced  # every sequenced request got its first answer back through the gateway
+        # every sequenced request got its first answer back through the gateway
+        answered = sequenced
 
-        wait_for(lambda: delta(before["marketdata"], ex.metrics("marketdata"), "zex_marketdata_matcher_seq")
-                 == sequenced, 10, "marketdata caught up")
+        wait_for(
+            lambda: (
+                delta(before["marketdata"], ex.metrics("marketdata"), "zex_marketdata_matcher_seq")
+                == sequenced
+            ),
+            10,
+            "marketdata caught up",
+        )
         after = {n: ex.metrics(n) for n in ("matcher", "gateway", "marketdata")}
         mt, gw, md = before["matcher"], before["gateway"], before["marketdata"]
         am, ag, ad = after["matcher"], after["gateway"], after["marketdata"]
@@ -55,10 +64,14 @@ def test_known_flow_moves_every_counter_by_its_amount(tmp_path, nodes):
         assert delta(gw, ag, 'zex_gateway_rejects_total{reason="202"}') == 1
         assert delta(gw, ag, "zex_gateway_forwarded_total") >= sequenced  # plus the logons' queries
         assert delta(gw, ag, "zex_gateway_order_ack_seconds_count") == answered
-        assert ag['zex_gateway_order_ack_seconds_bucket{le="1.0"}'] == ag["zex_gateway_order_ack_seconds_count"]
+        assert (
+            ag['zex_gateway_order_ack_seconds_bucket{le="1.0"}']
+            == ag["zex_gateway_order_ack_seconds_count"]
+        )
         assert ag["zex_gateway_sessions"] == 2
         # marketdata: one publish delay per command that changed the book
-        assert delta(md, ad, "zex_marketdata_publish_delay_seconds_count") == sequenced - 1  # the reject: none
+        # the reject: none
+        assert delta(md, ad, "zex_marketdata_publish_delay_seconds_count") == sequenced - 1
         assert ad["zex_marketdata_events_lost_total"] == 0
     finally:
         ex.close()

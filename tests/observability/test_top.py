@@ -52,16 +52,37 @@ def test_zex_top_shows_rates_latency_and_a_down_node(tmp_path, nodes):
         t.start()
         p = ex.ports
         dead = free_port()
-        out = subprocess.run([sys.executable, "-m", "zex.nodes.tools.cli", "top", "--once", "--interval", "1.5",
-                              "--matcher", f"127.0.0.1:{p[7]}", "--gateway", f"127.0.0.1:{p[8]}",
-                              "--gateway", f"127.0.0.1:{dead}", "--marketdata", f"127.0.0.1:{p[6]}",
-                              "--logger", f"127.0.0.1:{p[10]}"],
-                             capture_output=True, text=True, timeout=30)
+        out = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "zex.nodes.tools.cli",
+                "top",
+                "--once",
+                "--interval",
+                "1.5",
+                "--matcher",
+                f"127.0.0.1:{p[7]}",
+                "--gateway",
+                f"127.0.0.1:{p[8]}",
+                "--gateway",
+                f"127.0.0.1:{dead}",
+                "--marketdata",
+                f"127.0.0.1:{p[6]}",
+                "--logger",
+                f"127.0.0.1:{p[10]}",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
         stop.set()
         t.join(30)
         text = out.stdout
         assert out.returncode == 1, text  # one gateway is down
-        assert float(re.search(r"commands/s\s+([\d,.]+)", text).group(1).replace(",", "")) > 10, text
+        assert float(re.search(r"commands/s\s+([\d,.]+)", text).group(1).replace(",", "")) > 10, (
+            text
+        )
         assert re.search(r"matcher p50\s+[\d,]+ us", text), text
         assert re.search(r"gateway 1 p50\s+[\d,.]+ (us|ms)", text), text
         assert re.search(rf"gateway 2\s+DOWN\s+http://127.0.0.1:{dead}/metrics", text), text
