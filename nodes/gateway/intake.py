@@ -20,6 +20,8 @@ from __future__ import annotations
 import hmac
 import time
 import uuid
+from collections.abc import Callable
+from typing import TypeAlias
 
 from zex.protocol import messages as m
 from zex.protocol.codec import decode_request, peek
@@ -53,7 +55,9 @@ class Refusal:
 
     __slots__ = ("account", "cl_ord_id", "reason", "ref_type", "text")
 
-    def __init__(self, ref_type: str, cl_ord_id: str, reason: Reason, text: str, account: str = "") -> None:
+    def __init__(
+        self, ref_type: str, cl_ord_id: str, reason: Reason, text: str, account: str = ""
+    ) -> None:
         self.ref_type = ref_type  # the request's type ("" if unreadable)
         self.cl_ord_id = cl_ord_id  # its cl_ord_id or req_id, as sent
         self.reason = reason
@@ -97,6 +101,20 @@ class Session:
         self.bucket = TokenBucket(rules.rate, rules.burst, now) if rules.rate > 0 else None
 
 
+# What Intake.handle decides for one frame (module docstring).
+Decision: TypeAlias = (
+    Refusal
+    | Opened
+    | Closed
+    | NewOrderCmd
+    | CancelCmd
+    | ReplaceCmd
+    | KillSwitchCmd
+    | QueryCmd
+    | None
+)
+
+
 class Intake:
     """Decide each client request of the sessions it holds; no sockets, no threads.
 
@@ -106,8 +124,16 @@ class Intake:
     replaced by a test.
     """
 
-    def __init__(self, name: str, instruments: tuple[Instrument, ...], rules: dict[str, AccountRules],
-                 cash: Cash, refs: dict[str, int], clock=time.monotonic, wall_ns=time.time_ns) -> None:
+    def __init__(
+        self,
+        name: str,
+        instruments: tuple[Instrument, ...],
+        rules: dict[str, AccountRules],
+        cash: Cash,
+        refs: dict[str, int],
+        clock: Callable[[], float] = time.monotonic,
+        wall_ns: Callable[[], int] = time.time_ns,
+    ) -> None:
         self.name = name
         self.inst = {i.symbol: i for i in instruments}
         self.rules = rules
@@ -119,66 +145,115 @@ class Intake:
 
     # ------------------------------------------------------------ requests
 
-    def handle(self, client: bytes, frame: bytes):
+    def handle(self, client: bytes, frame: bytes) -> Decision:
         """The decision for one frame from ``client``: None, Refusal, Opened, Closed or a command."""
         try:
             msg = decode_request(frame)
         except DecodeFailed as exc:
             kind, ident = peek(frame)
             return self._refuse(client, kind, ident, exc.reason, exc.text)
-        t = type(msg)
+        # type(msg) is X rather than a local t: the type checker narrows msg on it, and it costs
+        # as little (the call is specialised; measured 19 ns against 18 for t is X).
         sess = self.sessions.get(client)
-        if t is m.Logon:
+        if type(msg) is m.Logon:
             return self.logon(client, msg, sess)
-        if t is m.Heartbeat:
+        if type(msg) is m.Heartbeat:
             return None
         if sess is None:
-            return Refusal(msg.__struct_config__.tag, _ident(msg), Reason.NOT_LOGGED_ON,
-                           "log on first: send logon with your account and credential")
+            return Refusal(
+                _kind(msg),
+                _ident(msg),
+                Reason.NOT_LOGGED_ON,
+                "log on first: send logon with your account and credential",
+            )
         rules = sess.rules
         if sess.bucket is not None and not sess.bucket.take(self.clock()):
-            return Refusal(msg.__struct_config__.tag, _ident(msg), Reason.RATE_LIMITED,
-                           f"rate limit {rules.rate:g}/s (burst {rules.burst:g}) for account {rules.id}; "
-                           "slow down", rules.id)
-        if t is m.NewOrder:
+            return Refusal(
+                _kind(msg),
+                _ident(msg),
+                Reason.RATE_LIMITED,
+                f"rate limit {rules.rate:g}/s (burst {rules.burst:g}) for account {rules.id}; "
+                "slow down",
+                rules.id,
+            )
+        if type(msg) is m.NewOrder:
             return self.new_order(client, msg, rules)
-        if t is m.Cancel:
+        if type(msg) is m.Cancel:
             return self.cancel(client, msg, rules)
-        if t is m.Replace:
+        if type(msg) is m.Replace:
             return self.replace(client, msg, rules)
-        if t is m.Query:
+        if type(msg) is m.Query:
             if msg.symbol and msg.symbol not in self.inst:
-                return Refusal("query", msg.req_id, Reason.UNKNOWN_SYMBOL, f"symbol {msg.symbol!r} is not listed",
-                               rules.id)
+                return Refusal(
+                    "query",
+                    msg.req_id,
+                    Reason.UNKNOWN_SYMBOL,
+                    f"symbol {msg.symbol!r} is not listed",
+                    rules.id,
+                )
             if msg.what == "book" and not msg.symbol:
-                return Refusal("query", msg.req_id, Reason.MISSING_FIELD, "symbol is required for a book query",
-                               rules.id)
-            return QueryCmd(self.name, client, rules.id, QUERY_CODES[msg.what], msg.req_id, msg.symbol, 0, msg.depth)
-        if t is m.Recover:
-            return QueryCmd(self.name, client, rules.id, Q_REPORTS, "", "", msg.from_rseq, msg.limit)
-        if t is m.KillSwitch:
+                return Refusal(
+                    "query",
+                    msg.req_id,
+                    Reason.MISSING_FIELD,
+                    "symbol is required for a book query",
+                    rules.id,
+                )
+            return QueryCmd(
+                self.name,
+                client,
+                rules.id,
+                QUERY_CODES[msg.what],
+                msg.req_id,
+                msg.symbol,
+                0,
+                msg.depth,
+            )
+        if type(msg) is m.Recover:
+            return QueryCmd(
+                self.name, client, rules.id, Q_REPORTS, "", "", msg.from_rseq, msg.limit
+            )
+        if type(msg) is m.KillSwitch:
             return self.kill_switch(client, msg, rules)
-        if t is m.Logout:
+        if type(msg) is m.Logout:
             return self.drop(client, "logout")
         return None  # a request type this intake does not act on (none today)
 
     def too_many_frames(self, client: bytes, n: int) -> Refusal:
         """Several frames in one message from ``client``: the spec allows exactly one."""
-        return self._refuse(client, "", "", Reason.MALFORMED, f"a message is exactly one frame; got {n}")
+        return self._refuse(
+            client, "", "", Reason.MALFORMED, f"a message is exactly one frame; got {n}"
+        )
 
     def logon(self, client: bytes, msg: m.Logon, sess: Session | None) -> Opened | Refusal:
         rules = self.rules.get(msg.account)
         if sess is not None and sess.rules.id != msg.account:
-            return Refusal("logon", "", Reason.AUTH_FAILED,
-                           f"this connection is logged on as {sess.rules.id}; log out first", sess.rules.id)
-        if rules is None or not hmac.compare_digest(rules.credential.encode(), msg.credential.encode()):
-            return Refusal("logon", "", Reason.AUTH_FAILED, "the account or credential is wrong",
-                           sess.rules.id if sess is not None else "")
+            return Refusal(
+                "logon",
+                "",
+                Reason.AUTH_FAILED,
+                f"this connection is logged on as {sess.rules.id}; log out first",
+                sess.rules.id,
+            )
+        if rules is None or not hmac.compare_digest(
+            rules.credential.encode(), msg.credential.encode()
+        ):
+            return Refusal(
+                "logon",
+                "",
+                Reason.AUTH_FAILED,
+                "the account or credential is wrong",
+                sess.rules.id if sess is not None else "",
+            )
         if sess is None:
             self.sessions[client] = Session(rules, self.clock())
         # The answer (the account's last rseq) completes the logon at the front.
-        return Opened(rules.id, msg.heartbeat_ms, uuid.uuid4().hex[:16],
-                      QueryCmd(self.name, client, rules.id, Q_REPORTS, "", "", 1, 0))
+        return Opened(
+            rules.id,
+            msg.heartbeat_ms,
+            uuid.uuid4().hex[:16],
+            QueryCmd(self.name, client, rules.id, Q_REPORTS, "", "", 1, 0),
+        )
 
     def drop(self, client: bytes, why: str) -> Closed | None:
         """End ``client``'s session (logout, heartbeat loss, a refused logon); None if it had none."""
@@ -186,11 +261,16 @@ class Intake:
         if sess is None:
             return None
         rules = sess.rules
-        cancel = (MassCancelCmd(self.wall_ns(), self.name, client, rules.id, CXL_DISCONNECT)
-                  if rules.cancel_on_disconnect else None)
+        cancel = (
+            MassCancelCmd(self.wall_ns(), self.name, client, rules.id, CXL_DISCONNECT)
+            if rules.cancel_on_disconnect
+            else None
+        )
         return Closed(rules.id, why, cancel)
 
-    def new_order(self, client: bytes, msg: m.NewOrder, rules: AccountRules) -> NewOrderCmd | Refusal:
+    def new_order(
+        self, client: bytes, msg: m.NewOrder, rules: AccountRules
+    ) -> NewOrderCmd | Refusal:
         inst = self.inst.get(msg.symbol)
         if inst is None:
             return self._unlisted("new_order", msg, rules)
@@ -199,9 +279,15 @@ class Intake:
         problem = None
         if market:
             if msg.price is not None:
-                problem = (Reason.INVALID_COMBINATION, "a market order takes no price; omit price or send null")
+                problem = (
+                    Reason.INVALID_COMBINATION,
+                    "a market order takes no price; omit price or send null",
+                )
             elif tif == "gtc":
-                problem = (Reason.INVALID_COMBINATION, "a market order needs tif ioc or fok (or none: ioc), was gtc")
+                problem = (
+                    Reason.INVALID_COMBINATION,
+                    "a market order needs tif ioc or fok (or none: ioc), was gtc",
+                )
             elif msg.post_only:
                 problem = (Reason.INVALID_COMBINATION, "a market order cannot be post_only")
         elif msg.price is None:
@@ -222,26 +308,56 @@ class Intake:
         refusal = rules.check(inst, side, ticks, lots, ref, self.mult[inst.symbol], market)
         if refusal is not None:
             return Refusal("new_order", msg.cl_ord_id, refusal[0], refusal[1], rules.id)
-        return NewOrderCmd(self.wall_ns(), self.name, client, rules.id, msg.cl_ord_id, inst.symbol, side,
-                           MARKET if market else LIMIT, TIF_CODES[tif], ticks, lots,
-                           msg.post_only, STP_CODES[msg.stp])
+        return NewOrderCmd(
+            self.wall_ns(),
+            self.name,
+            client,
+            rules.id,
+            msg.cl_ord_id,
+            inst.symbol,
+            side,
+            MARKET if market else LIMIT,
+            TIF_CODES[tif],
+            ticks,
+            lots,
+            msg.post_only,
+            STP_CODES[msg.stp],
+        )
 
     def cancel(self, client: bytes, msg: m.Cancel, rules: AccountRules) -> CancelCmd | Refusal:
         if msg.symbol not in self.inst:
             return self._unlisted("cancel", msg, rules)
         if not msg.order_id and not msg.orig_cl_ord_id:
-            return Refusal("cancel", msg.cl_ord_id, Reason.MISSING_FIELD,
-                           "name the order: order_id or orig_cl_ord_id is required", rules.id)
-        return CancelCmd(self.wall_ns(), self.name, client, rules.id, msg.cl_ord_id, msg.symbol, msg.order_id,
-                         msg.orig_cl_ord_id)
+            return Refusal(
+                "cancel",
+                msg.cl_ord_id,
+                Reason.MISSING_FIELD,
+                "name the order: order_id or orig_cl_ord_id is required",
+                rules.id,
+            )
+        return CancelCmd(
+            self.wall_ns(),
+            self.name,
+            client,
+            rules.id,
+            msg.cl_ord_id,
+            msg.symbol,
+            msg.order_id,
+            msg.orig_cl_ord_id,
+        )
 
     def replace(self, client: bytes, msg: m.Replace, rules: AccountRules) -> ReplaceCmd | Refusal:
         inst = self.inst.get(msg.symbol)
         if inst is None:
             return self._unlisted("replace", msg, rules)
         if not msg.order_id and not msg.orig_cl_ord_id:
-            return Refusal("replace", msg.cl_ord_id, Reason.MISSING_FIELD,
-                           "name the order: order_id or orig_cl_ord_id is required", rules.id)
+            return Refusal(
+                "replace",
+                msg.cl_ord_id,
+                Reason.MISSING_FIELD,
+                "name the order: order_id or orig_cl_ord_id is required",
+                rules.id,
+            )
         try:
             lots = inst.qty_lots[msg.qty]
             ticks = inst.price_ticks[msg.price]
@@ -252,18 +368,47 @@ class Intake:
         refusal = rules.check(inst, BUY, ticks, lots, ref, self.mult[inst.symbol], False)
         if refusal is not None:
             return Refusal("replace", msg.cl_ord_id, refusal[0], refusal[1], rules.id)
-        return ReplaceCmd(self.wall_ns(), self.name, client, rules.id, msg.cl_ord_id, inst.symbol, ticks, lots,
-                          msg.order_id, msg.orig_cl_ord_id)
+        return ReplaceCmd(
+            self.wall_ns(),
+            self.name,
+            client,
+            rules.id,
+            msg.cl_ord_id,
+            inst.symbol,
+            ticks,
+            lots,
+            msg.order_id,
+            msg.orig_cl_ord_id,
+        )
 
-    def kill_switch(self, client: bytes, msg: m.KillSwitch, rules: AccountRules) -> KillSwitchCmd | Refusal:
+    def kill_switch(
+        self, client: bytes, msg: m.KillSwitch, rules: AccountRules
+    ) -> KillSwitchCmd | Refusal:
         if not rules.operator:
-            return Refusal("kill_switch", msg.cl_ord_id, Reason.NOT_AUTHORISED,
-                           f"account {rules.id} is not an operator; kill_switch needs operator = true", rules.id)
+            return Refusal(
+                "kill_switch",
+                msg.cl_ord_id,
+                Reason.NOT_AUTHORISED,
+                f"account {rules.id} is not an operator; kill_switch needs operator = true",
+                rules.id,
+            )
         if msg.account not in self.rules:
-            return Refusal("kill_switch", msg.cl_ord_id, Reason.INVALID_VALUE,
-                           f"account: {msg.account!r} is not a configured account", rules.id)
-        return KillSwitchCmd(self.wall_ns(), self.name, client, rules.id, msg.cl_ord_id, msg.account,
-                             KILL_CODES[msg.mode])
+            return Refusal(
+                "kill_switch",
+                msg.cl_ord_id,
+                Reason.INVALID_VALUE,
+                f"account: {msg.account!r} is not a configured account",
+                rules.id,
+            )
+        return KillSwitchCmd(
+            self.wall_ns(),
+            self.name,
+            client,
+            rules.id,
+            msg.cl_ord_id,
+            msg.account,
+            KILL_CODES[msg.mode],
+        )
 
     # ------------------------------------------------------------- helpers
 
@@ -271,10 +416,21 @@ class Intake:
         sess = self.sessions.get(client)
         return Refusal(kind, ident, reason, text, sess.rules.id if sess is not None else "")
 
-    def _unlisted(self, kind: str, msg, rules: AccountRules) -> Refusal:
-        return Refusal(kind, msg.cl_ord_id, Reason.UNKNOWN_SYMBOL,
-                       f"symbol {msg.symbol!r} is not listed; listed: {', '.join(self.inst)}", rules.id)
+    def _unlisted(
+        self, kind: str, msg: m.NewOrder | m.Cancel | m.Replace, rules: AccountRules
+    ) -> Refusal:
+        return Refusal(
+            kind,
+            msg.cl_ord_id,
+            Reason.UNKNOWN_SYMBOL,
+            f"symbol {msg.symbol!r} is not listed; listed: {', '.join(self.inst)}",
+            rules.id,
+        )
 
 
-def _ident(msg) -> str:
+def _kind(msg: m.Message) -> str:
+    return str(msg.__struct_config__.tag)  # a client message's tag is its type, a str
+
+
+def _ident(msg: m.Message) -> str:
     return getattr(msg, "cl_ord_id", None) or getattr(msg, "req_id", "") or ""

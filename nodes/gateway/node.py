@@ -35,6 +35,8 @@ import threading
 import time
 import uuid
 from collections import defaultdict
+from collections.abc import Callable
+from typing import cast
 
 import msgspec
 import zmq
@@ -60,9 +62,9 @@ from ..runtime.config import Config
 from ..runtime.hotpath import EVENTS, MORE_NOBLOCK, NOBLOCK, POLLIN, RCVMORE, send
 from ..runtime.metrics import LATENCY_BUCKETS, histogram
 from ..runtime.service import NodeThread
+from .intake import Intake
 from .reports import Reports
 from .risk import AccountRules
-from .intake import Intake
 from .worker import FrontRunner, Runner, WorkerThread
 
 log = logging.getLogger("zex.gateway")
@@ -73,13 +75,17 @@ _ANSWERS_WITH_TS = frozenset({Accepted, Rejected, Cancelled, Replaced, KillSwitc
 
 PRICE_HWM = 100_000  # event batches the price feed may queue between reads (one tick: 50 ms)
 TICK_S = 0.05  # how often the front looks at heartbeats; well under the 100 ms minimum interval
-MAX_MSG_BYTES = 1 << 20  # a client frame above this makes ZeroMQ drop the connection (ZMQ_MAXMSGSIZE)
+TICK_MS = round(TICK_S * 1000)  # the same, as the poll's timeout
+# A client frame above this makes ZeroMQ drop the connection (ZMQ_MAXMSGSIZE).
+MAX_MSG_BYTES = 1 << 20
 
 
 class Session:
     __slots__ = ("client", "account", "hb", "last_rx", "last_tx", "pending", "session_id")
 
-    def __init__(self, client: bytes, account: str, hb_ms: int, session_id: str, now: float) -> None:
+    def __init__(
+        self, client: bytes, account: str, hb_ms: int, session_id: str, now: float
+    ) -> None:
         self.client = client
         self.account = account
         self.hb = hb_ms / 1000.0
@@ -92,10 +98,10 @@ class Session:
 class GatewayNode(NodeThread):
     """Run a gateway in threads of this process: ``start()``, then ``stop()``.
 
-        node = GatewayNode(config.load())
-        node.start()          # returns once bound and the workers are up, or raises
-        ...
-        node.stop()
+    node = GatewayNode(config.load())
+    node.start()          # returns once bound and the workers are up, or raises
+    ...
+    node.stop()
     """
 
     def __init__(self, cfg: Config, ctx: zmq.Context | None = None) -> None:
@@ -107,7 +113,8 @@ class GatewayNode(NodeThread):
         self._work_addr = [f"inproc://zex-gw-work-{tag}-{i}" for i in range(self.gc.workers)]
         self.cash = Cash(cfg.instruments)
         self.rules = {a.id: AccountRules.build(a, cfg.instruments, self.cash) for a in cfg.accounts}
-        self._logon_fields = {a: r.logon_fields() for a, r in self.rules.items()}  # logon_ack's extras
+        # logon_ack's extras
+        self._logon_fields = {a: r.logon_fields() for a, r in self.rules.items()}
         self.refs: dict[str, int] = {}
         self.sessions: dict[bytes, Session] = {}
         self.by_account: dict[str, set[bytes]] = defaultdict(set)
@@ -124,7 +131,8 @@ class GatewayNode(NodeThread):
         self._ended: set[str] = set()  # accounts with a session here that has ended
         self._back = None  # the front's PULL from the workers, once the loop runs
         self.heartbeat_drops = 0
-        self.h_ack = histogram(bool(self.gc.metrics_bind), LATENCY_BUCKETS)  # request in (worker's stamp) to the matcher's answer out
+        # request in (worker's stamp) to the matcher's answer out
+        self.h_ack = histogram(bool(self.gc.metrics_bind), LATENCY_BUCKETS)
 
     namespace = "gateway"
 
@@ -137,27 +145,72 @@ class GatewayNode(NodeThread):
             return out
 
         return [
-            ("histogram", "order_ack_seconds", "Request to answer at this gateway: from the worker's "
-             "timestamp to the matcher's ack, reject, cancelled or replaced going out to the client",
-             lambda: self.h_ack),
-            ("counter", "forwarded", "Commands and queries forwarded to the matcher",
-             lambda: sum(w.forwarded for w in list(self.workers))),
-            ("counter", "rejects", "Requests the gateway refused itself (never sent to the matcher), "
-             "by reason code", rejects, "reason"),
+            (
+                "histogram",
+                "order_ack_seconds",
+                "Request to answer at this gateway: from the worker's "
+                "timestamp to the matcher's ack, reject, cancelled or replaced going out to the client",
+                lambda: self.h_ack,
+            ),
+            (
+                "counter",
+                "forwarded",
+                "Commands and queries forwarded to the matcher",
+                lambda: sum(w.forwarded for w in list(self.workers)),
+            ),
+            (
+                "counter",
+                "rejects",
+                "Requests the gateway refused itself (never sent to the matcher), by reason code",
+                rejects,
+                "reason",
+            ),
             ("gauge", "sessions", "Logged-on sessions", lambda: len(self.sessions)),
             ("counter", "logons", "Logons accepted", lambda: self.logons),
-            ("counter", "reconnects", "Logons of accounts whose earlier session here had ended (logout, "
-             "heartbeat loss or a new connection)", lambda: self.reconnects),
-            ("counter", "heartbeat_drops", "Sessions dropped for missed heartbeats", lambda: self.heartbeat_drops),
-            ("counter", "dropped_reports", "Report frames a client could not take (gone or not reading)",
-             lambda: self.dropped_reports),
-            ("counter", "orphan_reports", "Answers whose session had ended", lambda: self.orphan_reports),
-            ("counter", "bad_reports", "Undecodable frames from the matcher", lambda: self.bad_reports),
-            ("counter", "audit_records", "Audit records pushed to the logger",
-             lambda: sum(w.audit.sent for w in list(self.workers) if w.audit is not None)),
-            ("counter", "audit_dropped", "Audit records dropped: the queue to the logger was full (logger slow "
-             "or down); the gateway never waits for it",
-             lambda: sum(w.audit.dropped for w in list(self.workers) if w.audit is not None)),
+            (
+                "counter",
+                "reconnects",
+                "Logons of accounts whose earlier session here had ended (logout, "
+                "heartbeat loss or a new connection)",
+                lambda: self.reconnects,
+            ),
+            (
+                "counter",
+                "heartbeat_drops",
+                "Sessions dropped for missed heartbeats",
+                lambda: self.heartbeat_drops,
+            ),
+            (
+                "counter",
+                "dropped_reports",
+                "Report frames a client could not take (gone or not reading)",
+                lambda: self.dropped_reports,
+            ),
+            (
+                "counter",
+                "orphan_reports",
+                "Answers whose session had ended",
+                lambda: self.orphan_reports,
+            ),
+            (
+                "counter",
+                "bad_reports",
+                "Undecodable frames from the matcher",
+                lambda: self.bad_reports,
+            ),
+            (
+                "counter",
+                "audit_records",
+                "Audit records pushed to the logger",
+                lambda: sum(w.audit.sent for w in list(self.workers)),
+            ),
+            (
+                "counter",
+                "audit_dropped",
+                "Audit records dropped: the queue to the logger was full (logger slow "
+                "or down); the gateway never waits for it",
+                lambda: sum(w.audit.dropped for w in list(self.workers)),
+            ),
         ]
 
     @property
@@ -202,30 +255,52 @@ class GatewayNode(NodeThread):
             sub.subscribe(b"ev")
             sub.connect(self.events_endpoint)
             back.bind(self._back_addr)
-            for push, addr in zip(pushes, self._work_addr):
+            for push, addr in zip(pushes, self._work_addr, strict=True):
                 push.bind(addr)
             ctrl.connect(self._ctrl_addr)
             if not gc.workers:
+
                 def out(frames: list[bytes]) -> None:
                     self._from_worker(router, frames, time.monotonic())
 
-                self._inline = FrontRunner(self._intake(), out, dealer, AuditPush(ctx, self.audit_endpoint, gc.name),
-                                           gc.matcher_hwm)
+                self._inline = FrontRunner(
+                    self._intake(),
+                    out,
+                    dealer,
+                    AuditPush(ctx, self.audit_endpoint, gc.name),
+                    gc.matcher_hwm,
+                )
                 self.workers.append(self._inline)
             started = threading.Semaphore(0)
             for i in range(gc.workers):
-                w = WorkerThread(i, self._intake(), ctx, self._work_addr[i], self._back_addr, self.matcher_endpoint,
-                                 audit=self.audit_endpoint, matcher_hwm=gc.matcher_hwm)
+                w = WorkerThread(
+                    i,
+                    self._intake(),
+                    ctx,
+                    self._work_addr[i],
+                    self._back_addr,
+                    self.matcher_endpoint,
+                    audit=self.audit_endpoint,
+                    matcher_hwm=gc.matcher_hwm,
+                )
                 self.workers.append(w)
-                t = threading.Thread(target=w.run, args=(started.release,), name=f"zex-gw-worker-{i}", daemon=True)
+                t = threading.Thread(
+                    target=w.run, args=(started.release,), name=f"zex-gw-worker-{i}", daemon=True
+                )
                 self._threads.append(t)
                 t.start()
             for _ in range(gc.workers):
                 if not started.acquire(timeout=10):
                     raise TimeoutError("a gateway worker did not start within 10 s")
-            log.info("gateway %s: clients on %s, matcher at %s, %s",
-                     gc.name, gc.bind, self.matcher_endpoint,
-                     f"{gc.workers} worker threads" if gc.workers else "requests handled in the front thread")
+            log.info(
+                "gateway %s: clients on %s, matcher at %s, %s",
+                gc.name,
+                gc.bind,
+                self.matcher_endpoint,
+                f"{gc.workers} worker threads"
+                if gc.workers
+                else "requests handled in the front thread",
+            )
             self._ready.set()
             self._loop(router, dealer, sub, back, ctrl, pushes)
         finally:
@@ -245,7 +320,9 @@ class GatewayNode(NodeThread):
         poller = zmq.Poller()
         # Not the price feed: it is read when the matcher has spoken (its batches come with
         # the reports) and on the tick, so an idle gateway is not woken by every batch.
-        for s in ((router, dealer, ctrl) if self._inline is not None else (router, dealer, back, ctrl)):
+        for s in (
+            (router, dealer, ctrl) if self._inline is not None else (router, dealer, back, ctrl)
+        ):
             poller.register(s, POLLIN)
         reports = Reports(self.cfg.instruments, self.cash)
         n = len(pushes)
@@ -257,7 +334,7 @@ class GatewayNode(NodeThread):
         router_events, dealer_events = router.getsockopt, dealer.getsockopt
         next_tick = time.monotonic() + TICK_S
         while True:
-            ready = dict(poller.poll(TICK_S * 1000))
+            ready = dict(poller.poll(TICK_MS))
             now = time.monotonic()
             if ctrl in ready:
                 return
@@ -268,7 +345,8 @@ class GatewayNode(NodeThread):
                     if i == 1 and not router_events(EVENTS) & POLLIN:
                         break
                     try:
-                        client = recv(NOBLOCK)  # a ROUTER message: [client, frame]; a client sends one frame
+                        # a ROUTER message: [client, frame]; a client sends one frame
+                        client = recv(NOBLOCK)
                         frame = recv(NOBLOCK)
                     except zmq.Again:
                         break
@@ -277,7 +355,7 @@ class GatewayNode(NodeThread):
                         sess.last_rx = now
                     if router_events(RCVMORE):  # more than one frame: the rest goes, refused
                         extra = len(router.recv_multipart(NOBLOCK))
-                        if handle is None:
+                        if inline is None:
                             pushes[hash(client) % n].send_multipart([client, frame, *[b""] * extra])
                         else:
                             inline.too_many_frames(client, 1 + extra)
@@ -304,7 +382,8 @@ class GatewayNode(NodeThread):
                 self._heartbeats(router, pushes, now)
                 if inline is not None and inline.unsent:
                     inline.retry_unsent()
-                self._prices(sub, PRICE_HWM)  # everything waiting: the reference is at most a tick old
+                # everything waiting: the reference is at most a tick old
+                self._prices(sub, PRICE_HWM)
             elif dealer in ready:
                 self._prices(sub, 1000)
 
@@ -318,7 +397,8 @@ class GatewayNode(NodeThread):
 
     def _send(self, router, client: bytes, frame: bytes, now: float) -> None:
         try:
-            send(router, client, MORE_NOBLOCK)  # a ROUTER refuses a message at its first frame or not at all
+            # a ROUTER refuses a message at its first frame or not at all
+            send(router, client, MORE_NOBLOCK)
             send(router, frame, NOBLOCK)
         except zmq.ZMQError:  # EHOSTUNREACH (gone) or EAGAIN (not reading): it recovers by rseq
             self.dropped_reports += 1
@@ -370,9 +450,14 @@ class GatewayNode(NodeThread):
         observe = self.h_ack.observe
         for it in items:
             payload = it.payload
-            if it.role == DIRECT_ROLE and type(payload) in _ANSWERS_WITH_TS and (
-                    type(payload) is not Cancelled or payload.req_cl_ord_id):  # not an order's own STP cancel
-                observe((now_ns - payload.ts) * 1e-9)
+            if (
+                it.role == DIRECT_ROLE
+                and type(payload) in _ANSWERS_WITH_TS
+                # not an order's own STP cancel
+                and (type(payload) is not Cancelled or payload.req_cl_ord_id)
+            ):
+                # each type in _ANSWERS_WITH_TS has ts; a set lookup does not narrow for mypy
+                observe((now_ns - payload.ts) * 1e-9)  # type: ignore[union-attr]
             if it.rseq:
                 if it.rseq >= next_rseq.get(it.account, 1):
                     next_rseq[it.account] = it.rseq + 1
@@ -398,9 +483,13 @@ class GatewayNode(NodeThread):
                 nxt = payload.last_rseq + 1
                 if nxt > next_rseq.get(it.account, 1):
                     next_rseq[it.account] = nxt
-                ack = m.LogonAck(account=sess.account, session_id=sess.session_id,
-                                 heartbeat_ms=int(sess.hb * 1000), next_rseq=nxt,
-                                 **self._logon_fields[sess.account])
+                ack = m.LogonAck(
+                    account=sess.account,
+                    session_id=sess.session_id,
+                    heartbeat_ms=int(sess.hb * 1000),
+                    next_rseq=nxt,
+                    **self._logon_fields[sess.account],
+                )
                 self._send(router, it.client, encode(ack), now)
                 continue
             msg = reports.event(payload, it.role, 0)
@@ -415,8 +504,19 @@ class GatewayNode(NodeThread):
         for client, sess in list(self.sessions.items()):
             if now - sess.last_rx > liveness * sess.hb:
                 self._end(client)
-                self._send(router, client, encode(m.LoggedOut(reason="heartbeat", text=(
-                    f"nothing received for {liveness} heartbeat intervals of {sess.hb:g} s"))), now)
+                self._send(
+                    router,
+                    client,
+                    encode(
+                        m.LoggedOut(
+                            reason="heartbeat",
+                            text=(
+                                f"nothing received for {liveness} heartbeat intervals of {sess.hb:g} s"
+                            ),
+                        )
+                    ),
+                    now,
+                )
                 if self._inline is not None:
                     self._inline.drop(client, "heartbeat")
                 else:
@@ -431,7 +531,9 @@ class GatewayNode(NodeThread):
 
     def _prices(self, sub: zmq.Socket, limit: int) -> None:
         """Keep ``refs`` (symbol -> last trade ticks) from up to ``limit`` waiting event batches."""
-        refs, recv, events = self.refs, sub.recv, sub.getsockopt
+        # EVENTS and RCVMORE are int options: getsockopt returns an int for them
+        events = cast(Callable[[int], int], sub.getsockopt)
+        refs, recv = self.refs, sub.recv
         for _ in range(limit):
             if not events(EVENTS) & POLLIN:
                 return

@@ -15,6 +15,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from decimal import Decimal
+from typing import TypedDict
 
 from zex.protocol.internal import BUY
 from zex.protocol.numbers import Cash, Instrument
@@ -23,6 +24,18 @@ from zex.protocol.reasons import Reason
 from ..runtime.config import AccountConfig
 
 BP = 10_000  # basis points in one
+
+
+class LogonFields(TypedDict):
+    """An account's options and limits as logon_ack states them (protocol.messages.LogonAck)."""
+
+    operator: bool
+    cancel_on_disconnect: bool
+    rate: str | None
+    burst: str | None
+    max_order_qty: str | None
+    max_notional: str | None
+    collar_pct: str | None
 
 
 @dataclass
@@ -41,7 +54,7 @@ class AccountRules:
     cash: Cash | None = None
     max_order_qty: str = ""  # as configured ("": none), for logon_ack
 
-    def logon_fields(self) -> dict[str, object]:
+    def logon_fields(self) -> LogonFields:
         """The account's options and limits as logon_ack states them (SPEC 4.2): decimals, None for none."""
         return {
             "operator": self.operator,
@@ -49,23 +62,35 @@ class AccountRules:
             "rate": _decimal(self.rate) if self.rate > 0 else None,
             "burst": _decimal(self.burst) if self.rate > 0 else None,
             "max_order_qty": _decimal(self.max_order_qty) if self.max_order_qty else None,
-            "max_notional": (self.cash.to_str(self.max_notional)
-                             if self.max_notional is not None and self.cash is not None else None),
-            "collar_pct": _decimal(Decimal(self.collar_bp) / 100) if self.collar_bp is not None else None,
+            "max_notional": (
+                self.cash.to_str(self.max_notional)
+                if self.max_notional is not None and self.cash is not None
+                else None
+            ),
+            "collar_pct": _decimal(Decimal(self.collar_bp) / 100)
+            if self.collar_bp is not None
+            else None,
         }
 
     @classmethod
-    def build(cls, a: AccountConfig, instruments: tuple[Instrument, ...], cash: Cash) -> AccountRules:
+    def build(
+        cls, a: AccountConfig, instruments: tuple[Instrument, ...], cash: Cash
+    ) -> AccountRules:
         max_lots = {}
         if a.max_order_qty:
             q = Decimal(a.max_order_qty)
             max_lots = {i.symbol: int(q / i.lot_d) for i in instruments}
         return cls(
-            id=a.id, credential=a.credential, operator=a.operator,
+            id=a.id,
+            credential=a.credential,
+            operator=a.operator,
             cancel_on_disconnect=a.cancel_on_disconnect,
-            rate=a.rate, burst=float(a.burst or a.rate),
+            rate=a.rate,
+            burst=float(a.burst or a.rate),
             max_lots=max_lots,
-            max_notional=cash.parse(a.max_notional, f"accounts.{a.id}.max_notional") if a.max_notional else None,
+            max_notional=cash.parse(a.max_notional, f"accounts.{a.id}.max_notional")
+            if a.max_notional
+            else None,
             collar_bp=int(Decimal(a.collar_pct) * 100) if a.collar_pct else None,
             cash=cash,
             max_order_qty=a.max_order_qty,
@@ -84,24 +109,31 @@ class AccountRules:
         lo, hi = self.band(inst, ref)
         return hi if side == BUY else lo
 
-    def check(self, inst: Instrument, side: int, ticks: int, lots: int, ref: int, mult: int,
-              market: bool) -> tuple[Reason, str] | None:
+    def check(
+        self, inst: Instrument, side: int, ticks: int, lots: int, ref: int, mult: int, market: bool
+    ) -> tuple[Reason, str] | None:
         limit = self.max_lots.get(inst.symbol)
         if limit is not None and lots > limit:
-            return (Reason.MAX_ORDER_QTY,
-                    f"max_order_qty {inst.lots_to_qty(limit)} for {inst.symbol}, order qty {inst.lots_to_qty(lots)}")
+            return (
+                Reason.MAX_ORDER_QTY,
+                f"max_order_qty {inst.lots_to_qty(limit)} for {inst.symbol}, order qty {inst.lots_to_qty(lots)}",
+            )
         if not market and self.collar_bp is not None and ref > 0:
             lo, hi = self.band(inst, ref)
             if not lo <= ticks <= hi:
-                return (Reason.PRICE_COLLAR,
-                        f"price {inst.ticks_to_price(ticks)} is outside the collar "
-                        f"[{inst.ticks_to_price(lo)}, {inst.ticks_to_price(hi)}] "
-                        f"({Decimal(self.collar_bp) / 100}% around {inst.ticks_to_price(ref)}) for {inst.symbol}")
+                return (
+                    Reason.PRICE_COLLAR,
+                    f"price {inst.ticks_to_price(ticks)} is outside the collar "
+                    f"[{inst.ticks_to_price(lo)}, {inst.ticks_to_price(hi)}] "
+                    f"({Decimal(self.collar_bp) / 100}% around {inst.ticks_to_price(ref)}) for {inst.symbol}",
+                )
         if self.max_notional is not None and ticks * lots * mult > self.max_notional:
             fmt = self.cash.to_str if self.cash is not None else str
-            return (Reason.MAX_NOTIONAL,
-                    f"max_notional {fmt(self.max_notional)}, order notional {fmt(ticks * lots * mult)}"
-                    + (" at its protection price" if market else ""))
+            return (
+                Reason.MAX_NOTIONAL,
+                f"max_notional {fmt(self.max_notional)}, order notional {fmt(ticks * lots * mult)}"
+                + (" at its protection price" if market else ""),
+            )
         return None
 
 

@@ -35,6 +35,7 @@ from collections import deque
 from collections.abc import Callable
 
 import zmq
+
 from zex.protocol import messages as m
 from zex.protocol.codec import encode
 from zex.protocol.internal import (
@@ -42,6 +43,7 @@ from zex.protocol.internal import (
     Q_REPORTS,
     CancelCmd,
     KillSwitchCmd,
+    MassCancelCmd,
     NewOrderCmd,
     QueryCmd,
     ReplaceCmd,
@@ -55,9 +57,14 @@ from .intake import Closed, Intake, Opened, Refusal
 
 log = logging.getLogger("zex.gateway")
 
-# The request an order command answers, for the UNAVAILABLE reject when it cannot go.
-_ORDER_KINDS = {NewOrderCmd: "new_order", CancelCmd: "cancel", ReplaceCmd: "replace"}
 _encode = internal_encoder.encode
+
+# What a runner sends the matcher.
+Forwarded = NewOrderCmd | CancelCmd | ReplaceCmd | KillSwitchCmd | QueryCmd | MassCancelCmd
+
+
+def _not_started(frames: list[bytes]) -> None:
+    raise RuntimeError("the worker thread has not started: it makes its sockets in run()")
 
 
 class Runner:
@@ -67,10 +74,13 @@ class Runner:
     the runner's thread only and read by the metrics scrape.
     """
 
-    dealer: zmq.Socket | None = None
-
-    def __init__(self, intake: Intake, out: Callable[[list[bytes]], None] | None = None,
-                 audit: AuditPush | None = None, matcher_hwm: int = 100_000) -> None:
+    def __init__(
+        self,
+        intake: Intake,
+        out: Callable[[list[bytes]], None],
+        audit: AuditPush,
+        matcher_hwm: int = 100_000,
+    ) -> None:
         self.intake = intake
         self.out = out
         self.audit = audit
@@ -80,25 +90,34 @@ class Runner:
         self.reject_counts: dict[int, int] = {}  # reason code -> rejects here (metrics)
 
     def close(self) -> None:
-        if self.audit is not None:
-            self.audit.close()
+        self.audit.close()
 
     def handle(self, client: bytes, frame: bytes) -> None:
         r = self.intake.handle(client, frame)
-        t = type(r)
-        kind = _ORDER_KINDS.get(t)
-        if kind is not None:  # new_order, cancel, replace: the hot path, first
-            self.forward(r, kind)
-        elif t is Refusal:
+        # type(r) is X: the type checker narrows r on it, and it costs what t is X does (19 ns
+        # against 18). The kind names the request, for the UNAVAILABLE reject if it cannot go.
+        if type(r) is NewOrderCmd:  # the hot path first
+            self.forward(r, "new_order")
+        elif type(r) is CancelCmd:
+            self.forward(r, "cancel")
+        elif type(r) is ReplaceCmd:
+            self.forward(r, "replace")
+        elif type(r) is Refusal:
             self.refuse(client, r)
-        elif t is QueryCmd:
+        elif type(r) is QueryCmd:
             self.forward(r, "recover" if r.what == Q_REPORTS else "query")
-        elif t is KillSwitchCmd:
-            self.audit.record("kill_switch", r.account, client, r.cl_ord_id, text=f"{r.target} -> {KILL_NAMES[r.mode]}")
+        elif type(r) is KillSwitchCmd:
+            self.audit.record(
+                "kill_switch",
+                r.account,
+                client,
+                r.cl_ord_id,
+                text=f"{r.target} -> {KILL_NAMES[r.mode]}",
+            )
             self.forward(r, "kill_switch")
-        elif t is Opened:
+        elif type(r) is Opened:
             self.opened(client, r)
-        elif t is Closed:
+        elif type(r) is Closed:
             self.ended(client, r)
             self.out([b"X", client])
 
@@ -115,45 +134,81 @@ class Runner:
         self.rejected += 1
         code = int(r.reason)
         self.reject_counts[code] = self.reject_counts.get(code, 0) + 1
-        self.audit.record("logon_failed" if r.ref_type == "logon" else "reject", r.account, client, r.cl_ord_id,
-                          code, r.text)
-        self.out([b"R", client, encode(m.Reject(cl_ord_id=r.cl_ord_id, ref_type=r.ref_type, reason=code,
-                                                reason_name=r.reason.name, text=r.text))])
+        self.audit.record(
+            "logon_failed" if r.ref_type == "logon" else "reject",
+            r.account,
+            client,
+            r.cl_ord_id,
+            code,
+            r.text,
+        )
+        self.out(
+            [
+                b"R",
+                client,
+                encode(
+                    m.Reject(
+                        cl_ord_id=r.cl_ord_id,
+                        ref_type=r.ref_type,
+                        reason=code,
+                        reason_name=r.reason.name,
+                        text=r.text,
+                    )
+                ),
+            ]
+        )
 
     def opened(self, client: bytes, r: Opened) -> None:
         self.audit.record("logon", r.account, client)
-        self.out([b"S", client, r.account.encode(), str(r.heartbeat_ms).encode(), r.session_id.encode()])
+        self.out(
+            [b"S", client, r.account.encode(), str(r.heartbeat_ms).encode(), r.session_id.encode()]
+        )
         if not self.forward(r.query, "logon"):
             self.intake.sessions.pop(client, None)  # refused: the session it announced ends with it
             self.out([b"X", client])
 
     def ended(self, client: bytes, r: Closed) -> None:
-        self.audit.record("logout" if r.why == "logout" else "session_dropped", r.account, client, text=r.why)
+        self.audit.record(
+            "logout" if r.why == "logout" else "session_dropped", r.account, client, text=r.why
+        )
         if r.cancel is not None:
             self.forward(r.cancel, "")
 
-    def forward(self, cmd, kind: str) -> bool:
+    def forward(self, cmd: Forwarded, kind: str) -> bool:
         """Send ``cmd`` to the matcher; False if it was refused (the runner answered the client)."""
         raise NotImplementedError
 
-    def unavailable(self, cmd, kind: str) -> None:
+    def unavailable(self, cmd: Forwarded, kind: str) -> None:
         what = "req_id" if kind == "query" else "cl_ord_id"
-        self.refuse(cmd.client, Refusal(
-            kind, getattr(cmd, what, ""), Reason.UNAVAILABLE,
-            f"the queue to the matcher is full ({self.matcher_hwm} commands): the matcher is down or far "
-            f"behind; resend later with the same {what}", cmd.account))
+        self.refuse(
+            cmd.client,
+            Refusal(
+                kind,
+                getattr(cmd, what, ""),
+                Reason.UNAVAILABLE,
+                f"the queue to the matcher is full ({self.matcher_hwm} commands): the matcher is down or far "
+                f"behind; resend later with the same {what}",
+                cmd.account,
+            ),
+        )
 
 
 class FrontRunner(Runner):
     """Intake in the front thread (workers = 0): ``handle`` is called by the front, which owns ``dealer``."""
 
-    def __init__(self, intake: Intake, out: Callable[[list[bytes]], None], dealer: zmq.Socket,
-                 audit: AuditPush, matcher_hwm: int = 100_000) -> None:
+    def __init__(
+        self,
+        intake: Intake,
+        out: Callable[[list[bytes]], None],
+        dealer: zmq.Socket,
+        audit: AuditPush,
+        matcher_hwm: int = 100_000,
+    ) -> None:
         super().__init__(intake, out, audit, matcher_hwm)
         self.dealer = dealer
         self.unsent: deque[bytes] = deque()  # cancel-on-disconnect held back by a full queue
 
-    def forward(self, cmd, kind: str) -> bool:
+    def forward(self, cmd: Forwarded, kind: str) -> bool:
         """Never wait: a matcher that is down would freeze heartbeats, reports and stop() with it.
 
         A request (``kind`` names it) that finds the queue full is refused with
@@ -186,9 +241,22 @@ class FrontRunner(Runner):
 class WorkerThread(Runner):
     """Intake in a thread of its own (workers > 0); the front starts ``run`` in a thread."""
 
-    def __init__(self, index: int, intake: Intake, ctx: zmq.Context, in_addr: str, out_addr: str, matcher: str,
-                 audit: str = "", matcher_hwm: int = 100_000) -> None:
-        super().__init__(intake, None, None, matcher_hwm)
+    dealer: zmq.Socket  # to the matcher: made in run(), by the thread that uses it
+
+    def __init__(
+        self,
+        index: int,
+        intake: Intake,
+        ctx: zmq.Context,
+        in_addr: str,
+        out_addr: str,
+        matcher: str,
+        audit: str = "",
+        matcher_hwm: int = 100_000,
+    ) -> None:
+        # out, audit and dealer are made in run(), by the thread that uses them; until then out
+        # refuses and the audit records nothing (endpoint "": no socket).
+        super().__init__(intake, _not_started, AuditPush(ctx, "", intake.name), matcher_hwm)
         self.index = index
         self.ctx = ctx
         self.in_addr = in_addr
@@ -196,12 +264,12 @@ class WorkerThread(Runner):
         self.matcher = matcher
         self.audit_endpoint = audit
 
-    def forward(self, cmd, kind: str) -> bool:
+    def forward(self, cmd: Forwarded, kind: str) -> bool:
         send(self.dealer, _encode(cmd), 0)  # may wait for room: this thread holds nothing else
         self.forwarded += 1
         return True
 
-    def run(self, ready) -> None:
+    def run(self, ready: Callable[[], None]) -> None:
         ctx = self.ctx
         pull = ctx.socket(zmq.PULL)
         push = ctx.socket(zmq.PUSH)

@@ -46,7 +46,9 @@ credential = "ops-pw"
 operator = true
 """
 
-MATCHER_HWM = 300  # commands a gateway queues towards a matcher that is down (small, so a test can fill it)
+MATCHER_HWM = (
+    300  # commands a gateway queues towards a matcher that is down (small, so a test can fill it)
+)
 
 INSTRUMENTS = """
 [[instruments]]
@@ -85,21 +87,35 @@ class Exchange:
                 f'[matcher]\nbind = "{self.matcher_ep}"\nevents_bind = "{self.events_ep}"\n'
                 f'replay_bind = "{self.events_ep}-replay"\nmetrics_bind = ""\n'
                 f'data_dir = "{self.data}"\nfsync = "off"\n[gateway]\nmetrics_bind = ""\nmatcher_hwm = {MATCHER_HWM}\n'
-                + INSTRUMENTS + ACCOUNTS)
+                + INSTRUMENTS
+                + ACCOUNTS
+            )
         return path
 
     def start_matcher(self) -> NodeProcess:
-        self.matcher = self.start_node(["matcher", "--config", str(self.config())], "Ctrl+C to quit",
-                                       self.tmp / "matcher.log")
+        self.matcher = self.start_node(
+            ["matcher", "--config", str(self.config())], "Ctrl+C to quit", self.tmp / "matcher.log"
+        )
         return self.matcher
 
     def start_gateway(self, name: str = "gw1") -> str:
         """Start (or restart) gateway ``name``; return the endpoint clients connect to."""
         ep = self.endpoints.setdefault(name, f"tcp://127.0.0.1:{free_port()}")
         self.gateways[name] = self.start_node(
-            ["gateway", "--config", str(self.config()), "--name", name, "--bind", ep, "--workers",
-             str(self.workers)],
-            "Ctrl+C to quit", self.tmp / f"{name}.log")
+            [
+                "gateway",
+                "--config",
+                str(self.config()),
+                "--name",
+                name,
+                "--bind",
+                ep,
+                "--workers",
+                str(self.workers),
+            ],
+            "Ctrl+C to quit",
+            self.tmp / f"{name}.log",
+        )
         return ep
 
 
@@ -107,8 +123,14 @@ class Exchange:
 def exchange(request, tmp_path, nodes, ipc_dir) -> Exchange:
     """Every order-entry test runs against both gateway arrangements: requests handled in the
     front thread (workers = 0, the default) and handed to two worker threads."""
-    ex = Exchange(tmp_path, nodes, f"ipc://{ipc_dir}/m", f"ipc://{ipc_dir}/ev", tmp_path / "data",
-                  workers=request.param)
+    ex = Exchange(
+        tmp_path,
+        nodes,
+        f"ipc://{ipc_dir}/m",
+        f"ipc://{ipc_dir}/ev",
+        tmp_path / "data",
+        workers=request.param,
+    )
     ex.start_matcher()
     ex.start_gateway()
     return ex

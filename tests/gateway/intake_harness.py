@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import zmq
+
 from zex.nodes.gateway.intake import Intake, Session
 from zex.nodes.gateway.worker import Runner
 from zex.nodes.runtime.audit import AuditPush
@@ -15,7 +16,9 @@ class Harness:
         self.replies: list[list[bytes]] = []
         self.intake = Intake("gw-test", instruments, rules, cash, refs if refs is not None else {})
         # audit "" makes no socket: the runner's reply path is all that runs
-        self.runner = Runner(self.intake, self.replies.append, AuditPush(zmq.Context.instance(), "", "gw-test"))
+        self.runner = Runner(
+            self.intake, self.replies.append, AuditPush(zmq.Context.instance(), "", "gw-test")
+        )
 
     def close(self) -> None:
         self.runner.close()

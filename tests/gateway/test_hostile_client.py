@@ -14,8 +14,15 @@ from .wire import Wire
 
 
 def order(**over) -> dict:
-    base = {"type": "new_order", "v": 1, "cl_ord_id": "h-1", "symbol": "XYZ", "side": "buy", "qty": "1",
-            "price": "10.00"}
+    base = {
+        "type": "new_order",
+        "v": 1,
+        "cl_ord_id": "h-1",
+        "symbol": "XYZ",
+        "side": "buy",
+        "qty": "1",
+        "price": "10.00",
+    }
     base.update(over)
     return {k: v for k, v in base.items() if v is not ...}
 
@@ -24,13 +31,21 @@ BAD = [
     ("garbage bytes", b"\xc1\xff\x00garbage", Reason.MALFORMED),
     ("not a map", msgpack.packb([1, 2, 3]), Reason.MALFORMED),
     ("truncated", msgpack.packb(order())[:-4], Reason.MALFORMED),
-    ("oversized", msgpack.packb(order(cl_ord_id="h-big", symbol="X" * 5000)), Reason.FRAME_TOO_LARGE),
+    (
+        "oversized",
+        msgpack.packb(order(cl_ord_id="h-big", symbol="X" * 5000)),
+        Reason.FRAME_TOO_LARGE,
+    ),
     ("unknown type", msgpack.packb({"type": "buy_everything", "v": 1}), Reason.UNKNOWN_TYPE),
     ("future version", msgpack.packb(order(v=2)), Reason.UNSUPPORTED_VERSION),
     ("wrong type", msgpack.packb(order(qty=5)), Reason.WRONG_TYPE),
     ("missing field", msgpack.packb(order(side=...)), Reason.MISSING_FIELD),
     ("limit without price", msgpack.packb(order(price=...)), Reason.MISSING_FIELD),
-    ("market with price", msgpack.packb(order(ord_type="market", tif="ioc")), Reason.INVALID_COMBINATION),
+    (
+        "market with price",
+        msgpack.packb(order(ord_type="market", tif="ioc")),
+        Reason.INVALID_COMBINATION,
+    ),
     ("unknown symbol", msgpack.packb(order(symbol="NOPE")), Reason.UNKNOWN_SYMBOL),
     ("negative price", msgpack.packb(order(price="-10")), Reason.BAD_PRICE),
     ("off-tick price", msgpack.packb(order(price="10.001")), Reason.PRICE_OFF_TICK),
@@ -38,11 +53,18 @@ BAD = [
     ("zero qty", msgpack.packb(order(qty="0")), Reason.BAD_QTY),
     ("fractional lot", msgpack.packb(order(qty="1.5")), Reason.QTY_OFF_LOT),
     ("bad side", msgpack.packb(order(side="both")), Reason.INVALID_VALUE),
-    ("cancel naming nothing", msgpack.packb({"type": "cancel", "v": 1, "cl_ord_id": "h-c", "symbol": "XYZ"}),
-     Reason.MISSING_FIELD),
-    ("kill switch by a non-operator",
-     msgpack.packb({"type": "kill_switch", "v": 1, "cl_ord_id": "h-k", "account": "bob", "mode": "block"}),
-     Reason.NOT_AUTHORISED),
+    (
+        "cancel naming nothing",
+        msgpack.packb({"type": "cancel", "v": 1, "cl_ord_id": "h-c", "symbol": "XYZ"}),
+        Reason.MISSING_FIELD,
+    ),
+    (
+        "kill switch by a non-operator",
+        msgpack.packb(
+            {"type": "kill_switch", "v": 1, "cl_ord_id": "h-k", "account": "bob", "mode": "block"}
+        ),
+        Reason.NOT_AUTHORISED,
+    ),
 ]
 
 
@@ -66,7 +88,9 @@ def test_every_kind_of_bad_input_gets_its_reason_and_never_reaches_the_book(exch
     alice.order("a-0", "sell", "1000", "10.00")
     for i, (what, frame, reason) in enumerate(BAD):
         mallory.send(frame)
-        r = mallory.expect(lambda r: isinstance(r, m.Reject) and r.seq == 0, what=f"reject for {what}")
+        r = mallory.expect(
+            lambda r: isinstance(r, m.Reject) and r.seq == 0, what=f"reject for {what}"
+        )
         assert r.reason == reason, (what, r)
         assert r.rseq == 0 and r.text, (what, r)
         # the honest client trades in between, unaffected
@@ -83,7 +107,9 @@ def test_every_kind_of_bad_input_gets_its_reason_and_never_reaches_the_book(exch
     assert [o.leaves for o in book] == [str(1000 - len(BAD))]
 
 
-def test_a_flood_past_the_rate_limit_is_refused_per_message_and_every_request_is_answered(exchange, ctx):
+def test_a_flood_past_the_rate_limit_is_refused_per_message_and_every_request_is_answered(
+    exchange, ctx
+):
     ep = exchange.endpoints["gw1"]
     flood = connect(ctx, ep, "mallory", "mallory-pw")  # rate 20/s, burst 10
     bob = connect(ctx, ep, "bob", "bob-pw")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import msgpack
 import pytest
+
 from zex.nodes.gateway.intake import Closed, Intake, Opened, Refusal
 from zex.nodes.gateway.risk import AccountRules
 from zex.nodes.runtime.config import AccountConfig
@@ -19,7 +20,9 @@ ACCOUNTS = [
     AccountConfig(id="alice", credential="pw", cancel_on_disconnect=True),
     AccountConfig(id="bob", credential="pw"),
     AccountConfig(id="slow", credential="pw", rate=2, burst=3),
-    AccountConfig(id="risky", credential="pw", max_order_qty="20", max_notional="150", collar_pct="10"),
+    AccountConfig(
+        id="risky", credential="pw", max_order_qty="20", max_notional="150", collar_pct="10"
+    ),
     AccountConfig(id="ops", credential="pw", operator=True),
 ]
 TS = 1_764_000_000_000_000_000
@@ -59,46 +62,107 @@ def refusal(r, reason: Reason) -> Refusal:
 def test_logon_opens_a_session_and_asks_for_the_accounts_rseq(intake):
     r = intake.handle(b"c1", encode(m.Logon(account="alice", credential="nope")))
     assert refusal(r, Reason.AUTH_FAILED).ref_type == "logon" and b"c1" not in intake.sessions
-    refusal(intake.handle(b"c1", encode(m.Logon(account="nobody", credential="pw"))), Reason.AUTH_FAILED)
+    refusal(
+        intake.handle(b"c1", encode(m.Logon(account="nobody", credential="pw"))), Reason.AUTH_FAILED
+    )
     r = logged_on(intake, b"c1", "alice")
     assert (r.account, r.heartbeat_ms, len(r.session_id)) == ("alice", 500, 16)
     assert r.query == i.QueryCmd("gw1", b"c1", "alice", i.Q_REPORTS, "", "", 1, 0)
-    assert logged_on(intake, b"c1", "alice").session_id != r.session_id  # the same account again: answered again
-    r = refusal(intake.handle(b"c1", encode(m.Logon(account="bob", credential="pw"))), Reason.AUTH_FAILED)
+    # the same account again: answered again
+    assert logged_on(intake, b"c1", "alice").session_id != r.session_id
+    r = refusal(
+        intake.handle(b"c1", encode(m.Logon(account="bob", credential="pw"))), Reason.AUTH_FAILED
+    )
     assert "logged on as alice" in r.text and intake.sessions[b"c1"].rules.id == "alice"
 
 
 def test_before_logon_only_heartbeats_pass_silently(intake):
     assert intake.handle(b"c1", encode(m.Heartbeat())) is None
-    r = intake.handle(b"c1", encode(m.NewOrder(cl_ord_id="o1", symbol="XYZ", side="buy", qty="1", price="10")))
-    assert (refusal(r, Reason.NOT_LOGGED_ON).cl_ord_id, r.ref_type, r.account) == ("o1", "new_order", "")
+    r = intake.handle(
+        b"c1", encode(m.NewOrder(cl_ord_id="o1", symbol="XYZ", side="buy", qty="1", price="10"))
+    )
+    assert (refusal(r, Reason.NOT_LOGGED_ON).cl_ord_id, r.ref_type, r.account) == (
+        "o1",
+        "new_order",
+        "",
+    )
     r = intake.handle(b"c1", encode(m.Query(req_id="q1", what="orders")))
     assert refusal(r, Reason.NOT_LOGGED_ON).cl_ord_id == "q1"
 
 
 def test_a_new_order_becomes_the_matchers_command_in_ticks_and_lots(intake):
     logged_on(intake, b"c1", "bob")
-    r = intake.handle(b"c1", encode(m.NewOrder(cl_ord_id="o1", symbol="BTC", side="sell", qty="0.25",
-                                               price="30000.5", tif="fok", stp="cancel_both")))
-    assert r == i.NewOrderCmd(TS, "gw1", b"c1", "bob", "o1", "BTC", i.SELL, i.LIMIT, i.FOK, 60001, 250, False,
-                              i.STP_CANCEL_BOTH)
-    r = intake.handle(b"c1", encode(m.NewOrder(cl_ord_id="o2", symbol="XYZ", side="buy", qty="1", price="10")))
+    r = intake.handle(
+        b"c1",
+        encode(
+            m.NewOrder(
+                cl_ord_id="o1",
+                symbol="BTC",
+                side="sell",
+                qty="0.25",
+                price="30000.5",
+                tif="fok",
+                stp="cancel_both",
+            )
+        ),
+    )
+    assert r == i.NewOrderCmd(
+        TS,
+        "gw1",
+        b"c1",
+        "bob",
+        "o1",
+        "BTC",
+        i.SELL,
+        i.LIMIT,
+        i.FOK,
+        60001,
+        250,
+        False,
+        i.STP_CANCEL_BOTH,
+    )
+    r = intake.handle(
+        b"c1", encode(m.NewOrder(cl_ord_id="o2", symbol="XYZ", side="buy", qty="1", price="10"))
+    )
     assert (r.tif, r.stp, r.post_only) == (i.GTC, i.STP_CANCEL_NEWEST, False)
 
 
 def test_a_market_order_is_ioc_by_default_and_gets_its_protection_price(intake):
     logged_on(intake, b"c1", "risky")
-    r = intake.handle(b"c1", encode(m.NewOrder(cl_ord_id="o1", symbol="XYZ", side="buy", qty="1",
-                                               ord_type="market")))
-    assert (r.ord_type, r.tif, r.price) == (i.MARKET, i.IOC, 1100)  # 10 % over the reference price 10
-    r = intake.handle(b"c1", encode(m.NewOrder(cl_ord_id="o2", symbol="XYZ", side="sell", qty="1",
-                                               ord_type="market", tif="fok")))
+    r = intake.handle(
+        b"c1",
+        encode(m.NewOrder(cl_ord_id="o1", symbol="XYZ", side="buy", qty="1", ord_type="market")),
+    )
+    # 10 % over the reference price 10
+    assert (r.ord_type, r.tif, r.price) == (i.MARKET, i.IOC, 1100)
+    r = intake.handle(
+        b"c1",
+        encode(
+            m.NewOrder(
+                cl_ord_id="o2", symbol="XYZ", side="sell", qty="1", ord_type="market", tif="fok"
+            )
+        ),
+    )
     assert (r.tif, r.price) == (i.FOK, 900)
     for bad in ({"tif": "gtc"}, {"price": "10"}, {"post_only": True}):
-        msg = m.NewOrder(cl_ord_id="o3", symbol="XYZ", side="buy", qty="1", ord_type="market", **bad)
+        msg = m.NewOrder(
+            cl_ord_id="o3", symbol="XYZ", side="buy", qty="1", ord_type="market", **bad
+        )
         refusal(intake.handle(b"c1", encode(msg)), Reason.INVALID_COMBINATION)
-    r = intake.handle(b"c1", encode(m.NewOrder(cl_ord_id="o4", symbol="XYZ", side="buy", qty="1", price="10",
-                                               tif="ioc", post_only=True)))
+    r = intake.handle(
+        b"c1",
+        encode(
+            m.NewOrder(
+                cl_ord_id="o4",
+                symbol="XYZ",
+                side="buy",
+                qty="1",
+                price="10",
+                tif="ioc",
+                post_only=True,
+            )
+        ),
+    )
     refusal(r, Reason.INVALID_COMBINATION)
     r = intake.handle(b"c1", encode(m.NewOrder(cl_ord_id="o5", symbol="XYZ", side="buy", qty="1")))
     assert "price is required" in refusal(r, Reason.MISSING_FIELD).text
@@ -126,20 +190,34 @@ def test_cancel_replace_query_recover(intake):
     logged_on(intake, b"c1", "bob")
     r = intake.handle(b"c1", encode(m.Cancel(cl_ord_id="c", symbol="XYZ")))
     assert "order_id or orig_cl_ord_id" in refusal(r, Reason.MISSING_FIELD).text
-    assert intake.handle(b"c1", encode(m.Cancel(cl_ord_id="c", symbol="XYZ", orig_cl_ord_id="o1"))) == \
-        i.CancelCmd(TS, "gw1", b"c1", "bob", "c", "XYZ", 0, "o1")
-    refusal(intake.handle(b"c1", encode(m.Cancel(cl_ord_id="c", symbol="NOPE", order_id=3))), Reason.UNKNOWN_SYMBOL)
-    assert intake.handle(b"c1", encode(m.Replace(cl_ord_id="r", symbol="BTC", qty="1", price="20000",
-                                                 order_id=9))) == \
-        i.ReplaceCmd(TS, "gw1", b"c1", "bob", "r", "BTC", 40000, 1000, 9, "")
-    refusal(intake.handle(b"c1", encode(m.Replace(cl_ord_id="r", symbol="BTC", qty="1", price="20000.1",
-                                                  order_id=9))), Reason.PRICE_OFF_TICK)
-    assert intake.handle(b"c1", encode(m.Query(req_id="q", what="book", symbol="XYZ", depth=5))) == \
-        i.QueryCmd("gw1", b"c1", "bob", i.Q_BOOK, "q", "XYZ", 0, 5)
+    assert intake.handle(
+        b"c1", encode(m.Cancel(cl_ord_id="c", symbol="XYZ", orig_cl_ord_id="o1"))
+    ) == i.CancelCmd(TS, "gw1", b"c1", "bob", "c", "XYZ", 0, "o1")
+    refusal(
+        intake.handle(b"c1", encode(m.Cancel(cl_ord_id="c", symbol="NOPE", order_id=3))),
+        Reason.UNKNOWN_SYMBOL,
+    )
+    assert intake.handle(
+        b"c1", encode(m.Replace(cl_ord_id="r", symbol="BTC", qty="1", price="20000", order_id=9))
+    ) == i.ReplaceCmd(TS, "gw1", b"c1", "bob", "r", "BTC", 40000, 1000, 9, "")
+    refusal(
+        intake.handle(
+            b"c1",
+            encode(m.Replace(cl_ord_id="r", symbol="BTC", qty="1", price="20000.1", order_id=9)),
+        ),
+        Reason.PRICE_OFF_TICK,
+    )
+    assert intake.handle(
+        b"c1", encode(m.Query(req_id="q", what="book", symbol="XYZ", depth=5))
+    ) == i.QueryCmd("gw1", b"c1", "bob", i.Q_BOOK, "q", "XYZ", 0, 5)
     refusal(intake.handle(b"c1", encode(m.Query(req_id="q", what="book"))), Reason.MISSING_FIELD)
-    refusal(intake.handle(b"c1", encode(m.Query(req_id="q", what="orders", symbol="NOPE"))), Reason.UNKNOWN_SYMBOL)
-    assert intake.handle(b"c1", encode(m.Recover(from_rseq=7, limit=50))) == \
-        i.QueryCmd("gw1", b"c1", "bob", i.Q_REPORTS, "", "", 7, 50)
+    refusal(
+        intake.handle(b"c1", encode(m.Query(req_id="q", what="orders", symbol="NOPE"))),
+        Reason.UNKNOWN_SYMBOL,
+    )
+    assert intake.handle(b"c1", encode(m.Recover(from_rseq=7, limit=50))) == i.QueryCmd(
+        "gw1", b"c1", "bob", i.Q_REPORTS, "", "", 7, 50
+    )
 
 
 def test_only_an_operator_sets_a_kill_switch_and_only_on_a_configured_account(intake):
@@ -147,8 +225,9 @@ def test_only_an_operator_sets_a_kill_switch_and_only_on_a_configured_account(in
     logged_on(intake, b"c2", "ops")
     ks = m.KillSwitch(cl_ord_id="k", account="bob", mode="reduce_only")
     refusal(intake.handle(b"c1", encode(ks)), Reason.NOT_AUTHORISED)
-    assert intake.handle(b"c2", encode(ks)) == i.KillSwitchCmd(TS, "gw1", b"c2", "ops", "k", "bob",
-                                                                i.KILL_REDUCE_ONLY)
+    assert intake.handle(b"c2", encode(ks)) == i.KillSwitchCmd(
+        TS, "gw1", b"c2", "ops", "k", "bob", i.KILL_REDUCE_ONLY
+    )
     r = intake.handle(b"c2", encode(m.KillSwitch(cl_ord_id="k", account="nobody", mode="block")))
     refusal(r, Reason.INVALID_VALUE)
 
@@ -162,7 +241,8 @@ def test_logout_and_drop_end_the_session_with_its_cancel_on_disconnect(intake):
     assert b"c1" not in intake.sessions
     refusal(intake.handle(b"c1", encode(m.Logout())), Reason.NOT_LOGGED_ON)
     r = intake.drop(b"c2", "heartbeat")
-    assert (r.account, r.why, r.cancel) == ("bob", "heartbeat", None)  # bob has no cancel-on-disconnect
+    # bob has no cancel-on-disconnect
+    assert (r.account, r.why, r.cancel) == ("bob", "heartbeat", None)
     assert intake.drop(b"c2", "heartbeat") is None
 
 
@@ -171,7 +251,12 @@ def test_bad_frames_are_refused_with_what_could_be_read(intake):
     r = refusal(intake.handle(b"c1", b"\xc1garbage"), Reason.MALFORMED)
     assert (r.ref_type, r.cl_ord_id, r.account) == ("", "", "bob")
     long_id = "x" * 40
-    r = intake.handle(b"c1", msgpack.packb({"type": "cancel", "v": 1, "cl_ord_id": long_id, "symbol": "XYZ"}))
+    r = intake.handle(
+        b"c1", msgpack.packb({"type": "cancel", "v": 1, "cl_ord_id": long_id, "symbol": "XYZ"})
+    )
     assert (refusal(r, Reason.INVALID_VALUE).cl_ord_id, r.ref_type) == (long_id, "cancel")
     refusal(intake.handle(b"c1", b"\x00" * 5000), Reason.FRAME_TOO_LARGE)
-    assert "exactly one frame; got 3" in refusal(intake.too_many_frames(b"c1", 3), Reason.MALFORMED).text
+    assert (
+        "exactly one frame; got 3"
+        in refusal(intake.too_many_frames(b"c1", 3), Reason.MALFORMED).text
+    )

@@ -4,13 +4,22 @@ logon_ack, and a market order without tif is ioc."""
 from __future__ import annotations
 
 import msgpack
+
 from zex.protocol import messages as m
 from zex.protocol.reasons import Reason
 
 from .test_order_entry import connect
 from .wire import Wire
 
-LIMITS = ("operator", "cancel_on_disconnect", "rate", "burst", "max_order_qty", "max_notional", "collar_pct")
+LIMITS = (
+    "operator",
+    "cancel_on_disconnect",
+    "rate",
+    "burst",
+    "max_order_qty",
+    "max_notional",
+    "collar_pct",
+)
 
 
 def limits(ack: m.LogonAck) -> dict:
@@ -25,9 +34,21 @@ def test_logon_ack_states_the_accounts_options_and_limits(exchange, ctx):
         "bob": {**none, "operator": False, "cancel_on_disconnect": False},
         "alice": {**none, "operator": False, "cancel_on_disconnect": True},
         "ops": {**none, "operator": True, "cancel_on_disconnect": False},
-        "mallory": {**none, "operator": False, "cancel_on_disconnect": False, "rate": "20", "burst": "10"},
-        "risky": {**none, "operator": False, "cancel_on_disconnect": False, "max_order_qty": "20",
-                  "max_notional": "150", "collar_pct": "10"},
+        "mallory": {
+            **none,
+            "operator": False,
+            "cancel_on_disconnect": False,
+            "rate": "20",
+            "burst": "10",
+        },
+        "risky": {
+            **none,
+            "operator": False,
+            "cancel_on_disconnect": False,
+            "max_order_qty": "20",
+            "max_notional": "150",
+            "collar_pct": "10",
+        },
     }
     for account, want in expected.items():
         w = Wire(ctx, ep)
@@ -44,10 +65,25 @@ def test_a_market_order_without_tif_is_ioc_and_an_explicit_gtc_is_refused(exchan
     maker = bob.order("b-1", "sell", "5", "10.00")  # a limit order without tif: gtc, it rests
     assert isinstance(maker, m.Ack) and maker.tif == "gtc"
     # tif absent from the map, as a plain msgpack client writes it
-    alice.send(msgpack.packb({"type": "new_order", "v": 1, "cl_ord_id": "a-1", "symbol": "XYZ", "side": "buy",
-                              "qty": "3", "ord_type": "market"}))
+    alice.send(
+        msgpack.packb(
+            {
+                "type": "new_order",
+                "v": 1,
+                "cl_ord_id": "a-1",
+                "symbol": "XYZ",
+                "side": "buy",
+                "qty": "3",
+                "ord_type": "market",
+            }
+        )
+    )
     ack = alice.answer("a-1")
-    assert isinstance(ack, m.Ack) and (ack.ord_type, ack.tif, ack.price) == ("market", "ioc", None), ack
+    assert isinstance(ack, m.Ack) and (ack.ord_type, ack.tif, ack.price) == (
+        "market",
+        "ioc",
+        None,
+    ), ack
     assert alice.expect(lambda r: isinstance(r, m.Fill) and r.cl_ord_id == "a-1").qty == "3"
     # tif nil: the same; what the book cannot fill expires, it never rests
     ack = alice.order("a-2", "buy", "10", None, ord_type="market")

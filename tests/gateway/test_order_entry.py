@@ -25,7 +25,12 @@ def test_two_accounts_trade_and_the_maker_gets_its_unsolicited_fill(exchange, ct
     taker = bob.expect(lambda r: isinstance(r, m.Fill))
     assert (taker.liquidity, taker.price, taker.qty, taker.leaves) == ("taker", "10", "3", "0")
     maker = alice.expect(lambda r: isinstance(r, m.Fill))  # nobody asked: it is pushed to alice
-    assert (maker.liquidity, maker.order_id, maker.qty, maker.leaves) == ("maker", ack.order_id, "3", "2")
+    assert (maker.liquidity, maker.order_id, maker.qty, maker.leaves) == (
+        "maker",
+        ack.order_id,
+        "3",
+        "2",
+    )
     assert maker.trade_id == taker.trade_id and maker.seq == taker.seq == back.seq
     assert maker.rseq == 2 and taker.rseq == 2  # each account's own report sequence
     # T+0 settlement: positions and cash moved at once, for both sides
@@ -87,7 +92,9 @@ def test_reconnect_and_recover_returns_exactly_the_missed_reports(exchange, ctx)
     assert (done.to_rseq, done.last_rseq) == (last + 3, last + 3)
 
 
-def test_resend_after_the_gateway_is_killed_returns_the_first_ack_and_makes_one_order(exchange, ctx):
+def test_resend_after_the_gateway_is_killed_returns_the_first_ack_and_makes_one_order(
+    exchange, ctx
+):
     ep = exchange.endpoints["gw1"]
     bob = connect(ctx, ep, "bob", "bob-pw")
     first = bob.order("b-1", "buy", "4", "9.00")

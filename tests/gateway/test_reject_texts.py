@@ -13,6 +13,7 @@ from decimal import Decimal
 
 import msgpack
 import pytest
+
 from zex.nodes.gateway.risk import AccountRules
 from zex.nodes.runtime.config import AccountConfig
 from zex.protocol import messages as m
@@ -22,15 +23,41 @@ from zex.protocol.reasons import Reason
 
 from .intake_harness import Harness
 
-BTC = Instrument("BTC", tick="0.25", lot="0.001", min_price="1", max_price="500", max_qty="5",
-                 reference_price="100")
-ACCOUNT = AccountConfig(id="risky", credential="pw", max_order_qty="2", max_notional="150", collar_pct="10")
+BTC = Instrument(
+    "BTC",
+    tick="0.25",
+    lot="0.001",
+    min_price="1",
+    max_price="500",
+    max_qty="5",
+    reference_price="100",
+)
+ACCOUNT = AccountConfig(
+    id="risky", credential="pw", max_order_qty="2", max_notional="150", collar_pct="10"
+)
 # Decimals a reject may show: the configuration's, and the collar band and notionals they imply.
-CONFIG = {"0.25", "0.001", "1", "500", "5", "100", "2", "150", "10", "90", "110", "210", "220", "200"}
+CONFIG = {
+    "0.25",
+    "0.001",
+    "1",
+    "500",
+    "5",
+    "100",
+    "2",
+    "150",
+    "10",
+    "90",
+    "110",
+    "210",
+    "220",
+    "200",
+}
 
 
 def order(cl: str, qty: str, price: str | None = "100", **kw) -> m.NewOrder:
-    return m.NewOrder(cl_ord_id=cl, symbol="BTC", side=kw.pop("side", "buy"), qty=qty, price=price, **kw)
+    return m.NewOrder(
+        cl_ord_id=cl, symbol="BTC", side=kw.pop("side", "buy"), qty=qty, price=price, **kw
+    )
 
 
 CASES = [
@@ -44,13 +71,26 @@ CASES = [
     (order("collar-sell", "1", "80", side="sell"), Reason.PRICE_COLLAR, {"80"}),
     (order("notional", "2", "105"), Reason.MAX_NOTIONAL, set()),
     (order("market", "2", None, ord_type="market", tif="ioc"), Reason.MAX_NOTIONAL, set()),
-    (m.Replace(cl_ord_id="r-collar", symbol="BTC", qty="1", price="120", order_id=7), Reason.PRICE_COLLAR,
-     {"120"}),
-    (m.Replace(cl_ord_id="r-qty", symbol="BTC", qty="3", price="100", order_id=7), Reason.MAX_ORDER_QTY, {"3"}),
-    (m.Replace(cl_ord_id="r-lot", symbol="BTC", qty="0.0001", price="100", order_id=7), Reason.QTY_OFF_LOT,
-     {"0.0001"}),
-    (m.Replace(cl_ord_id="r-tick", symbol="BTC", qty="1", price="100.3", order_id=7), Reason.PRICE_OFF_TICK,
-     {"100.3"}),
+    (
+        m.Replace(cl_ord_id="r-collar", symbol="BTC", qty="1", price="120", order_id=7),
+        Reason.PRICE_COLLAR,
+        {"120"},
+    ),
+    (
+        m.Replace(cl_ord_id="r-qty", symbol="BTC", qty="3", price="100", order_id=7),
+        Reason.MAX_ORDER_QTY,
+        {"3"},
+    ),
+    (
+        m.Replace(cl_ord_id="r-lot", symbol="BTC", qty="0.0001", price="100", order_id=7),
+        Reason.QTY_OFF_LOT,
+        {"0.0001"},
+    ),
+    (
+        m.Replace(cl_ord_id="r-tick", symbol="BTC", qty="1", price="100.3", order_id=7),
+        Reason.PRICE_OFF_TICK,
+        {"100.3"},
+    ),
 ]
 
 
@@ -77,8 +117,17 @@ def test_a_gateway_reject_shows_decimals_never_ticks_lots_or_cash_units(harness,
 def test_an_over_long_cl_ord_id_is_echoed_whole_not_cut(harness):
     """SPEC 4.8: the refused request's cl_ord_id exactly as sent; a cut copy could name another order."""
     long_id = "L" * 36 + "-tail"
-    frame = msgpack.packb({"type": "new_order", "v": 1, "cl_ord_id": long_id, "symbol": "BTC", "side": "buy",
-                           "qty": "1", "price": "100"})
+    frame = msgpack.packb(
+        {
+            "type": "new_order",
+            "v": 1,
+            "cl_ord_id": long_id,
+            "symbol": "BTC",
+            "side": "buy",
+            "qty": "1",
+            "price": "100",
+        }
+    )
     r = harness.reject_frame(b"c1", frame)
     assert r.reason == Reason.INVALID_VALUE and "cl_ord_id" in r.text, r
     assert r.cl_ord_id == long_id and r.ref_type == "new_order"

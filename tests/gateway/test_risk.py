@@ -36,7 +36,8 @@ def test_the_collar_rounds_inward_and_only_with_a_reference():
     assert r.band(XYZ, 1005) == (905, 1105)  # 904.5 up, 1105.5 down
     assert r.band(XYZ, 0) == (XYZ.min_ticks, XYZ.max_ticks)
     assert r.check(XYZ, BUY, 1106, 1, 1005, CASH.mult["XYZ"], False)[0] == Reason.PRICE_COLLAR
-    assert r.check(XYZ, BUY, 1106, 1, 1005, CASH.mult["XYZ"], True) is None  # a market order has no limit price
+    # a market order has no limit price
+    assert r.check(XYZ, BUY, 1106, 1, 1005, CASH.mult["XYZ"], True) is None
     assert r.check(XYZ, BUY, 1106, 1, 0, CASH.mult["XYZ"], False) is None
     assert (r.protection(XYZ, BUY, 1005), r.protection(XYZ, SELL, 1005)) == (1105, 905)
     text = r.check(XYZ, SELL, 904, 1, 1005, CASH.mult["XYZ"], False)[1]
@@ -48,17 +49,39 @@ def test_max_notional_counts_cash_exactly_and_names_the_protection_price():
     mult = CASH.mult["BTC"]
     assert r.check(BTC, BUY, 300, 1000, 0, mult, False) is None  # 150 * 1 = 150
     reason, text = r.check(BTC, BUY, 301, 1000, 0, mult, True)
-    assert reason == Reason.MAX_NOTIONAL and text == "max_notional 150, order notional 150.5 at its protection price"
+    assert (
+        reason == Reason.MAX_NOTIONAL
+        and text == "max_notional 150, order notional 150.5 at its protection price"
+    )
 
 
 def test_logon_fields_state_the_limits_as_decimals():
-    assert rules().logon_fields() == {"operator": False, "cancel_on_disconnect": False, "rate": None,
-                                      "burst": None, "max_order_qty": None, "max_notional": None,
-                                      "collar_pct": None}
-    got = rules(operator=True, rate=0.5, burst=4, max_order_qty="2.50", max_notional="1000.00",
-                collar_pct="7.5").logon_fields()
-    assert got == {"operator": True, "cancel_on_disconnect": False, "rate": "0.5", "burst": "4",
-                   "max_order_qty": "2.5", "max_notional": "1000", "collar_pct": "7.5"}
+    assert rules().logon_fields() == {
+        "operator": False,
+        "cancel_on_disconnect": False,
+        "rate": None,
+        "burst": None,
+        "max_order_qty": None,
+        "max_notional": None,
+        "collar_pct": None,
+    }
+    got = rules(
+        operator=True,
+        rate=0.5,
+        burst=4,
+        max_order_qty="2.50",
+        max_notional="1000.00",
+        collar_pct="7.5",
+    ).logon_fields()
+    assert got == {
+        "operator": True,
+        "cancel_on_disconnect": False,
+        "rate": "0.5",
+        "burst": "4",
+        "max_order_qty": "2.5",
+        "max_notional": "1000",
+        "collar_pct": "7.5",
+    }
 
 
 def test_the_token_bucket_banks_at_most_burst_and_refills_at_rate():

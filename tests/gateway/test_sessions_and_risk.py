@@ -61,12 +61,21 @@ def test_kill_switch_blocks_then_reduce_only_then_off_and_survives_a_matcher_res
     resting = bob.order("b-2", "buy", "5", "9.00")
     ops.send(m.KillSwitch(cl_ord_id="k-1", account="bob", mode="block"))
     done = ops.answer("k-1")
-    assert isinstance(done, m.KillSwitchSet) and (done.account, done.mode, done.cancelled) == ("bob", "block", 1)
+    assert isinstance(done, m.KillSwitchSet) and (done.account, done.mode, done.cancelled) == (
+        "bob",
+        "block",
+        1,
+    )
     cxl = bob.expect(lambda r: isinstance(r, m.Cancelled))
     assert (cxl.order_id, cxl.reason) == (resting.order_id, "kill")
     assert bob.expect(lambda r: isinstance(r, m.KillSwitchSet)).mode == "block"
     r = bob.order("b-3", "sell", "1", "10.00")
-    assert isinstance(r, m.Reject) and r.reason == Reason.KILL_SWITCH and r.seq > 0 and "blocked" in r.text
+    assert (
+        isinstance(r, m.Reject)
+        and r.reason == Reason.KILL_SWITCH
+        and r.seq > 0
+        and "blocked" in r.text
+    )
     # journaled: a restarted matcher still blocks
     exchange.matcher.kill()
     exchange.start_matcher()
@@ -110,10 +119,12 @@ def test_each_risk_limit_refuses_with_its_reason_and_names_the_limit(exchange, c
         assert isinstance(risky.order(f"s-{i}", "sell", "1", "11.00"), m.Ack)
     r = refused("s-3", "sell", "1", "11.00")  # stateful, in the matcher: seq > 0
     assert r.reason == Reason.MAX_OPEN_ORDERS and r.seq > 0 and "max_open_orders 3" in r.text
-    assert isinstance(risky.order("r-4", "buy", "8", "10.00", tif="ioc"), m.Ack)  # nothing to hit: expires
+    # nothing to hit: expires
+    assert isinstance(risky.order("r-4", "buy", "8", "10.00", tif="ioc"), m.Ack)
     assert isinstance(risky.order("r-5", "buy", "8", "10.00", tif="ioc"), m.Ack)
     bob.order("b-1", "sell", "8", "10.00")
-    assert isinstance(risky.order("r-6", "buy", "8", "10.00", tif="ioc"), m.Ack)  # long 8 now, cash -80
+    # long 8 now, cash -80
+    assert isinstance(risky.order("r-6", "buy", "8", "10.00", tif="ioc"), m.Ack)
     r = refused("r-7", "buy", "3", "10.00", tif="ioc")
     assert r.reason == Reason.MAX_POSITION and "max_position 10" in r.text
     r = refused("r-8", "buy", "2", "10.50", tif="ioc")  # 80 + 21 > credit 100
@@ -122,7 +133,11 @@ def test_each_risk_limit_refuses_with_its_reason_and_names_the_limit(exchange, c
     bob.order("b-2", "sell", "1", "10.90")
     bob.order("b-3", "sell", "1", "11.50")
     bob.order("b-4", "buy", "50", "9.00")
-    risky.send(m.NewOrder(cl_ord_id="r-9", symbol="XYZ", side="sell", qty="10", ord_type="market", tif="ioc"))
+    risky.send(
+        m.NewOrder(
+            cl_ord_id="r-9", symbol="XYZ", side="sell", qty="10", ord_type="market", tif="ioc"
+        )
+    )
     ack = risky.answer("r-9")
     assert isinstance(ack, m.Ack), ack
     fill = risky.expect(lambda r: isinstance(r, m.Fill) and r.cl_ord_id == "r-9")
@@ -143,7 +158,7 @@ def test_many_clients_logging_on_at_once_each_get_their_logon_ack(exchange):
     ctx = zmq.Context()
     socks = []
     try:
-        for i in range(60):
+        for _ in range(60):
             s = ctx.socket(zmq.DEALER)
             s.linger = 0
             s.connect(ep)
@@ -154,8 +169,15 @@ def test_many_clients_logging_on_at_once_each_get_their_logon_ack(exchange):
         def logon(i: int) -> None:
             s = socks[i]
             go.wait()
-            s.send(encode(m.Logon(account="bob" if i % 2 else "alice", credential="bob-pw" if i % 2 else "alice-pw",
-                                  heartbeat_ms=60_000)))
+            s.send(
+                encode(
+                    m.Logon(
+                        account="bob" if i % 2 else "alice",
+                        credential="bob-pw" if i % 2 else "alice-pw",
+                        heartbeat_ms=60_000,
+                    )
+                )
+            )
             if s.poll(10_000):
                 acks[i] = decode_report(s.recv())
 
@@ -195,36 +217,49 @@ def test_the_price_collar_follows_the_last_trade_from_the_event_stream(exchange,
     assert r.reason == Reason.PRICE_COLLAR and "11.88" in r.text, r
 
 
-def test_a_matcher_that_is_down_never_freezes_the_gateway_and_every_order_is_answered_once(exchange, ctx):
+def test_a_matcher_that_is_down_never_freezes_the_gateway_and_every_order_is_answered_once(
+    exchange, ctx
+):
     """Orders sent while the matcher is down: up to gateway.matcher_hwm wait in the queue and are
     acked once it is back; past it, the front (workers = 0) refuses them at once with UNAVAILABLE
     (a worker thread instead waits for room). Nothing is answered twice, nothing is lost."""
     ep = exchange.endpoints["gw1"]
     bob = connect(ctx, ep, "bob", "bob-pw")
-    alice = connect(ctx, ep, "alice", "alice-pw")  # cancel_on_disconnect: her logout needs the matcher
+    # cancel_on_disconnect: her logout needs the matcher
+    alice = connect(ctx, ep, "alice", "alice-pw")
     exchange.matcher.kill()
     n = MATCHER_HWM + 200
     for i in range(n):
         bob.send(m.NewOrder(cl_ord_id=f"d-{i}", symbol="XYZ", side="buy", qty="1", price="9.00"))
     if not exchange.workers:
-        refused = [bob.expect(lambda r: isinstance(r, m.Reject), what=f"refusal {k}") for k in range(150)]
-        assert {r.reason for r in refused} == {Reason.UNAVAILABLE} and {r.seq for r in refused} == {0}
+        refused = [
+            bob.expect(lambda r: isinstance(r, m.Reject), what=f"refusal {k}") for k in range(150)
+        ]
+        assert {r.reason for r in refused} == {Reason.UNAVAILABLE} and {r.seq for r in refused} == {
+            0
+        }
         assert "matcher_hwm" not in refused[0].text and "resend later" in refused[0].text
         alice.send(m.Logout())  # the front is not stuck: answered now, its cancel held for later
-        alice.expect(lambda r: isinstance(r, m.LoggedOut), timeout=5, what="logged_out during the outage")
+        alice.expect(
+            lambda r: isinstance(r, m.LoggedOut), timeout=5, what="logged_out during the outage"
+        )
     exchange.start_matcher()
     deadline = time.monotonic() + 30
     answers: dict[str, list] = {}
     while sum(len(v) for v in answers.values()) < n and time.monotonic() < deadline:
         try:
-            r = bob.expect(lambda r: isinstance(r, (m.Ack, m.Reject)) and r.cl_ord_id.startswith("d-"),
-                           timeout=1.0)
+            r = bob.expect(
+                lambda r: isinstance(r, (m.Ack, m.Reject)) and r.cl_ord_id.startswith("d-"),
+                timeout=1.0,
+            )
         except TimeoutError:
             continue
         answers.setdefault(r.cl_ord_id, []).append(r)
     for r in refused if not exchange.workers else []:
         answers.setdefault(r.cl_ord_id, []).append(r)
     assert sorted(answers) == sorted(f"d-{i}" for i in range(n))
-    assert all(len(v) == 1 for v in answers.values()), [k for k, v in answers.items() if len(v) > 1][:5]
+    assert all(len(v) == 1 for v in answers.values()), [
+        k for k, v in answers.items() if len(v) > 1
+    ][:5]
     acked = sum(isinstance(v[0], m.Ack) for v in answers.values())
     assert acked >= MATCHER_HWM - 50 if not exchange.workers else acked == n

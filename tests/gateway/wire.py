@@ -59,8 +59,11 @@ class Wire:
 
     def answer(self, cl_ord_id: str, timeout: float = 10.0):
         """The first answer (not a fill) carrying ``cl_ord_id``."""
-        return self.expect(lambda r: getattr(r, "cl_ord_id", None) == cl_ord_id and not isinstance(r, m.Fill),
-                           timeout, f"answer to {cl_ord_id}")
+        return self.expect(
+            lambda r: getattr(r, "cl_ord_id", None) == cl_ord_id and not isinstance(r, m.Fill),
+            timeout,
+            f"answer to {cl_ord_id}",
+        )
 
     def logon(self, account: str, credential: str, heartbeat_ms: int = 5000) -> m.LogonAck:
         self.send(m.Logon(account=account, credential=credential, heartbeat_ms=heartbeat_ms))
@@ -74,8 +77,10 @@ class Wire:
 
     def query(self, what: str, req_id: str = "q", symbol: str = ""):
         self.send(m.Query(req_id=req_id, what=what, symbol=symbol))
-        return self.expect(lambda r: isinstance(r, (m.Orders, m.Positions, m.Book)) and r.req_id == req_id,
-                           what=f"{what} answer")
+        return self.expect(
+            lambda r: isinstance(r, (m.Orders, m.Positions, m.Book)) and r.req_id == req_id,
+            what=f"{what} answer",
+        )
 
     def drain(self, quiet: float = 0.3) -> list[m.Message]:
         """Read until nothing arrives for ``quiet`` seconds; return the unread reports."""
