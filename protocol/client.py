@@ -87,6 +87,7 @@ from .session import (
     decimal_str,
 )
 
+# Client, and the session's public names, re-exported
 __all__ = [
     "Client",
     "ClientError",
@@ -103,7 +104,7 @@ __all__ = [
     "Session",
     "SessionLost",
     "decimal_str",
-]  # the session's public names, re-exported
+]
 
 
 class Client:

@@ -148,10 +148,11 @@ class LocalBook:
             raise ValueError(
                 f"l2 update seq must be {self.seq + 1} for {self.symbol}, was {update.seq}"
             )
+        # all first, so a bad change leaves the book untouched
         parsed = [
             (c, _decimal(c.price, "price", self.symbol), _decimal(c.qty, "qty", self.symbol))
             for c in update.changes
-        ]  # all first, so a bad change leaves the book untouched
+        ]
         for c, price, qty in parsed:
             side = self.bids if c.side == "buy" else self.asks
             if c.action == "delete" or qty == 0:
