@@ -13,12 +13,11 @@ import zmq
 
 from tests.conftest import wait_for
 from tests.matcher.test_eventlog import _config
-from zex.nodes.stream.eventlog import EventLogReader
 from zex.nodes.matcher.node import MatcherNode
 from zex.nodes.matcher.workload import mixed_stream
 from zex.nodes.stream.consumer import EventStream
+from zex.nodes.stream.eventlog import EventLogReader
 from zex.protocol.internal import ReplayChunk, ReplayRequest, encoder, replay_chunk_decoder
-
 
 # Deadlines for a loaded 2-core machine (the suite's node processes and a benchmark beside them):
 # each step takes well under a second alone, and was seen to take 20 s and more under such load.
@@ -46,7 +45,9 @@ class Gateway:
         for c in cmds:
             self.dealer.send(encoder.encode(c))
             target += 1
-        wait_for(lambda: node.engine.seq >= target, DEADLINE, f"the matcher to sequence up to {target}")
+        wait_for(
+            lambda: node.engine.seq >= target, DEADLINE, f"the matcher to sequence up to {target}"
+        )
 
     def close(self) -> None:
         self.dealer.close(0)
@@ -82,7 +83,7 @@ def logged(cfg) -> list[bytes]:
 def check_complete(got: list, cfg, n: int) -> None:
     seqs = [(b.first_seq, b.last_seq) for b in got]
     assert seqs[0][0] == 1 and seqs[-1][1] == n
-    assert all(a[1] + 1 == b[0] for a, b in zip(seqs, seqs[1:])), "a gap or a repeat"
+    assert all(a[1] + 1 == b[0] for a, b in zip(seqs, seqs[1:], strict=False)), "a gap or a repeat"
     assert [encoder.encode(b) for b in got] == logged(cfg)
 
 
@@ -156,7 +157,9 @@ def test_replay_service_answers_past_the_end_and_refuses_garbage(tmp_path, ipc_d
         # turn, after engine.seq moved: wait for the log, or a busy machine sees head 0.
         reader = EventLogReader(Path(cfg.matcher.data_dir))
         try:
-            wait_for(lambda: reader.refresh() or reader.last_seq == 50, DEADLINE, "50 in the event log")
+            wait_for(
+                lambda: reader.refresh() or reader.last_seq == 50, DEADLINE, "50 in the event log"
+            )
         finally:
             reader.close()
         d.send(b"\xc1garbage")
@@ -182,7 +185,8 @@ def test_an_empty_answer_older_than_a_kept_batch_is_asked_again_not_counted_lost
         out: list = []
         stream._live([b"ev", encoder.encode(EventBatch(7, 7, []))], out)  # 6 missed live, 7 kept
         assert out == [] and stream.filling
-        chunk = encoder.encode(ReplayChunk(first, 6, 5, 5, 0, 1))  # answered when the log ended at 5
+        # answered when the log ended at 5
+        chunk = encoder.encode(ReplayChunk(first, 6, 5, 5, 0, 1))
         stream._chunk([chunk], out)
         assert stream.lost == 0 and stream.next_seq == 6 and stream.filling, "must ask again"
         again = stream._req_id
