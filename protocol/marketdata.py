@@ -34,7 +34,7 @@ from msgspec import Meta, Struct
 from .messages import VERSION, DecimalStr, ReqId, Side, Symbol, UInt
 
 Channel = Literal["trades", "bbo", "l2", "l3"]
-CHANNELS: tuple[str, ...] = ("trades", "bbo", "l2", "l3")
+CHANNELS: tuple[Channel, ...] = ("trades", "bbo", "l2", "l3")
 TOPIC_PREFIX = b"md."
 HEARTBEAT_MS = 1000  # an idle topic gets an MdHeartbeat this often; 100..5000 is reasonable
 
@@ -88,10 +88,14 @@ class Bbo(MdMessage, tag="bbo", frozen=True):
     ask_qty: DecimalStr | None = None
 
 
+LevelAction = Literal["add", "change", "delete"]
+OrderAction = Literal["add", "modify", "delete"]
+
+
 class LevelChange(Struct, kw_only=True, frozen=True):
     """A price level's new state. ``qty`` "0" and ``orders`` 0 with action delete: the level is gone."""
 
-    action: Literal["add", "change", "delete"]
+    action: LevelAction
     side: Side
     price: DecimalStr
     qty: DecimalStr
@@ -117,7 +121,7 @@ class OrderChange(Struct, kw_only=True, frozen=True):
     delete then an add of the same ``order_id``.
     """
 
-    action: Literal["add", "modify", "delete"]
+    action: OrderAction
     order_id: UInt
     side: Side
     price: DecimalStr

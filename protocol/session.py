@@ -323,7 +323,7 @@ class Session:
         return self.recovered_count > token and self.settled()
 
     def recover_done(self, token: int) -> bool:
-        """True once ``caught_up(token)`` or the session is no longer open: a wait ends either way."""
+        """True once ``caught_up(token)`` or the session is not open: either ends a wait."""
         return self.caught_up(token) or self.state != "open"
 
     def settled(self) -> bool:
