@@ -39,11 +39,14 @@ from zex.protocol.internal import BUY, SELL, SIDE_NAMES
 from zex.protocol.reasons import Reason
 
 from ..runtime.config import Config
-from ..runtime.hotpath import MORE_NOBLOCK as _MORE, NOBLOCK as _NOBLOCK, send
+from ..runtime.hotpath import MORE_NOBLOCK as _MORE
+from ..runtime.hotpath import NOBLOCK as _NOBLOCK
+from ..runtime.hotpath import send
 from ..runtime.metrics import LATENCY_BUCKETS, histogram
 from ..runtime.service import NodeThread
 from ..stream.consumer import EventStream
-from .view import MarketView
+from .view import Bbo as BboTuple
+from .view import CommandUpdate, MarketView
 
 log = logging.getLogger("zex.marketdata")
 
@@ -72,29 +75,80 @@ class MarketDataNode(NodeThread):
         self.snapshots = 0
         self.bad_requests = 0
         self.subscribers_disconnected = 0
-        self.h_publish = histogram(bool(self.mc.metrics_bind), LATENCY_BUCKETS)  # command entered zex (gateway stamp) to its update sent
+        # command entered zex (gateway stamp) to its update sent
+        self.h_publish = histogram(bool(self.mc.metrics_bind), LATENCY_BUCKETS)
 
     namespace = "marketdata"
 
     def _metrics(self) -> list:
         def stream(attr: str):
             return lambda: getattr(self.stream, attr, 0) if self.stream is not None else 0
+
         return [
-            ("counter", "updates_published", "Feed messages sent (updates and heartbeats)", lambda: self.published),
+            (
+                "counter",
+                "updates_published",
+                "Feed messages sent (updates and heartbeats)",
+                lambda: self.published,
+            ),
             ("counter", "snapshots_served", "Snapshots answered", lambda: self.snapshots),
-            ("counter", "bad_requests", "Snapshot requests refused as malformed", lambda: self.bad_requests),
+            (
+                "counter",
+                "bad_requests",
+                "Snapshot requests refused as malformed",
+                lambda: self.bad_requests,
+            ),
             # A PUB drops for a subscriber past its HWM without telling anyone; what
             # the node can see is a subscriber going away, and resyncs (snapshots).
-            ("counter", "subscribers_disconnected", "Feed subscribers that disconnected",
-             lambda: self.subscribers_disconnected),
-            ("counter", "event_gaps", "Gaps detected in the matcher's event stream", stream("gaps")),
-            ("counter", "events_replayed", "Event batches fetched from the replay service", stream("replayed")),
-            ("counter", "event_replay_timeouts", "Replay requests that timed out", stream("timeouts")),
-            ("counter", "events_lost", "Matcher seqs the replay service could not provide", stream("lost")),
-            ("histogram", "publish_delay_seconds", "From a command entering zex (the gateway's stamp) to "
-             "its updates leaving this node's PUB", lambda: self.h_publish),
-            ("gauge", "matcher_seq", "Last matcher seq applied to the books", lambda: self.view.last_seq),
-            ("gauge", "live", "1 once caught up with the event stream and publishing", lambda: int(self.live)),
+            (
+                "counter",
+                "subscribers_disconnected",
+                "Feed subscribers that disconnected",
+                lambda: self.subscribers_disconnected,
+            ),
+            (
+                "counter",
+                "event_gaps",
+                "Gaps detected in the matcher's event stream",
+                stream("gaps"),
+            ),
+            (
+                "counter",
+                "events_replayed",
+                "Event batches fetched from the replay service",
+                stream("replayed"),
+            ),
+            (
+                "counter",
+                "event_replay_timeouts",
+                "Replay requests that timed out",
+                stream("timeouts"),
+            ),
+            (
+                "counter",
+                "events_lost",
+                "Matcher seqs the replay service could not provide",
+                stream("lost"),
+            ),
+            (
+                "histogram",
+                "publish_delay_seconds",
+                "From a command entering zex (the gateway's stamp) to "
+                "its updates leaving this node's PUB",
+                lambda: self.h_publish,
+            ),
+            (
+                "gauge",
+                "matcher_seq",
+                "Last matcher seq applied to the books",
+                lambda: self.view.last_seq,
+            ),
+            (
+                "gauge",
+                "live",
+                "1 once caught up with the event stream and publishing",
+                lambda: int(self.live),
+            ),
         ]
 
     @property
@@ -125,8 +179,12 @@ class MarketDataNode(NodeThread):
             ctrl.linger = 0
             ctrl.connect(self._ctrl_addr)
             stream = self.stream = EventStream(ctx, self.events_endpoint, self.replay_endpoint)
-            log.info("marketdata: feed on %s, snapshots on %s, events from %s",
-                     self.mc.feed_bind, self.mc.snapshot_bind, self.events_endpoint)
+            log.info(
+                "marketdata: feed on %s, snapshots on %s, events from %s",
+                self.mc.feed_bind,
+                self.mc.snapshot_bind,
+                self.events_endpoint,
+            )
             self._ready.set()
             self._loop(stream, pub, router, ctrl, monitor)
         except zmq.ContextTerminated:
@@ -211,7 +269,7 @@ class MarketDataNode(NodeThread):
         self.seqs[topic] = seq
         return seq
 
-    def _channels(self, u) -> list[str]:
+    def _channels(self, u: CommandUpdate) -> list[str]:
         """The channels an update goes out on: what _publish sends and _count numbers."""
         out = []
         if u.trades:
@@ -224,42 +282,76 @@ class MarketDataNode(NodeThread):
             out.append("l3")
         return out
 
-    def _count(self, u) -> None:
+    def _count(self, u: CommandUpdate) -> None:
         """Advance the topics' seqs for an update without sending it (see _publish)."""
         for ch in self._channels(u):
             self._next(self._topic(u.symbol, ch))
 
-    def _publish(self, pub: zmq.Socket, u) -> None:
+    def _publish(self, pub: zmq.Socket, u: CommandUpdate) -> None:
         sym, topic = u.symbol, self._topic
         inst = self.inst[sym]
         px, lots = inst.price_str.__getitem__, inst.qty_str.__getitem__
+        msg: md.FeedMessage
         for ch in self._channels(u):
             t = topic(sym, ch)
             seq = self._next(t)
             if ch == "trades":
-                msg = md.Trades(symbol=sym, seq=seq, mseq=u.seq, ts=u.ts, trades=[
-                    md.TradeInfo(trade_id=tid, price=px(p), qty=lots(q), aggressor=SIDE_NAMES[side])
-                    for tid, p, q, side in u.trades])
+                msg = md.Trades(
+                    symbol=sym,
+                    seq=seq,
+                    mseq=u.seq,
+                    ts=u.ts,
+                    trades=[
+                        md.TradeInfo(
+                            trade_id=tid, price=px(p), qty=lots(q), aggressor=SIDE_NAMES[side]
+                        )
+                        for tid, p, q, side in u.trades
+                    ],
+                )
             elif ch == "l2":
-                msg = md.L2Update(symbol=sym, seq=seq, mseq=u.seq, ts=u.ts, changes=[
-                    md.LevelChange(action=a, side=SIDE_NAMES[side], price=px(p), qty=lots(q), orders=n)
-                    for a, side, p, q, n in u.levels])
+                msg = md.L2Update(
+                    symbol=sym,
+                    seq=seq,
+                    mseq=u.seq,
+                    ts=u.ts,
+                    changes=[
+                        md.LevelChange(
+                            action=a, side=SIDE_NAMES[side], price=px(p), qty=lots(q), orders=n
+                        )
+                        for a, side, p, q, n in u.levels
+                    ],
+                )
             elif ch == "bbo":
+                assert u.bbo is not None  # _channels lists bbo only when it changed
                 msg = self._bbo(sym, seq, u.seq, u.ts, u.bbo)
             else:
-                msg = md.L3Update(symbol=sym, seq=seq, mseq=u.seq, ts=u.ts, changes=[
-                    md.OrderChange(action=a, order_id=oid, side=SIDE_NAMES[side], price=px(p), qty=lots(q))
-                    for a, oid, side, p, q in u.orders])
+                msg = md.L3Update(
+                    symbol=sym,
+                    seq=seq,
+                    mseq=u.seq,
+                    ts=u.ts,
+                    changes=[
+                        md.OrderChange(
+                            action=a, order_id=oid, side=SIDE_NAMES[side], price=px(p), qty=lots(q)
+                        )
+                        for a, oid, side, p, q in u.orders
+                    ],
+                )
             self._send(pub, t, msg)
 
-    def _bbo(self, sym: str, seq: int, mseq: int, ts: int, bbo: tuple) -> md.Bbo:
+    def _bbo(self, sym: str, seq: int, mseq: int, ts: int, bbo: BboTuple) -> md.Bbo:
         inst = self.inst[sym]
         bid, bid_qty, ask, ask_qty = bbo
-        return md.Bbo(symbol=sym, seq=seq, mseq=mseq, ts=ts,
-                      bid_price=None if bid is None else inst.ticks_to_price(bid),
-                      bid_qty=None if bid is None else inst.lots_to_qty(bid_qty),
-                      ask_price=None if ask is None else inst.ticks_to_price(ask),
-                      ask_qty=None if ask is None else inst.lots_to_qty(ask_qty))
+        return md.Bbo(
+            symbol=sym,
+            seq=seq,
+            mseq=mseq,
+            ts=ts,
+            bid_price=None if bid is None else inst.ticks_to_price(bid),
+            bid_qty=None if bid is None else inst.lots_to_qty(bid_qty),
+            ask_price=None if ask is None else inst.ticks_to_price(ask),
+            ask_qty=None if ask is None else inst.lots_to_qty(ask_qty),
+        )
 
     def _heartbeats(self, pub: zmq.Socket, quiet_since: float) -> None:
         channels = md.CHANNELS if self.mc.l3 else tuple(c for c in md.CHANNELS if c != "l3")
@@ -270,8 +362,17 @@ class MarketDataNode(NodeThread):
             for ch in channels:
                 t = md.topic(sym, ch)
                 if sent_at.get(t, 0.0) <= quiet_since:
-                    self._send(pub, t, md.MdHeartbeat(symbol=sym, channel=ch, next_seq=self.seqs.get(t, 0) + 1,
-                                                      mseq=mseq, heartbeat_ms=interval))
+                    self._send(
+                        pub,
+                        t,
+                        md.MdHeartbeat(
+                            symbol=sym,
+                            channel=ch,
+                            next_seq=self.seqs.get(t, 0) + 1,
+                            mseq=mseq,
+                            heartbeat_ms=interval,
+                        ),
+                    )
 
     # ------------------------------------------------------------ snapshots
 
@@ -283,9 +384,15 @@ class MarketDataNode(NodeThread):
                 return
             if len(frames) != 2:
                 self.bad_requests += 1
-                self._reply(router, frames[0], md.SnapshotReject(
-                    req_id="", code=int(Reason.MALFORMED),
-                    text="a snapshot request is one frame from a DEALER (SPEC.md §12.5)"))
+                self._reply(
+                    router,
+                    frames[0],
+                    md.SnapshotReject(
+                        req_id="",
+                        code=int(Reason.MALFORMED),
+                        text="a snapshot request is one frame from a DEALER (SPEC.md §12.5)",
+                    ),
+                )
                 continue
             if not self.live:
                 # Held until caught up: the newest request per subscriber, well-formed size only.
@@ -293,9 +400,14 @@ class MarketDataNode(NodeThread):
                     self._snapshot(router, frames[0], frames[1])  # refused at once: FRAME_TOO_LARGE
                     continue
                 if len(waiting) >= MAX_WAITING:
-                    self._refuse(router, frames[0], "", Reason.INTERNAL,
-                                 f"{MAX_WAITING} snapshot requests are waiting for this node to catch up "
-                                 "with the matcher; ask again in a few seconds")
+                    self._refuse(
+                        router,
+                        frames[0],
+                        "",
+                        Reason.INTERNAL,
+                        f"{MAX_WAITING} snapshot requests are waiting for this node to catch up "
+                        "with the matcher; ask again in a few seconds",
+                    )
                     continue
                 waiting[:] = [w for w in waiting if w[0] != frames[0]]
                 waiting.append((frames[0], frames[1]))
@@ -304,49 +416,103 @@ class MarketDataNode(NodeThread):
 
     def _snapshot(self, router: zmq.Socket, peer: bytes, raw: bytes) -> None:
         if len(raw) > MAX_REQUEST:
-            return self._refuse(router, peer, "", Reason.FRAME_TOO_LARGE,
-                                f"frame is {len(raw)} bytes; the limit is {MAX_REQUEST}")
+            return self._refuse(
+                router,
+                peer,
+                "",
+                Reason.FRAME_TOO_LARGE,
+                f"frame is {len(raw)} bytes; the limit is {MAX_REQUEST}",
+            )
         try:
             req = md.snapshot_request_decoder.decode(raw)
-        except (msgspec.ValidationError, msgspec.DecodeError, UnicodeDecodeError, RecursionError) as exc:
+        except (
+            msgspec.ValidationError,
+            msgspec.DecodeError,
+            UnicodeDecodeError,
+            RecursionError,
+        ) as exc:
             err = classify(raw, exc)
-            return self._refuse(router, peer, peek(raw)[1], err.reason, f"bad snapshot_request: {err.text}")
+            return self._refuse(
+                router, peer, peek(raw)[1], err.reason, f"bad snapshot_request: {err.text}"
+            )
         if peek(raw)[0] != "snapshot_request":  # a lone Struct type decodes without its tag: insist
             return self._refuse(router, peer, req.req_id, Reason.MISSING_FIELD, "type is required")
         if req.v != md.VERSION:
-            return self._refuse(router, peer, req.req_id, Reason.UNSUPPORTED_VERSION,
-                                f"v must be {md.VERSION}, was {req.v}")
+            return self._refuse(
+                router,
+                peer,
+                req.req_id,
+                Reason.UNSUPPORTED_VERSION,
+                f"v must be {md.VERSION}, was {req.v}",
+            )
         book = self.view.books.get(req.symbol)
         if book is None:
-            self._reply(router, peer, md.SnapshotReject(
-                req_id=req.req_id, code=int(Reason.UNKNOWN_SYMBOL),
-                text=f"symbol {req.symbol!r} is not listed; listed: {', '.join(self.symbols)}"))
+            self._reply(
+                router,
+                peer,
+                md.SnapshotReject(
+                    req_id=req.req_id,
+                    code=int(Reason.UNKNOWN_SYMBOL),
+                    text=f"symbol {req.symbol!r} is not listed; listed: {', '.join(self.symbols)}",
+                ),
+            )
             return
         if req.channel == "l3" and not self.mc.l3:
-            self._reply(router, peer, md.SnapshotReject(
-                req_id=req.req_id, code=int(Reason.INVALID_VALUE),
-                text="channel l3 is off on this feed (marketdata.l3 = false)"))
+            self._reply(
+                router,
+                peer,
+                md.SnapshotReject(
+                    req_id=req.req_id,
+                    code=int(Reason.INVALID_VALUE),
+                    text="channel l3 is off on this feed (marketdata.l3 = false)",
+                ),
+            )
             return
         inst = self.inst[req.symbol]
         depth = req.depth or None
         mseq = self.view.last_seq
         seq = self.seqs.get(md.topic(req.symbol, req.channel), 0)
         self.snapshots += 1
+        msg: md.Snapshot | md.L3Snapshot
         if req.channel == "l2":
-            def levels(side):
-                return [md.SnapLevel(price=inst.ticks_to_price(p), qty=inst.lots_to_qty(q), orders=n)
-                        for p, q, n in book.levels(side)[:depth]]
-            msg = md.Snapshot(req_id=req.req_id, symbol=req.symbol, seq=seq, mseq=mseq,
-                              bids=levels(BUY), asks=levels(SELL))
+
+            def levels(side: int) -> list[md.SnapLevel]:
+                return [
+                    md.SnapLevel(price=inst.ticks_to_price(p), qty=inst.lots_to_qty(q), orders=n)
+                    for p, q, n in book.levels(side)[:depth]
+                ]
+
+            msg = md.Snapshot(
+                req_id=req.req_id,
+                symbol=req.symbol,
+                seq=seq,
+                mseq=mseq,
+                bids=levels(BUY),
+                asks=levels(SELL),
+            )
         else:
-            def orders(side):
-                return [md.SnapOrder(order_id=oid, price=inst.ticks_to_price(p), qty=inst.lots_to_qty(q))
-                        for oid, p, q in book.orders(side)[:depth]]
-            msg = md.L3Snapshot(req_id=req.req_id, symbol=req.symbol, seq=seq, mseq=mseq,
-                                bids=orders(BUY), asks=orders(SELL))
+
+            def orders(side: int) -> list[md.SnapOrder]:
+                return [
+                    md.SnapOrder(
+                        order_id=oid, price=inst.ticks_to_price(p), qty=inst.lots_to_qty(q)
+                    )
+                    for oid, p, q in book.orders(side)[:depth]
+                ]
+
+            msg = md.L3Snapshot(
+                req_id=req.req_id,
+                symbol=req.symbol,
+                seq=seq,
+                mseq=mseq,
+                bids=orders(BUY),
+                asks=orders(SELL),
+            )
         self._reply(router, peer, msg)
 
-    def _refuse(self, router: zmq.Socket, peer: bytes, req_id: str, code: Reason, text: str) -> None:
+    def _refuse(
+        self, router: zmq.Socket, peer: bytes, req_id: str, code: Reason, text: str
+    ) -> None:
         self.bad_requests += 1
         self._reply(router, peer, md.SnapshotReject(req_id=req_id, code=int(code), text=text))
 

@@ -42,6 +42,7 @@ from zex.protocol.internal import (
     Replaced,
     Trade,
 )
+from zex.protocol.marketdata import LevelAction, OrderAction
 
 Bbo = tuple[int | None, int, int | None, int]  # (bid_px, bid_qty, ask_px, ask_qty); None/0: empty
 
@@ -57,10 +58,10 @@ class CommandUpdate:
     # (action "add" | "change" | "delete", side, price, qty, count): each level the command
     # changed, once, in its final state; delete has qty 0 and count 0. A level that appeared
     # and vanished within the command is not there.
-    levels: list[tuple[str, int, int, int, int]]
+    levels: list[tuple[LevelAction, int, int, int, int]]
     # (action "add" | "modify" | "delete", order_id, side, price, leaves), in the order they
     # happened; delete has leaves 0. Empty when the view was made with l3=False.
-    orders: list[tuple[str, int, int, int, int]]
+    orders: list[tuple[OrderAction, int, int, int, int]]
     bbo_changed: bool  # the best bid or ask, price or qty, differs from before the command
     bbo: Bbo | None = None  # when it changed: the best bid and ask after this command
 
@@ -76,8 +77,17 @@ class _Level:
 class BookView:
     """One symbol's book as the event stream tells it."""
 
-    __slots__ = ("symbol", "bids", "asks", "bid_prices", "ask_prices", "index",
-                 "_update", "_before", "_bbo")
+    __slots__ = (
+        "symbol",
+        "bids",
+        "asks",
+        "bid_prices",
+        "ask_prices",
+        "index",
+        "_update",
+        "_before",
+        "_bbo",
+    )
 
     def __init__(self, symbol: str) -> None:
         self.symbol = symbol
@@ -128,14 +138,17 @@ class BookView:
 
     # ------------------------------------------------------------ changes
     # Only between _open and _close: every change records the level's state
-    # before the command the first time the command touches it.
+    # before the command the first time the command touches it, and its L3
+    # change in ``u``, the command's update (the one _open returned).
 
     def _open(self, seq: int, ts: int) -> CommandUpdate:
         # The BBO before this command is the one after the last: only commands change a book.
         u = self._update = CommandUpdate(seq, ts, self.symbol, [], [], [], False)
         return u
 
-    def _rest(self, order_id: int, side: int, price: int, leaves: int, l3: bool) -> None:
+    def _rest(
+        self, u: CommandUpdate, order_id: int, side: int, price: int, leaves: int, l3: bool
+    ) -> None:
         """Put an order at the back of its level."""
         if side == BUY:
             levels, prices = self.bids, self.bid_prices
@@ -155,9 +168,9 @@ class BookView:
         level.qty += leaves
         self.index[order_id] = key
         if l3:
-            self._update.orders.append(("add", order_id, side, price, leaves))
+            u.orders.append(("add", order_id, side, price, leaves))
 
-    def _set_leaves(self, order_id: int, leaves: int, l3: bool) -> None:
+    def _set_leaves(self, u: CommandUpdate, order_id: int, leaves: int, l3: bool) -> None:
         """Set a resting order's leaves in place (it keeps its priority); 0 takes it out."""
         side, price = key = self.index[order_id]
         levels = self.bids if side == BUY else self.asks
@@ -169,6 +182,7 @@ class BookView:
         if key not in before:
             before[key] = (level.qty, len(level.orders))
         level.qty += leaves - old
+        action: OrderAction
         if leaves:
             level.orders[order_id] = leaves  # assigning an existing key keeps its place
             action = "modify"
@@ -180,11 +194,13 @@ class BookView:
                 (self.bid_prices if side == BUY else self.ask_prices).remove(price)
             action = "delete"
         if l3:
-            self._update.orders.append((action, order_id, side, price, leaves))
+            u.orders.append((action, order_id, side, price, leaves))
 
     def _close(self) -> CommandUpdate | None:
-        """End the command: its update, or None if in the end it changed nothing."""
+        """End the command: its update, or None if it changed nothing (or none was open)."""
         u = self._update
+        if u is None:
+            return None
         self._update = None
         out = u.levels
         bids, asks = self.bids, self.asks
@@ -238,8 +254,8 @@ class MarketView:
                     self._end(opened, out, t_book, t_id, t_side, t_price, t_leaves, cur, t_ts)
                     t_id = 0
                 cur = seq
-            t = type(ev)
-            if t is Trade:
+            # type(ev) is X: the type checker narrows ev on it, at the cost of t is X
+            if type(ev) is Trade:
                 book = books.get(ev.symbol)
                 if book is None:
                     continue
@@ -248,58 +264,83 @@ class MarketView:
                     u = book._open(seq, ev.ts)
                     opened.append(book)
                 u.trades.append((ev.trade_id, ev.price, ev.qty, ev.taker_side))
-                book._set_leaves(ev.maker_order_id, ev.maker_leaves, l3)
+                book._set_leaves(u, ev.maker_order_id, ev.maker_leaves, l3)
                 if ev.taker_order_id == t_id:
                     t_leaves = ev.taker_leaves
-            elif t is Accepted:
+            elif type(ev) is Accepted:
                 # IOC, FOK and market orders never rest: only their trades matter
                 if ev.ord_type == LIMIT and ev.tif == GTC:
                     book = books.get(ev.symbol)
                     if book is not None:
                         t_book, t_id, t_side, t_price, t_leaves, t_ts = (
-                            book, ev.order_id, ev.side, ev.price, ev.qty, ev.ts)
-            elif t is Cancelled:
+                            book,
+                            ev.order_id,
+                            ev.side,
+                            ev.price,
+                            ev.qty,
+                            ev.ts,
+                        )
+            elif type(ev) is Cancelled:
                 book = books.get(ev.symbol)
                 if book is None:
                     continue
                 oid = ev.order_id
                 if oid in book.index:
-                    if book._update is None:
-                        book._open(seq, ev.ts)
+                    u = book._update
+                    if u is None:
+                        u = book._open(seq, ev.ts)
                         opened.append(book)
-                    book._set_leaves(oid, 0, l3)
+                    book._set_leaves(u, oid, 0, l3)
                 elif oid == t_id:  # STP cancelled the taker: it will not rest
                     t_id = 0
-            elif t is Replaced:
+            elif type(ev) is Replaced:
                 book = books.get(ev.symbol)
                 if book is None:
                     continue
-                if book._update is None:
-                    book._open(seq, ev.ts)
+                u = book._update
+                if u is None:
+                    u = book._open(seq, ev.ts)
                     opened.append(book)
                 oid = ev.order_id
                 if ev.kept_priority:
-                    book._set_leaves(oid, ev.leaves, l3)
+                    book._set_leaves(u, oid, ev.leaves, l3)
                 else:
                     # The old entry leaves its level; the order comes back as a taker
                     # at its new price and rests at the back with what it has left.
-                    book._set_leaves(oid, 0, l3)
+                    book._set_leaves(u, oid, 0, l3)
                     t_book, t_id, t_side, t_price, t_leaves, t_ts = (
-                        book, oid, ev.side, ev.price, ev.leaves, ev.ts)
+                        book,
+                        oid,
+                        ev.side,
+                        ev.price,
+                        ev.leaves,
+                        ev.ts,
+                    )
         if opened or t_id:
             self._end(opened, out, t_book, t_id, t_side, t_price, t_leaves, cur, t_ts)
         if batch.last_seq > last:
             self.last_seq = batch.last_seq
         return out
 
-    def _end(self, opened: list[BookView], out: list[CommandUpdate], t_book: BookView | None,
-             t_id: int, t_side: int, t_price: int, t_leaves: int, seq: int, ts: int) -> None:
+    def _end(
+        self,
+        opened: list[BookView],
+        out: list[CommandUpdate],
+        t_book: BookView | None,
+        t_id: int,
+        t_side: int,
+        t_price: int,
+        t_leaves: int,
+        seq: int,
+        ts: int,
+    ) -> None:
         """End a command: rest its taker if it has leaves, collect the books' updates."""
-        if t_id and t_leaves > 0:
-            if t_book._update is None:
-                t_book._open(seq, ts)
+        if t_id and t_leaves > 0 and t_book is not None:  # t_book is set with t_id
+            u = t_book._update
+            if u is None:
+                u = t_book._open(seq, ts)
                 opened.append(t_book)
-            t_book._rest(t_id, t_side, t_price, t_leaves, self.l3)
+            t_book._rest(u, t_id, t_side, t_price, t_leaves, self.l3)
         for book in opened:
             u = book._close()
             if u is not None:
@@ -310,8 +351,10 @@ class MarketView:
 
     def state(self) -> dict:
         """Plain data (msgpack-ready): last_seq and each book's resting orders in priority order."""
-        return {"last_seq": self.last_seq,
-                "books": {s: [b.orders(BUY), b.orders(SELL)] for s, b in self.books.items()}}
+        return {
+            "last_seq": self.last_seq,
+            "books": {s: [b.orders(BUY), b.orders(SELL)] for s, b in self.books.items()},
+        }
 
     @classmethod
     def from_state(cls, state: dict, l3: bool = True) -> MarketView:
@@ -321,8 +364,9 @@ class MarketView:
         for symbol, sides in state["books"].items():
             book = view.books[symbol]
             for side, orders in zip((BUY, SELL), sides, strict=True):
-                levels, prices = (book.bids, book.bid_prices) if side == BUY else \
-                    (book.asks, book.ask_prices)
+                levels, prices = (
+                    (book.bids, book.bid_prices) if side == BUY else (book.asks, book.ask_prices)
+                )
                 for oid, price, leaves in orders:
                     level = levels.get(price)
                     if level is None:

@@ -27,7 +27,9 @@ INSTALL = "install libzmq3-dev libmsgpack-dev (make test does it)"
 def _flags(*args: str) -> list[str]:
     """pkg-config's answer for libzmq and msgpack-c, or the plain libraries without it."""
     if shutil.which("pkg-config"):
-        p = subprocess.run(["pkg-config", *args, "libzmq", "msgpack"], capture_output=True, text=True)
+        p = subprocess.run(
+            ["pkg-config", *args, "libzmq", "msgpack"], capture_output=True, text=True
+        )
         if p.returncode == 0:
             return p.stdout.split()
     return ["-lzmq", "-lmsgpackc"] if "--libs" in args else []
@@ -42,20 +44,45 @@ def md_book(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("c_md_book")
     probe = tmp / "probe.c"
     probe.write_text("#include <zmq.h>\n#include <msgpack.h>\nint main(void) { return 0; }\n")
-    p = subprocess.run([cc, "-fsyntax-only", *_flags("--cflags"), str(probe)], capture_output=True, text=True)
+    p = subprocess.run(
+        [cc, "-fsyntax-only", *_flags("--cflags"), str(probe)], capture_output=True, text=True
+    )
     if p.returncode != 0:
         pytest.skip(f"zmq.h or msgpack.h missing: {INSTALL}\n{p.stderr.strip()}")
     exe = tmp / "md_book"
-    p = subprocess.run([cc, "-std=c99", "-O2", "-Wall", "-Wextra", *_flags("--cflags"), "-o", str(exe),
-                        str(SOURCE), *_flags("--libs")], capture_output=True, text=True)
+    p = subprocess.run(
+        [
+            cc,
+            "-std=c99",
+            "-O2",
+            "-Wall",
+            "-Wextra",
+            *_flags("--cflags"),
+            "-o",
+            str(exe),
+            str(SOURCE),
+            *_flags("--libs"),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert p.returncode == 0, f"md_book.c does not compile:\n{p.stderr}"
     assert "warning" not in p.stderr, p.stderr
     return exe
 
 
 def _args(exe, ex, seconds: float) -> list[str]:
-    return [str(exe), "--feed", ex.feed_ep, "--snapshot", ex.snapshot_ep, "--symbol", "XYZ",
-            "--seconds", str(seconds)]
+    return [
+        str(exe),
+        "--feed",
+        ex.feed_ep,
+        "--snapshot",
+        ex.snapshot_ep,
+        "--symbol",
+        "XYZ",
+        "--seconds",
+        str(seconds),
+    ]
 
 
 def _book(stdout: str) -> dict:
@@ -77,7 +104,9 @@ def test_c_subscriber_rebuilds_the_matchers_book(md_exchange, md_book):
     ex.flow(200, seed=11)  # a book to join, and a sequence well past 1
 
     # Run A: join, then trade while it is live, so it applies updates after its snapshot.
-    proc = subprocess.Popen(_args(md_book, ex, 1.5), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        _args(md_book, ex, 1.5), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     t0 = time.monotonic()
     err: list[str] = []
     synced = threading.Event()
@@ -100,7 +129,9 @@ def test_c_subscriber_rebuilds_the_matchers_book(md_exchange, md_book):
     bids, asks = ex.truth("XYZ")
     assert bids and asks, "the flow left an empty XYZ book: nothing compared"
     stats = err[-1]
-    assert "in sync at exit" in stats and " 0 live update" not in stats, f"no live update applied: {stats}"
+    assert "in sync at exit" in stats and " 0 live update" not in stats, (
+        f"no live update applied: {stats}"
+    )
     assert a["gaps"] == 0 and a["resyncs"] == 0, a
     assert a["seq"] > 10, "the snapshot told it where the numbering stood"
     if flow_end < t0 + 1.0:  # it ran 0.5 s past the flow's last update: it must hold it

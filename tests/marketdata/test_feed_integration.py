@@ -31,7 +31,9 @@ def local(sub: BookSubscriber, symbol: str) -> tuple[list, list]:
 def assert_converges(ex: MdExchange, sub: BookSubscriber, timeout: float = 15.0) -> None:
     """Poll until every symbol's local book equals the matcher's, or fail showing the difference."""
     truth = {s: ex.truth(s) for s in SYMBOLS}
-    assert any(truth[s][0] or truth[s][1] for s in SYMBOLS), "the flow left empty books: nothing compared"
+    assert any(truth[s][0] or truth[s][1] for s in SYMBOLS), (
+        "the flow left empty books: nothing compared"
+    )
     deadline = time.monotonic() + timeout
     while True:
         sub.poll(0.05)
@@ -39,7 +41,9 @@ def assert_converges(ex: MdExchange, sub: BookSubscriber, timeout: float = 15.0)
             return
         if time.monotonic() > deadline:
             s = next(s for s in SYMBOLS if not (sub.synced(s) and local(sub, s) == truth[s]))
-            raise AssertionError(f"{s}: synced={sub.synced(s)}\nlocal {local(sub, s)}\nmatcher {truth[s]}")
+            raise AssertionError(
+                f"{s}: synced={sub.synced(s)}\nlocal {local(sub, s)}\nmatcher {truth[s]}"
+            )
 
 
 def test_late_subscriber_ends_with_the_matchers_book(md_exchange):
@@ -55,8 +59,11 @@ def test_late_subscriber_ends_with_the_matchers_book(md_exchange):
         # the snapshot told it where the numbering stood: it did not restart at 1
         assert all(sub.book(s).seq > 10 for s in SYMBOLS)
     # The node's metrics saw it: two snapshots served, then a subscriber gone.
-    wait_for(lambda: ex.metrics().get("zex_marketdata_subscribers_disconnected_total", 0) >= 1, 10,
-             "the disconnect counted")
+    wait_for(
+        lambda: ex.metrics().get("zex_marketdata_subscribers_disconnected_total", 0) >= 1,
+        10,
+        "the disconnect counted",
+    )
     scraped = ex.metrics()
     assert scraped["zex_marketdata_snapshots_served_total"] >= len(SYMBOLS)
     assert scraped["zex_marketdata_live"] == 1 and scraped["zex_marketdata_events_lost_total"] == 0
@@ -112,12 +119,29 @@ def test_plain_msgpack_subscriber_rebuilds_the_book(md_exchange):
         ex.start(node)
     ex.flow(200, seed=7)
     truth = ex.truth("XYZ")
-    out = subprocess.run([sys.executable, str(REPO / "protocol" / "examples" / "plain_book.py"),
-                          "--feed", ex.feed_ep, "--snapshot", ex.snapshot_ep, "--symbol", "XYZ",
-                          "--seconds", "1.5", "--json"], capture_output=True, text=True, timeout=30)
+    out = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "protocol" / "examples" / "plain_book.py"),
+            "--feed",
+            ex.feed_ep,
+            "--snapshot",
+            ex.snapshot_ep,
+            "--symbol",
+            "XYZ",
+            "--seconds",
+            "1.5",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert out.returncode == 0, out.stderr
     got = json.loads(out.stdout)
-    assert [tuple(lv) for lv in got["bids"]] == truth[0] and [tuple(lv) for lv in got["asks"]] == truth[1]
+    assert [tuple(lv) for lv in got["bids"]] == truth[0] and [
+        tuple(lv) for lv in got["asks"]
+    ] == truth[1]
 
 
 def test_snapshot_service_refuses_bad_requests_with_reasons(md_exchange):
@@ -129,6 +153,7 @@ def test_snapshot_service_refuses_bad_requests_with_reasons(md_exchange):
     d.linger = 0
     d.connect(ex.snapshot_ep)
     try:
+
         def ask(frame: bytes):
             d.send(frame)
             assert d.poll(5000), "no answer"

@@ -65,31 +65,44 @@ from ..matcher.harness import (
 # 200 examples: about 7 s for both properties on 2 cores; set ZEX_PROPERTY_EXAMPLES=5000
 # for a long hunt.
 EXAMPLES = int(os.environ.get("ZEX_PROPERTY_EXAMPLES", "200"))
-PROPS = settings(max_examples=EXAMPLES, deadline=None,
-                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+PROPS = settings(
+    max_examples=EXAMPLES,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 DIGEST_EVERY = 7  # Digest events in the stream, which the view must pass over
 SIDES = (BUY, SELL)
 
 # ------------------------------------------------------------ strategies
 
-mass_cancels = st.fixed_dictionaries({
-    "kind": st.just("mass"),
-    "acct": st.integers(0, len(ACCOUNTS) - 1),
-    "other_session": st.sampled_from([False] * 3 + [True]),  # a session with no orders
-})
-kills = st.fixed_dictionaries({
-    "kind": st.just("kill"),
-    "acct": st.integers(0, len(ACCOUNTS) - 1),
-    # mostly off again: a blocked account only makes rejects
-    "mode": st.sampled_from([KILL_OFF, KILL_OFF, KILL_BLOCK, KILL_REDUCE_ONLY]),
-})
-_by_kind = {"new": new_orders, "cancel": cancels, "replace": replaces, "mass": mass_cancels,
-            "kill": kills}
+mass_cancels = st.fixed_dictionaries(
+    {
+        "kind": st.just("mass"),
+        "acct": st.integers(0, len(ACCOUNTS) - 1),
+        "other_session": st.sampled_from([False] * 3 + [True]),  # a session with no orders
+    }
+)
+kills = st.fixed_dictionaries(
+    {
+        "kind": st.just("kill"),
+        "acct": st.integers(0, len(ACCOUNTS) - 1),
+        # mostly off again: a blocked account only makes rejects
+        "mode": st.sampled_from([KILL_OFF, KILL_OFF, KILL_BLOCK, KILL_REDUCE_ONLY]),
+    }
+)
+_by_kind = {
+    "new": new_orders,
+    "cancel": cancels,
+    "replace": replaces,
+    "mass": mass_cancels,
+    "kill": kills,
+}
 commands = st.sampled_from(
     ["new"] * 20 + ["cancel"] * 4 + ["replace"] * 4 + ["mass"] * 2 + ["kill"]
 ).flatmap(_by_kind.__getitem__)
 streams = st.lists(st.lists(commands, min_size=1, max_size=10), min_size=1, max_size=10).map(
-    lambda chunks: [a for chunk in chunks for a in chunk])
+    lambda chunks: [a for chunk in chunks for a in chunk]
+)
 
 
 class Builder:
@@ -122,18 +135,30 @@ class Builder:
             limit = a["ord_type"] == LIMIT
             # a market order with tif gtc is only a reject: make most of them trade
             tif = IOC if not limit and a["tif"] == GTC and a["qty"] > 2 else a["tif"]
-            cmd = NewOrderCmd(ts, "gw1", account.encode(), account,
-                              self._cl_ord_id(account, a["dup"]), SYMBOLS[a["sym"]], a["side"],
-                              a["ord_type"], tif, price if limit else 0, a["qty"],
-                              a["post_only"], a["stp"])
+            cmd = NewOrderCmd(
+                ts,
+                "gw1",
+                account.encode(),
+                account,
+                self._cl_ord_id(account, a["dup"]),
+                SYMBOLS[a["sym"]],
+                a["side"],
+                a["ord_type"],
+                tif,
+                price if limit else 0,
+                a["qty"],
+                a["post_only"],
+                a["stp"],
+            )
         elif kind == "mass":
             account = ACCOUNTS[a["acct"]]
             gw = "gw9" if a["other_session"] else "gw1"  # new orders all come in through gw1
             return MassCancelCmd(ts, gw, account.encode(), account, CXL_DISCONNECT)
         elif kind == "kill":
             self.n += 1
-            return KillSwitchCmd(ts, "gw3", b"ops", "ops", f"k{self.n}", ACCOUNTS[a["acct"]],
-                                 a["mode"])
+            return KillSwitchCmd(
+                ts, "gw3", b"ops", "ops", f"k{self.n}", ACCOUNTS[a["acct"]], a["mode"]
+            )
         else:
             oid, live = self._target(a["target"])
             account, symbol, clid = self.known.get(oid, (ACCOUNTS[0], SYMBOLS[0], "nope"))
@@ -149,8 +174,9 @@ class Builder:
                 price = a["price"] or (live.price if live else 100)
                 mode, q = a["qty"]
                 qty = q if mode == "abs" or live is None else max(0, live.qty + q)
-                cmd = ReplaceCmd(ts, "gw2", account.encode(), account, new_clid, symbol, price,
-                                 qty, **by)
+                cmd = ReplaceCmd(
+                    ts, "gw2", account.encode(), account, new_clid, symbol, price, qty, **by
+                )
         self.used.append((cmd.account, cmd.cl_ord_id))
         return cmd
 
@@ -221,8 +247,11 @@ class Subscriber:
 
     def priority(self, symbol: str, side: int) -> list[tuple[int, int, int]]:
         levels = self.orders.get((symbol, side), {})
-        return [(oid, p, leaves) for p in sorted(levels, reverse=side == BUY)
-                for oid, leaves in levels[p].items()]
+        return [
+            (oid, p, leaves)
+            for p in sorted(levels, reverse=side == BUY)
+            for oid, leaves in levels[p].items()
+        ]
 
 
 # ------------------------------------------------------------ driving
@@ -230,8 +259,12 @@ class Subscriber:
 
 def bbo_of(book: Book) -> tuple:
     bid, ask = book.best_bid(), book.best_ask()
-    return (bid, book.bids[bid].qty if bid is not None else 0,
-            ask, book.asks[ask].qty if ask is not None else 0)
+    return (
+        bid,
+        book.bids[bid].qty if bid is not None else 0,
+        ask,
+        book.asks[ask].qty if ask is not None else 0,
+    )
 
 
 def engine_orders(book: Book, side: int) -> list[tuple[int, int, int]]:
@@ -276,8 +309,15 @@ def drive(stream: list[dict], check: bool) -> tuple[Engine, MarketView, list, li
     return eng, view, batches, updates
 
 
-def check_command(eng: Engine, view: MarketView, sub: Subscriber, cmd, events: list,
-                  got: list[CommandUpdate], before: dict) -> None:
+def check_command(
+    eng: Engine,
+    view: MarketView,
+    sub: Subscriber,
+    cmd,
+    events: list,
+    got: list[CommandUpdate],
+    before: dict,
+) -> None:
     by_symbol = {u.symbol: u for u in got}
     assert len(by_symbol) == len(got), f"a symbol updated twice by one command: {got}"
     trades: dict[str, list] = {}
@@ -325,8 +365,11 @@ def test_view_and_deltas_follow_the_engine(stream):
 
 # (size, back, again): a batch of `size` commands that starts `back` commands
 # before the next new one (overlap), then maybe the last batch re-delivered.
-deliveries = st.lists(st.tuples(st.integers(1, 8), st.sampled_from([0, 0, 0, 1, 3]), st.booleans()),
-                      min_size=1, max_size=20)
+deliveries = st.lists(
+    st.tuples(st.integers(1, 8), st.sampled_from([0, 0, 0, 1, 3]), st.booleans()),
+    min_size=1,
+    max_size=20,
+)
 
 
 @PROPS
@@ -340,9 +383,10 @@ def test_batches_overlap_and_redelivery_change_nothing(stream, sizes, split):
     while i < len(batches):
         size, back, again = sizes[k % len(sizes)]
         k += 1
-        chunk = batches[max(0, i - back):i + size]
-        batch = EventBatch(chunk[0].first_seq, chunk[-1].last_seq,
-                           [e for c in chunk for e in c.events])
+        chunk = batches[max(0, i - back) : i + size]
+        batch = EventBatch(
+            chunk[0].first_seq, chunk[-1].last_seq, [e for c in chunk for e in c.events]
+        )
         got.extend(view.apply_batch(batch))
         assert view.last_seq == batch.last_seq
         i += size
@@ -365,8 +409,9 @@ def test_batches_overlap_and_redelivery_change_nothing(stream, sizes, split):
 
 
 def new(acct, clid, side, price, qty, tif=GTC, stp=STP_CANCEL_BOTH):
-    return NewOrderCmd(0, "gw", acct.encode(), acct, clid, "XYZ", side, LIMIT, tif, price, qty,
-                       False, stp)
+    return NewOrderCmd(
+        0, "gw", acct.encode(), acct, clid, "XYZ", side, LIMIT, tif, price, qty, False, stp
+    )
 
 
 def updates_of(*cmds):
@@ -403,8 +448,10 @@ def test_a_replace_that_loses_priority_is_delete_then_add():
 
 def test_stp_cancel_both_and_a_quiet_command():
     # b's buy meets its own ask: both go, nothing rests, the level is gone
-    *_, [u], quiet = updates_of(new("b", "1", SELL, 100, 2), new("b", "2", BUY, 100, 2),
-                                new("b", "2", BUY, 100, 2))  # a resend: no events at all
+    # the third command is a resend: no events at all
+    *_, [u], quiet = updates_of(
+        new("b", "1", SELL, 100, 2), new("b", "2", BUY, 100, 2), new("b", "2", BUY, 100, 2)
+    )
     assert u.trades == [] and u.levels == [("delete", SELL, 100, 0, 0)]
     assert u.orders == [("delete", 1, SELL, 100, 0)]
     assert quiet == []
