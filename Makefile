@@ -11,7 +11,8 @@ CONFIG ?=
 
 help:
 	@echo "make run    start the exchange on this host with a demo market (Ctrl+C to stop)"
-	@echo "make test   run the whole test suite"
+	@echo "make test   run the whole test suite (with the wheel install check, 1-2 min of it;"
+	@echo "           PYTEST_ARGS=\"-m 'not packaging'\" skips that in a quick loop)"
 	@echo "make lint   ruff (format and check) and mypy; .ci/run runs it before the suite"
 	@echo "make build  rebuild the compiled matcher now (ZEX_PURE=1 make build: plain Python)"
 	@echo "make bench  run the benchmarks in bench/ (prints figures; see bench/README.md)"
