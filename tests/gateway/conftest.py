@@ -86,7 +86,9 @@ class Exchange:
             path.write_text(
                 f'[matcher]\nbind = "{self.matcher_ep}"\nevents_bind = "{self.events_ep}"\n'
                 f'replay_bind = "{self.events_ep}-replay"\nmetrics_bind = ""\n'
-                f'data_dir = "{self.data}"\nfsync = "off"\n[gateway]\nmetrics_bind = ""\nmatcher_hwm = {MATCHER_HWM}\n'
+                f'data_dir = "{self.data}"\nfsync = "off"\n'
+                # audit off: the default logger address is a fixed port another exchange may hold
+                f'[gateway]\nmetrics_bind = ""\naudit = "off"\nmatcher_hwm = {MATCHER_HWM}\n'
                 + INSTRUMENTS
                 + ACCOUNTS
             )
