@@ -38,7 +38,7 @@ from zex.protocol.internal import (
     audit_decoder,
     batch_decoder,
 )
-from zex.protocol.reasons import Reason
+from zex.protocol.reasons import reason_name
 
 from .segments import KIND_AUDIT, KIND_EVENTS, read, segments
 from .segments import Damaged as Damaged  # re-exported: `zex audit` catches query.Damaged
@@ -211,10 +211,7 @@ def rows_of_event(ev) -> Row | None:
 
 
 def _reason(code: int) -> str:
-    try:
-        return f"{code} {Reason(code).name}"
-    except ValueError:
-        return str(code)
+    return f"{code} {reason_name(code)}"
 
 
 def query(directory: Path, f: Filter) -> Iterator[Row]:

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from zex.protocol.reasons import Reason
+from zex.protocol.reasons import reason_name
 
 from ..runtime import config as config_mod
 
@@ -93,10 +93,8 @@ def _us(seconds: float | None) -> str:
 
 
 def _reason(code: str) -> str:
-    try:
-        return f"{code} {Reason(int(code)).name}"
-    except ValueError:
-        return code
+    """A metric's reason label with its name; a label that is not a number stays as it is."""
+    return f"{code} {reason_name(int(code))}" if code.isdigit() else code
 
 
 def render(nodes: dict[str, tuple[Scrape, Scrape]]) -> str:
