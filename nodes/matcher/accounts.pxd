@@ -1,21 +1,25 @@
 # Cython declarations for accounts.py (pure Python mode: the .py is the source, this file
-# only types it for the compiled build; see setup.py). Sums stay Python ints: a day's
-# bought lots or cash can pass any C integer before the engine's bounds refuse more.
+# only types it for the compiled build; see setup.py).
+#
+# An account's numbers are C int64s: the engine refuses any order that could take cash,
+# bought or sold lots past 2^62 - 1 with every open order filled (engine.MAX_CASH, MAX_LOTS),
+# so cash, positions and open lots stay within 2^62 and open cash (bid_cash, ask_cash)
+# within 2^63 - 2; and a cash multiplier above 2^62 - 1 is refused when a symbol is listed.
 
 cdef class Account
 
 cdef class Holding:
     cdef public Account acct
     cdef public str symbol
-    cdef public object mult, pos, bought, sold, bid_lots, ask_lots
+    cdef public long long mult, pos, bought, sold, bid_lots, ask_lots
 
     cpdef bint traded(self)
 
 cdef class Account:
     cdef public str name
-    cdef public object cash
+    cdef public long long cash
     cdef public dict holdings, orders, max_position
-    cdef public object bid_cash, ask_cash
+    cdef public long long bid_cash, ask_cash
     cdef public object kill, max_open_orders, credit
     cdef public bint checks
     cdef public tuple origin

@@ -147,6 +147,12 @@ class Engine:
             symbol = symbol.symbol
         elif symbol not in self.instruments:
             self.instruments[symbol] = Instrument(symbol, tick="1", lot="1", min_price="1")
+        mult = self.cash_mult.get(symbol, 1)
+        if not 0 < mult <= MAX_CASH:
+            raise ValueError(
+                f"{symbol}: its cash multiplier must be 1..{MAX_CASH} cash units "
+                f"per tick * lot, was {mult}: choose a coarser tick or lot"
+            )
         book = self.books.get(symbol)
         if book is None:
             book = self.books[symbol] = Book(symbol, self.events)
@@ -209,29 +215,34 @@ class Engine:
         """Why an order adding ``lots`` and at worst ``cash`` (net of what a replaced order
         counted for) could take the account past what the state holds, or None. Open orders
         count as if filled at their prices, so no fill after this check passes the bounds."""
+        # Each sum below stays within an int64 (the bounds it checks hold before it: so
+        # the compiled build, which keeps them in C ints, cannot overflow); ``cash`` may not.
         sym = h.symbol
+        max_cash, max_lots = MAX_CASH, MAX_LOTS
         if side == BUY:
-            low = acct.cash - acct.bid_cash - cash
-            if low < -MAX_CASH:
+            room = acct.cash - acct.bid_cash + max_cash  # what buys may yet spend: 0..2^63 - 2
+            if cash > room:
+                low = acct.cash - acct.bid_cash - cash
                 return (
                     f"account {acct.name}'s cash could reach {self._cash(low)} with its open buys "
                     f"and this order filled, past the matcher's limit {self._cash(-MAX_CASH)}"
                 )
             lots += h.bought + h.bid_lots
-            if lots > MAX_LOTS:
+            if lots > max_lots:
                 return (
                     f"account {acct.name} could buy {self._qty(sym, lots)} {sym} today with its "
                     f"open buys and this order, past the matcher's limit {self._qty(sym, MAX_LOTS)}"
                 )
         else:
-            high = acct.cash + acct.ask_cash + cash
-            if high > MAX_CASH:
+            room = max_cash - acct.cash - acct.ask_cash  # what sells may yet bring: 0..2^63 - 2
+            if cash > room:
+                high = acct.cash + acct.ask_cash + cash
                 return (
                     f"account {acct.name}'s cash could reach {self._cash(high)} with its open sells "
                     f"and this order filled, past the matcher's limit {self._cash(MAX_CASH)}"
                 )
             lots += h.sold + h.ask_lots
-            if lots > MAX_LOTS:
+            if lots > max_lots:
                 return (
                     f"account {acct.name} could sell {self._qty(sym, lots)} {sym} today with its "
                     f"open sells and this order, past the matcher's limit {self._qty(sym, MAX_LOTS)}"

@@ -1,3 +1,4 @@
+# cython: overflowcheck=True
 """Settlement: what the books did, applied to the accounts.
 
 The book rests, matches and cancels orders and emits events; it never

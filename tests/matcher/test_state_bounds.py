@@ -161,3 +161,12 @@ def test_the_extreme_streams_trade_and_meet_the_bounds():
     if not SEEN:
         test_extreme_numbers_are_refused_with_a_reason_and_the_state_always_encodes()
     assert {"Trade", Reason.RISK_LIMIT, Reason.QTY_TOO_LARGE} <= SEEN, SEEN
+
+
+def test_a_cash_multiplier_past_the_bounds_is_refused_when_listed():
+    """Every order of such a symbol would pass the notional bound; and the accounts keep a
+    symbol's multiplier in an int64 in the compiled build."""
+    import pytest
+
+    with pytest.raises(ValueError, match=r"XYZ: its cash multiplier must be 1\.\."):
+        Engine(["XYZ"], cash_mult={"XYZ": MAX_CASH + 1})
