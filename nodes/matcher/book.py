@@ -227,13 +227,15 @@ class Book:
             if level is None:
                 level = self.bids[price] = Level(price)
                 self.bid_prices.add(price)
-                self.best_bid_px = max(self.best_bid_px, price)
+                if price > self.best_bid_px:
+                    self.best_bid_px = price
         else:
             level = self.asks.get(price)
             if level is None:
                 level = self.asks[price] = Level(price)
                 self.ask_prices.add(price)
-                self.best_ask_px = min(self.best_ask_px, price)
+                if price < self.best_ask_px:
+                    self.best_ask_px = price
         level.orders.append(o)
         level.qty += o.leaves
         level.count += 1
@@ -379,7 +381,7 @@ class Book:
                         self._drop_level(maker_side, best)
                     self._cancel_taker(taker, seq, ts)
                     return False
-                q = min(taker.leaves, m.leaves)
+                q = m.leaves if m.leaves < taker.leaves else taker.leaves
                 m.leaves -= q
                 m.filled += q
                 taker.leaves -= q

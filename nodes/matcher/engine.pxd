@@ -26,6 +26,7 @@ cdef class Engine:
     cpdef process(self, object cmd)
     cpdef _reject(self, object cmd, object seq, int ref, object reason, str text)
     @cython.locals(acct=Account, book=Book, o=Order, h=Holding, settle=Settlement, side=int,
+                   max_cash="long long", max_lots="long long", lots="long long", past=bint,
                    tif=int, ord_type=int, limit=bint, crosses=bint, bounded=bint, done=bint,
                    account=str, cl_ord_id=str, symbol=str, key=tuple, origin=tuple, events=list,
                    start=Py_ssize_t)

@@ -409,17 +409,25 @@ class Engine:
         # What the state can hold: the account's cash and lots, were its open orders and this
         # one to fill at their worst, within MAX_CASH and MAX_LOTS (a buy pays at most its
         # limit, or the highest ask without one; a sell gets at most the best bid or its limit).
+        # Far from the bounds this is two compares; _past_bounds says which was passed.
+        max_cash, max_lots, lots = MAX_CASH, MAX_LOTS, qty
         if side == BUY:
-            past = self._past_bounds(
-                acct, h, side, qty, notional if price else qty * book.highest_ask() * mult
+            worst = notional if price else qty * book.highest_ask() * mult
+            past = (
+                worst > acct.cash - acct.bid_cash + max_cash
+                or h.bought + h.bid_lots + lots > max_lots
             )
         else:
             best = book.best_bid_px
-            past = self._past_bounds(
-                acct, h, side, qty, notional if price >= best else qty * best * mult
+            worst = notional if price >= best else qty * best * mult
+            past = (
+                worst > max_cash - acct.cash - acct.ask_cash
+                or h.sold + h.ask_lots + lots > max_lots
             )
-        if past is not None:
-            return self._reject(cmd, seq, REF_NEW, Reason.RISK_LIMIT, past)
+        if past:
+            return self._reject(
+                cmd, seq, REF_NEW, Reason.RISK_LIMIT, self._past_bounds(acct, h, side, qty, worst)
+            )
         if acct.checks:
             refusal = self._risk(acct, h, side, price, qty, 0, 0, limit and tif == GTC)
             if refusal is not None:

@@ -12,7 +12,7 @@ from .book cimport Order
 cdef class Settlement:
     cdef public list events
 
-    @cython.locals(h=Holding)
+    @cython.locals(h=Holding, acct=Account, lots="long long")
     cpdef opened(self, Order o)
     @cython.locals(h=Holding)
     cpdef closed(self, Order o, long long lots)

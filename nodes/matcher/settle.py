@@ -46,8 +46,15 @@ class Settlement:
     def opened(self, o: Order) -> None:
         """``o`` rests in its book now: its account counts it open."""
         h: Holding = o.owner
-        h.acct.orders[o.order_id] = o
-        self._expose(h, o, o.leaves)
+        acct = h.acct
+        acct.orders[o.order_id] = o
+        lots = o.leaves
+        if o.side == BUY:  # _expose, inline: this runs for every order that rests
+            h.bid_lots += lots
+            acct.bid_cash += h.mult * lots * o.price
+        else:
+            h.ask_lots += lots
+            acct.ask_cash += h.mult * lots * o.price
 
     def closed(self, o: Order, lots: int) -> None:
         """``o`` left its book with ``lots`` unfilled (cancelled, or replaced by a new entry)."""
