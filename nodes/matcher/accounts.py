@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from zex.protocol.internal import KILL_OFF
+from zex.protocol.internal import KILL_OFF, Event
 
 
 class Holding:
@@ -83,7 +83,7 @@ class Account:
         self.checks = False  # any limit or a kill switch: the hot path skips risk when False
         self.origin: tuple[str, bytes] = ("", b"")  # where the account's last command came from
         # Every execution report of the account, in order; rseq is the index + 1.
-        self.log: list[tuple[int, object]] = []
+        self.log: list[tuple[int, Event]] = []
         self.reports = reports  # the engine's outgoing list (origin, account, role, rseq, event)
 
     def holding(self, symbol: str, mult: int) -> Holding:
@@ -97,7 +97,7 @@ class Account:
         """The holdings in symbols the account has traded, by symbol."""
         return [h for _, h in sorted(self.holdings.items()) if h.traded()]
 
-    def report(self, origin: tuple[str, bytes], role: int, ev: object) -> None:
+    def report(self, origin: tuple[str, bytes], role: int, ev: Event) -> None:
         """Give ``ev`` the account's next rseq and queue it for ``origin``."""
         log = self.log
         log.append((role, ev))

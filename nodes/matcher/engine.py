@@ -80,9 +80,16 @@ MAX_TICKS = (1 << 62) - 1
 MAX_LOTS = (1 << 62) - 1
 MAX_CASH = (1 << 62) - 1
 
+
 # Rejected.ref: the internal tag of the command a Rejected answers.
+def _tag(cls: type) -> int:
+    tag = cls.__struct_config__.tag  # type: ignore[attr-defined]
+    assert isinstance(tag, int), f"{cls.__name__} has no int tag"
+    return tag
+
+
 REF_NEW, REF_CANCEL, REF_REPLACE, REF_KILL = (
-    c.__struct_config__.tag for c in (NewOrderCmd, CancelCmd, ReplaceCmd, KillSwitchCmd)
+    _tag(c) for c in (NewOrderCmd, CancelCmd, ReplaceCmd, KillSwitchCmd)
 )
 
 
@@ -426,7 +433,11 @@ class Engine:
             )
         if past:
             return self._reject(
-                cmd, seq, REF_NEW, Reason.RISK_LIMIT, self._past_bounds(acct, h, side, qty, worst)
+                cmd,
+                seq,
+                REF_NEW,
+                Reason.RISK_LIMIT,
+                self._past_bounds(acct, h, side, qty, worst) or "past the bounds",
             )
         if acct.checks:
             refusal = self._risk(acct, h, side, price, qty, 0, 0, limit and tif == GTC)

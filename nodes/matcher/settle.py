@@ -27,6 +27,7 @@ from zex.protocol.internal import (
     OWNER_ROLE,
     RESENT_ROLE,
     TAKER_ROLE,
+    Event,
     Trade,
 )
 
@@ -66,7 +67,7 @@ class Settlement:
         """``o`` rests on with ``lots`` fewer (a replace that keeps priority)."""
         self._expose(o.owner, o, -lots)
 
-    def expired(self, o: Order, ev: object) -> None:
+    def expired(self, o: Order, ev: Event) -> None:
         """The rest of taker ``o`` left the market (ev: its Expired): its owner hears of it."""
         acct: Account = o.owner.acct
         acct.report(o.origin, DIRECT, ev)

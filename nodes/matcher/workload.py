@@ -24,6 +24,7 @@ from zex.protocol.internal import (
     CancelCmd,
     Command,
     NewOrderCmd,
+    SideCode,
 )
 
 
@@ -59,7 +60,7 @@ def mixed_stream(
         acct = names[randint(0, accounts - 1)]
         m = mids[sym]
         if r < 0.30:
-            side = BUY if rand() < 0.5 else SELL
+            side: SideCode = BUY if rand() < 0.5 else SELL
             px = m + randint(1, 5) if side == BUY else m - randint(1, 5)
             yield NewOrderCmd(
                 ts,
