@@ -79,9 +79,11 @@ test: $(STAMP) test-deps
 # (zex.protocol, zex.nodes), through a tree of links named zex/ under build/typecheck.
 TYPECHECK := build/typecheck
 
+# Pinned: the formatter's output and the rules change between releases.
+LINT_DEPS := ruff==0.17.6 mypy==2.4.1
+
 lint: $(STAMP)
-	@$(BIN)/python -c 'import ruff, mypy' 2>/dev/null || \
-	  $(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[lint]'
+	@$(BIN)/python -m pip install --quiet --disable-pip-version-check $(LINT_DEPS)
 	$(BIN)/ruff format --check .
 	$(BIN)/ruff check .
 	@mkdir -p $(TYPECHECK)/zex && ln -sfn ../../../protocol $(TYPECHECK)/zex/protocol \

@@ -49,9 +49,11 @@ class BuildHot(build_ext):
         try:
             super().run()
         except Exception as e:  # a compiler error, a missing header, a link error
-            print(f"\nzex: could not compile the matcher ({e}); installing it as plain Python.\n"
-                  f"zex: for the compiled build install a C compiler and the Python headers, "
-                  f"then run `make build`.\n")
+            print(
+                f"\nzex: could not compile the matcher ({e}); installing it as plain Python.\n"
+                f"zex: for the compiled build install a C compiler and the Python headers, "
+                f"then run `make build`.\n"
+            )
             for ext in self.extensions:
                 Path(self.get_ext_fullpath(ext.name)).unlink(missing_ok=True)
             if in_source:
@@ -108,14 +110,23 @@ def extensions():
         HASHES[m] = source_hash(pkg, m)  # of exactly what is compiled
     exts = [Extension(f"zex.nodes.matcher.{m}", [str(pkg / f"{m}.py")]) for m in HOT]
     try:
-        return cythonize(exts, language_level=3, quiet=True, include_path=[str(tree)],
-                         # the .py annotations are for readers and mypy; the .pxd files type the build
-                         compiler_directives={"annotation_typing": False})
+        return cythonize(
+            exts,
+            language_level=3,
+            quiet=True,
+            include_path=[str(tree)],
+            # the .py annotations are for readers and mypy; the .pxd files type the build
+            compiler_directives={"annotation_typing": False},
+        )
     except Exception as e:  # Cython refused the sources: the pure build still works
         print(f"zex: Cython could not translate the matcher ({e}); installing it as plain Python")
         return []
 
 
 _packages, _dirs = packages()
-setup(packages=_packages, package_dir=_dirs, ext_modules=extensions(),
-      cmdclass={"build_ext": BuildHot})
+setup(
+    packages=_packages,
+    package_dir=_dirs,
+    ext_modules=extensions(),
+    cmdclass={"build_ext": BuildHot},
+)
