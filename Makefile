@@ -21,7 +21,9 @@ help:
 	@echo "make load   locust against the exchange of \`make run\` (USERS=10 DURATION=60s PROFILE=steady|burst|many|open)"
 
 # The compiled matcher modules are rebuilt when their sources change (setup.py).
-HOT := $(foreach m,accounts book engine,nodes/matcher/$(m).py nodes/matcher/$(m).pxd)
+# Every compiled module has a .pxd beside its .py (nodes/matcher/buildinfo.py lists them).
+PXD := $(wildcard nodes/matcher/*.pxd)
+HOT := $(PXD) $(PXD:.pxd=.py)
 
 $(STAMP): pyproject.toml setup.py $(HOT)
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "zex needs Python 3.11 or newer (tomllib); set PYTHON=python3.11")'
