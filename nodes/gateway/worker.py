@@ -213,19 +213,28 @@ class FrontRunner(Runner):
 
         A request (``kind`` names it) that finds the queue full is refused with
         UNAVAILABLE; a cancel-on-disconnect (no ``kind``) is kept and retried on
-        the front's tick.
+        the front's tick. Nothing goes ahead of a held cancel: it matches its
+        client's orders by connection, so it would cancel an order the client
+        entered after logging on again (the queue is full while one is held).
         """
         raw = _encode(cmd)
+        if self.unsent:
+            self.retry_unsent()
+            if self.unsent:
+                return self._full(cmd, raw, kind)
         try:
             send(self.dealer, raw, NOBLOCK)
         except zmq.Again:
-            if not kind:
-                self.unsent.append(raw)
-                return True
-            self.unavailable(cmd, kind)
-            return False
+            return self._full(cmd, raw, kind)
         self.forwarded += 1
         return True
+
+    def _full(self, cmd: Forwarded, raw: bytes, kind: str) -> bool:
+        if not kind:
+            self.unsent.append(raw)
+            return True
+        self.unavailable(cmd, kind)
+        return False
 
     def retry_unsent(self) -> None:
         """Send what an earlier full queue held back (cancel-on-disconnect), oldest first."""
