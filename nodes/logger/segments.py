@@ -113,7 +113,7 @@ class AuditWriter:
             if tail.damage is not None:
                 self._w.close()
                 raise tail.damage
-            self._w.resume(paths[-1], tail.end)
+            self._w.resume(paths[-1], tail.end, tail.torn)
 
     def append(self, kind: int, payload: bytes, ts: int | None = None) -> None:
         self._w.append(0, BODY.pack(kind, time.time_ns() if ts is None else ts), payload)

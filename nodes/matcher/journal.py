@@ -106,7 +106,8 @@ def scan(directory: Path) -> Iterator[Record]:
 
 
 def _scan(directory: Path, tail: list | None) -> Iterator[Record]:
-    """``scan``; at the end ``tail`` (if given) holds the last segment's path and resume offset."""
+    """``scan``; at the end ``tail`` (if given) holds the last segment's path, resume offset
+    and what was torn after it (for ``RecordWriter.resume``)."""
     paths = segments(directory)
     chain = GENESIS
     expect: int | None = None
@@ -135,7 +136,7 @@ def _scan(directory: Path, tail: list | None) -> Iterator[Record]:
             expect = r.last_seq + 1
             yield r
         if tail is not None and i == len(paths) - 1:
-            tail[:] = [path, seg.end]
+            tail[:] = [path, seg.end, seg.torn]
 
 
 class Journal:

@@ -15,14 +15,18 @@ The two checksums cover the header and the body, so any flipped bit is found.
 
 The torn-tail rule. A process that dies mid-write leaves part of its last
 record; after a power loss the file may also end in zeros (the size was
-written, the data not). In the last segment of a directory, a partial
-header, a record that runs past the end of the file, a zero-filled tail, or
-a last record whose body does not check are a torn tail: reading ends at the
-last whole record, and the writer cuts the rest off when it resumes. That
-record was the last that could have been acknowledged. Anything else that
-does not check (in the middle of a file, or anywhere in a closed segment) is
-damage: ``RecordDamaged`` names the file and the offset, and a record is
-never skipped silently.
+written, the data not), and the zeros may start anywhere: at a record, in a
+header, in a body, in the magic (several group commits between fsyncs each
+grew the file; none of their pages reached the disk). In the last segment
+of a directory, a partial header, a record that runs past the end of the
+file, a record that does not check followed only by zeros to the end of the
+file (none at all included), and a segment holding only part of its magic
+or zeros are a torn tail: reading ends at the last whole record, and the
+writer cuts the rest off (and logs it) when it resumes. That record was the
+last that could have been acknowledged. Anything else that does not check
+(followed by a non-zero byte, or anywhere in a closed segment) is damage:
+``RecordDamaged`` names the file and the offset, and a record is never
+skipped silently.
 
 Rotation: a record that would take a segment past ``segment_bytes`` starts
 a new one (a segment always takes at least one record, however big), and so
@@ -37,6 +41,7 @@ unless the policy is off.
 
 from __future__ import annotations
 
+import logging
 import os
 import struct
 import zlib
@@ -55,6 +60,8 @@ _U32 = struct.Struct("<I")
 MAGIC_SIZE = 8
 _crc32, _os_write = zlib.crc32, os.write  # module-level names: the append path is per matcher turn
 _pack_len_crc, _pack_u32 = _LEN_CRC.pack, _U32.pack
+
+log = logging.getLogger("zex.records")
 
 
 class RecordDamaged(ZexError):
@@ -107,42 +114,56 @@ class Layout:
         return sorted(Path(directory).glob(f"{self.stem}-*{self.suffix}"))
 
     def scan(
-        self, data: bytes, pos: int, path: Path, *, last: bool, base: int = 0
+        self,
+        data: bytes,
+        pos: int,
+        path: Path,
+        *,
+        last: bool,
+        base: int = 0,
+        torn: list[str] | None = None,
     ) -> Iterator[tuple[int, int, int]]:
         """Yield (offset, body start, body end) of each whole record in ``data`` from ``pos``.
 
         ``data`` is the file from offset ``base`` on (offsets yielded are into ``data``;
-        errors name ``base`` + offset). With ``last`` a torn tail ends the iteration;
-        anything else that does not check raises ``self.damaged``.
+        errors name ``base`` + offset). With ``last`` a torn tail ends the iteration (and
+        ``torn``, if given, gets why); anything else that does not check raises
+        ``self.damaged``.
         """
         end = len(data)
         head, crc32 = _LEN_CRC.unpack_from, zlib.crc32
         while pos < end:
             if end - pos < HEADER.size:
-                self._torn(path, base + pos, last, "partial record header")
+                self._torn(path, base + pos, last, "partial record header", torn)
                 return
             length, body_crc = head(data, pos)
+            start = pos + HEADER.size
             if crc32(data[pos : pos + 8]) != _U32.unpack_from(data, pos + 8)[0]:
-                if not any(data[pos:]):
-                    self._torn(path, base + pos, last, "zero-filled tail")
+                # A header that does not check and nothing but zeros after it: the zeros
+                # began in it (or at it) and ran to the end, so the length is not trusted.
+                if _zeros_from(data, start):
+                    why = "zero-filled tail" if _zeros_from(data, pos) else "header then zeros"
+                    self._torn(path, base + pos, last, why, torn)
                     return
                 raise self.damaged(path, base + pos, "record header checksum mismatch")
-            start = pos + HEADER.size
             stop = start + length
             if stop > end:
-                self._torn(path, base + pos, last, "record runs past the end of the file")
+                self._torn(path, base + pos, last, "record runs past the end of the file", torn)
                 return
             if crc32(data[start:stop]) != body_crc:
-                if stop == end:
-                    self._torn(path, base + pos, last, "last record's body checksum mismatch")
+                if _zeros_from(data, stop):  # the last record, or only zeros after it
+                    why = "last record's body checksum mismatch"
+                    self._torn(path, base + pos, last, why, torn)
                     return
                 raise self.damaged(path, base + pos, "record body checksum mismatch")
             yield pos, start, stop
             pos = stop
 
-    def _torn(self, path: Path, offset: int, last: bool, why: str) -> None:
+    def _torn(self, path: Path, offset: int, last: bool, why: str, torn: list | None) -> None:
         if not last:
             raise self.damaged(path, offset, f"{why} inside a closed segment")
+        if torn is not None:
+            torn.append(f"{why} at offset {offset}")
 
     def read(self, path: Path, *, last: bool) -> Segment:
         """Every whole record of one segment, where a writer would resume, and the damage if any.
@@ -151,21 +172,29 @@ class Layout:
         """
         data = Path(path).read_bytes()
         if data[:MAGIC_SIZE] != self.magic:
-            if last and self.magic.startswith(data):
+            # Part of the magic, then zeros (or nothing): the segment died being created,
+            # or the power went before its first page reached the disk.
+            begun = data[:MAGIC_SIZE].rstrip(b"\0")
+            if last and self.magic.startswith(begun) and _zeros_from(data, len(begun)):
                 torn = "died while creating the segment" if data else ""
                 return Segment(Path(path), [], 0, torn=torn)
             bad = self.damaged(path, 0, f"not a {self.what} (bad magic)")
             return Segment(Path(path), [], 0, bad)
         records: list[tuple[int, bytes]] = []
         end = MAGIC_SIZE
+        why: list[str] = []
         try:
-            for offset, start, stop in self.scan(data, MAGIC_SIZE, path, last=last):
+            for offset, start, stop in self.scan(data, MAGIC_SIZE, path, last=last, torn=why):
                 records.append((offset, data[start:stop]))
                 end = stop
         except RecordDamaged as exc:
             return Segment(Path(path), records, exc.offset, exc)
-        torn = "" if end == len(data) else "torn tail"
-        return Segment(Path(path), records, end, torn=torn)
+        return Segment(Path(path), records, end, torn=why[0] if why else "")
+
+
+def _zeros_from(data: bytes, pos: int) -> bool:
+    """Whether every byte of ``data`` from ``pos`` on is zero (true at or past the end)."""
+    return data.count(0, pos) == len(data) - pos if pos < len(data) else True
 
 
 def frame(head: bytes, payload: bytes) -> bytes:
@@ -178,7 +207,7 @@ class RecordWriter:
     """The appending end of one directory of segments, owned by one thread.
 
     w = RecordWriter(layout, directory, SyncPolicy("batch", 5.0, "matcher.fsync"), 64 << 20)
-    w.resume(tail_path, segment.end)      # after reading the tail: cut a torn tail, go on there
+    w.resume(tail_path, seg.end, seg.torn)  # after reading the tail: cut a torn tail, go on there
     w.append(first_seq, head, payload)    # buffered; ``number`` names a segment it starts
     w.commit()                            # one write(2), then fsync by the policy
     w.write(first_seq, head, payload)     # append + commit
@@ -213,18 +242,29 @@ class RecordWriter:
         self._pending: list[bytes] = []
         self._failed: OSError | None = None
 
-    def resume(self, path: Path, end: int) -> None:
+    def resume(self, path: Path, end: int, why: str = "") -> None:
         """Append to ``path`` after its last whole record at ``end``, cutting anything after it.
 
-        A file too short to hold its magic died while being created: it is removed.
+        A file with no whole magic died while being created: it is removed. ``why``: what
+        reading found after ``end`` (``Segment.torn``), for the warning that logs the cut.
         """
         path = Path(path)
         self.number = self.layout.number(path)
+        size = path.stat().st_size
+        if end < size:
+            log.warning(
+                "%s: cutting %d bytes after offset %d (%s): a write that did not reach the "
+                "disk whole (process or power lost); nothing before it is lost",
+                path,
+                size - end,
+                end,
+                why or "not whole records",
+            )
         if end < MAGIC_SIZE:
             path.unlink()
             self.number -= 1  # a counted layout makes the same segment again
             return
-        if end < path.stat().st_size:
+        if end < size:
             os.truncate(path, end)
             if self.sync_policy.policy != "off":
                 self._fsync_file(path)

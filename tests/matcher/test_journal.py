@@ -86,6 +86,43 @@ def test_zero_filled_tail_is_torn_not_corrupt(tmp_path):
     assert engine.digest() == digests[0]
 
 
+def test_zeros_from_inside_a_record_to_the_end_after_a_power_loss_are_a_torn_tail(tmp_path):
+    # fsync off: three group commits grew the file, only its first page reached the disk.
+    j = Journal(tmp_path, fsync="off")
+    for s in (1, 2, 3):
+        j.write(s, [b"x" * 3000])
+    j.close()
+    (seg,) = segments(tmp_path)
+    whole = seg.read_bytes()
+    seg.write_bytes(whole[:4096] + bytes(len(whole) - 4096))
+    assert [r.first_seq for r in scan(tmp_path)] == [1]  # was JournalCorrupt at offset 3052
+    j = Journal(tmp_path, fsync="off")
+    assert j.next_seq == 2 and seg.stat().st_size == 8 + HEADER.size + 3032
+    for s in (2, 3):  # the same commands again: the same bytes, the chain unbroken
+        j.write(s, [b"x" * 3000])
+    j.close()
+    assert seg.read_bytes() == whole
+
+
+def test_a_last_segment_of_zeros_is_torn_and_the_journal_goes_on(tmp_path):
+    digests, _ = build(tmp_path, [20] * 12, segment_bytes=2048)
+    segs = segments(tmp_path)
+    first_lost = int(segs[-1].stem.rsplit("-", 1)[1])
+    segs[-1].write_bytes(bytes(segs[-1].stat().st_size))
+    engine, journal = recover(tmp_path, SYMBOLS, fsync="off")
+    assert journal.next_seq == first_lost and not segs[-1].exists()
+    more = encoder.encode(next(mixed_stream(1, seed=99, prefix="z")))
+    journal.write(first_lost, [more])
+    journal.close()
+    assert segments(tmp_path)[-1] == segs[-1]  # made again, under the same name
+    assert [r.last_seq for r in scan(tmp_path)][-1] == first_lost
+    # The same zeros in a closed segment are damage.
+    segs[0].write_bytes(bytes(segs[0].stat().st_size))
+    with pytest.raises(JournalCorrupt, match="bad magic") as info:
+        recover(tmp_path, SYMBOLS, fsync="off")
+    assert info.value.path == segs[0]
+
+
 @pytest.mark.parametrize("where", ["length", "header_crc", "seq", "chain", "command"])
 def test_flipped_bit_in_middle_record_names_file_and_offset(tmp_path, where):
     _, ends = build(tmp_path, [4, 5, 6, 3])

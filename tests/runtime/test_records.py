@@ -126,6 +126,87 @@ def test_a_zero_filled_tail_is_torn_but_zeros_before_a_record_are_damage(tmp_pat
     assert seg.damage is not None and seg.damage.offset == ends[1]
 
 
+def test_zeros_from_anywhere_in_a_record_to_the_end_of_the_last_segment_are_a_torn_tail(
+    tmp_path, caplog
+):
+    # A power loss under fsync batch or off: the file grew by several group commits, and
+    # the pages from somewhere in record 4's header or body on never reached the disk.
+    records = bodies(6)
+    ends = write_all(tmp_path, records)
+    (path,) = LAYOUT.segments(tmp_path)
+    whole = path.read_bytes()
+    start, stop = ends[2], ends[3]
+    for zero in range(start, stop):
+        where = f"zeros from byte {zero - start} of the record"
+        path.write_bytes(whole[:zero] + bytes(len(whole) - zero))
+        seg = LAYOUT.read(path, last=True)
+        assert seg.damage is None and seg.end == start and seg.torn, where
+        assert [b for _, b in seg.records] == [h + p for h, p in records[:3]], where
+        closed = LAYOUT.read(path, last=False)  # in a closed segment the same is damage
+        assert closed.damage is not None and closed.damage.offset == start, where
+        caplog.clear()
+        w = writer(tmp_path)
+        w.resume(path, seg.end, seg.torn)  # cut, logged, and writing goes on from there
+        assert f"{path}: cutting {len(whole) - start} bytes after offset {start}" in caplog.text
+        for n in range(4, 7):
+            w.write(n, *records[n - 1])
+        w.close()
+        assert path.read_bytes() == whole, where
+
+
+@pytest.mark.parametrize("bad", ["body zeroed", "header bit", "body bit"])
+def test_a_bad_record_followed_by_a_whole_one_is_damage_though_zeros_follow(tmp_path, bad):
+    ends = write_all(tmp_path, bodies(6))
+    (path,) = LAYOUT.segments(tmp_path)
+    data = bytearray(path.read_bytes())
+    start, stop = ends[2], ends[3]
+    if bad == "body zeroed":
+        data[stop - 5 : stop] = bytes(5)
+    else:
+        data[start + (2 if bad == "header bit" else HEADER.size + 3)] ^= 8
+    data[ends[4] :] = bytes(len(data) - ends[4])  # record 5 whole, record 6 lost to zeros
+    path.write_bytes(bytes(data))
+    seg = LAYOUT.read(path, last=True)
+    assert seg.damage is not None and seg.damage.offset == start and not seg.torn
+    assert "checksum mismatch" in seg.damage.why and len(seg.records) == 3
+    # Zeros to the end but one non-zero byte at the very end: damage too.
+    data = bytearray(path.read_bytes())
+    data[start + 20 :] = bytes(len(data) - start - 20)
+    data[-1] = 1
+    path.write_bytes(bytes(data))
+    assert LAYOUT.read(path, last=True).damage.offset == start
+
+
+def test_a_last_segment_of_zeros_or_of_part_of_its_magic_then_zeros_is_torn(tmp_path, caplog):
+    w = writer(tmp_path, segment_bytes=MAGIC_SIZE + HEADER.size + 20)
+    for n in (1, 2, 3):
+        w.write(n, n.to_bytes(8, "little"), b"p" * 12)
+    w.close()
+    first, second, last = LAYOUT.segments(tmp_path)
+    whole = last.read_bytes()
+    for content in (bytes(len(whole)), bytes(3), LAYOUT.magic[:5] + bytes(len(whole) - 5)):
+        last.write_bytes(content)
+        seg = LAYOUT.read(last, last=True)
+        assert (seg.records, seg.end, seg.damage) == ([], 0, None), content
+        assert seg.torn == "died while creating the segment"
+        # A closed segment of zeros is damage: it held records once.
+        assert "bad magic" in str(LAYOUT.read(last, last=False).damage)
+        caplog.clear()
+        w = writer(tmp_path, segment_bytes=MAGIC_SIZE + HEADER.size + 20)
+        w.resume(last, seg.end, seg.torn)
+        assert not last.exists() and f"{last}: cutting {len(content)} bytes" in caplog.text
+        w.write(3, (3).to_bytes(8, "little"), b"p" * 12)  # the same segment, made again
+        w.close()
+        assert last.read_bytes() == whole
+    # Zeros where the magic goes, then something that is not zero: damage, not a torn tail.
+    last.write_bytes(bytes(MAGIC_SIZE) + whole[MAGIC_SIZE:])
+    assert "bad magic" in str(LAYOUT.read(last, last=True).damage)
+    # Magic, then only zeros: torn right after the magic.
+    last.write_bytes(LAYOUT.magic + bytes(40))
+    seg = LAYOUT.read(last, last=True)
+    assert (seg.records, seg.end, seg.damage) == ([], MAGIC_SIZE, None) and seg.torn
+
+
 def test_rotation_at_its_boundaries(tmp_path):
     size = HEADER.size + 10  # every record here: a 10-byte body
     room = MAGIC_SIZE + 3 * size
