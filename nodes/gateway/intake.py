@@ -69,15 +69,23 @@ class Refusal:
 
 
 class Opened:
-    """A logon accepted: the session is (still) open; ``query`` asks the matcher for the account's rseq."""
+    """A logon accepted: the session is (still) open; ``query`` asks the matcher for the account's rseq.
 
-    __slots__ = ("account", "heartbeat_ms", "query", "session_id")
+    ``first``: the logon opened the session (False: it repeats a live one's). A runner
+    that cannot forward ``query`` refuses the logon: a first one's session goes with it
+    (it has no orders yet), a repeated one's stays as it was.
+    """
 
-    def __init__(self, account: str, heartbeat_ms: int, session_id: str, query: QueryCmd) -> None:
+    __slots__ = ("account", "first", "heartbeat_ms", "query", "session_id")
+
+    def __init__(
+        self, account: str, heartbeat_ms: int, session_id: str, query: QueryCmd, first: bool
+    ) -> None:
         self.account = account
         self.heartbeat_ms = heartbeat_ms
         self.session_id = session_id
         self.query = query
+        self.first = first
 
 
 class Closed:
@@ -253,10 +261,11 @@ class Intake:
             msg.heartbeat_ms,
             uuid.uuid4().hex[:16],
             QueryCmd(self.name, client, rules.id, Q_REPORTS, "", "", 1, 0),
+            sess is None,
         )
 
     def drop(self, client: bytes, why: str) -> Closed | None:
-        """End ``client``'s session (logout, heartbeat loss, a refused logon); None if it had none."""
+        """End ``client``'s session (logout, heartbeat loss); None if it had none."""
         sess = self.sessions.pop(client, None)
         if sess is None:
             return None

@@ -159,13 +159,19 @@ class Runner:
         )
 
     def opened(self, client: bytes, r: Opened) -> None:
+        """Announce the session to the front, then ask the matcher for the account's rseq.
+
+        In that order: a worker's query may be answered before an announcement sent
+        after it has reached the front. A worker waits for room, so the query goes.
+        """
+        self.announce(client, r)
+        self.forward(r.query, "logon")
+
+    def announce(self, client: bytes, r: Opened) -> None:
         self.audit.record("logon", r.account, client)
         self.out(
             [b"S", client, r.account.encode(), str(r.heartbeat_ms).encode(), r.session_id.encode()]
         )
-        if not self.forward(r.query, "logon"):
-            self.intake.sessions.pop(client, None)  # refused: the session it announced ends with it
-            self.out([b"X", client])
 
     def ended(self, client: bytes, r: Closed) -> None:
         self.audit.record(
@@ -235,6 +241,19 @@ class FrontRunner(Runner):
             return True
         self.unavailable(cmd, kind)
         return False
+
+    def opened(self, client: bytes, r: Opened) -> None:
+        """Ask the matcher first and announce only a logon it was asked about.
+
+        ``out`` runs in this thread, so the answer cannot overtake the announcement. A
+        logon refused here (UNAVAILABLE) changes nothing, as a worker's never fails: a
+        repeat leaves the live session as it was, its cancel-on-disconnect armed; a first
+        logon leaves no session (it could not have entered an order).
+        """
+        if self.forward(r.query, "logon"):
+            self.announce(client, r)
+        elif r.first:
+            self.intake.sessions.pop(client, None)
 
     def retry_unsent(self) -> None:
         """Send what an earlier full queue held back (cancel-on-disconnect), oldest first."""

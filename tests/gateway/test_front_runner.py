@@ -133,3 +133,22 @@ def test_a_held_cancel_on_disconnect_goes_before_what_its_client_sends_next(fron
     alices = [type(c) for c in front.received() if c.client == ALICE]
     assert alices == [i.MassCancelCmd, i.QueryCmd, i.NewOrderCmd]
     assert not front.runner.unsent
+
+
+def test_a_logon_the_full_queue_cannot_take_is_refused_and_changes_nothing(front):
+    """The front refuses a logon whose query to the matcher finds the queue full (UNAVAILABLE,
+    as a worker's would wait): a repeat leaves the live session and its cancel-on-disconnect
+    as they were; a first one leaves no session. Neither announces or ends one at the front."""
+    front.logon(BOB, "bob")
+    front.logon(ALICE, "alice")
+    front.drain()
+    front.fill()
+    out = front.logon(ALICE, "alice")
+    assert [f[0] for f in out] == [b"R"] and rejects(out) == [Reason.UNAVAILABLE]
+    assert ALICE in front.runner.intake.sessions
+    out = front.logon(b"client-new", "bob")
+    assert [f[0] for f in out] == [b"R"] and rejects(out) == [Reason.UNAVAILABLE]
+    assert b"client-new" not in front.runner.intake.sessions
+    front.drain()
+    assert front.send(ALICE, m.Logout()) == [[b"X", ALICE]]
+    assert [(type(c), c.client) for c in front.received()] == [(i.MassCancelCmd, ALICE)]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 
+from tests.conftest import wait_for
 from zex.protocol import messages as m
 from zex.protocol.reasons import Reason
 
@@ -263,3 +264,58 @@ def test_a_matcher_that_is_down_never_freezes_the_gateway_and_every_order_is_ans
     ][:5]
     acked = sum(isinstance(v[0], m.Ack) for v in answers.values())
     assert acked >= MATCHER_HWM - 50 if not exchange.workers else acked == n
+
+
+def _orders_once_answered(w, req_id: str, timeout: float = 20.0) -> list:
+    """The account's open orders, asking again while the queue to the matcher is still full."""
+    deadline = time.monotonic() + timeout
+    for k in range(1000):
+        q = f"{req_id}-{k}"
+        w.send(m.Query(req_id=q, what="orders"))
+        r = w.expect(
+            lambda r, q=q: (
+                (isinstance(r, m.Orders) and r.req_id == q)
+                or (isinstance(r, m.Reject) and r.cl_ord_id == q)
+            ),
+            what="orders answer",
+        )
+        if isinstance(r, m.Orders):
+            return r.orders
+        assert r.reason == Reason.UNAVAILABLE and time.monotonic() < deadline, r
+        time.sleep(0.05)  # paces the retries; the deadline bounds the wait
+    raise AssertionError("no orders answer")
+
+
+def test_a_repeat_logon_that_cannot_reach_the_matcher_leaves_the_session_and_its_cancel(
+    exchange, ctx
+):
+    """SPEC 9.1: a logon repeated on a live session while the queue to the matcher is full is
+    refused with UNAVAILABLE by the front (workers = 0); a worker thread waits for room and
+    answers it once the matcher is back. Either way the session goes on as it was: no
+    logged_out, its orders stay, and its cancel-on-disconnect still applies when it ends."""
+    ep = exchange.endpoints["gw1"]
+    bob = connect(ctx, ep, "bob", "bob-pw")
+    alice = connect(ctx, ep, "alice", "alice-pw")  # alice: cancel_on_disconnect
+    rest = alice.order("a-1", "buy", "2", "9.50")
+    exchange.matcher.kill()
+    for i in range(MATCHER_HWM + 200):
+        bob.send(m.NewOrder(cl_ord_id=f"d-{i}", symbol="XYZ", side="buy", qty="1", price="9.00"))
+    if not exchange.workers:  # the queue is full
+        r = bob.expect(lambda r: isinstance(r, m.Reject), what="a refusal")
+        assert r.reason == Reason.UNAVAILABLE, r
+    alice.send(m.Logon(account="alice", credential="alice-pw", heartbeat_ms=5000))
+    if not exchange.workers:
+        r = alice.expect(lambda r: isinstance(r, (m.Reject, m.LogonAck)), what="logon answer")
+        assert isinstance(r, m.Reject) and (r.ref_type, r.reason) == ("logon", Reason.UNAVAILABLE)
+    exchange.start_matcher()
+    if exchange.workers:
+        alice.expect(lambda r: isinstance(r, m.LogonAck), timeout=20, what="the repeated logon_ack")
+    assert [o.order_id for o in _orders_once_answered(alice, "q")] == [rest.order_id]
+    assert not [r for r in alice.seen if isinstance(r, m.LoggedOut)]
+    alice.send(m.Logout())
+    assert alice.expect(lambda r: isinstance(r, m.LoggedOut)).reason == "logout"
+    back = connect(ctx, ep, "alice", "alice-pw")
+    wait_for(
+        lambda: _orders_once_answered(back, f"b{time.monotonic_ns()}") == [],
+        what="alice's order cancelled on logout",
+    )
