@@ -176,14 +176,7 @@ class Intake:
             )
         rules = sess.rules
         if sess.bucket is not None and not sess.bucket.take(self.clock()):
-            return Refusal(
-                _kind(msg),
-                _ident(msg),
-                Reason.RATE_LIMITED,
-                f"rate limit {rules.rate:g}/s (burst {rules.burst:g}) for account {rules.id}; "
-                "slow down",
-                rules.id,
-            )
+            return _too_fast(_kind(msg), _ident(msg), rules)
         if type(msg) is m.NewOrder:
             return self.new_order(client, msg, rules)
         if type(msg) is m.Cancel:
@@ -234,6 +227,10 @@ class Intake:
         )
 
     def logon(self, client: bytes, msg: m.Logon, sess: Session | None) -> Opened | Refusal:
+        # A repeat on a live session takes a token: each asks the matcher and is audited. A
+        # first logon has no session (no bucket) yet.
+        if sess is not None and sess.bucket is not None and not sess.bucket.take(self.clock()):
+            return _too_fast("logon", "", sess.rules)
         rules = self.rules.get(msg.account)
         if sess is not None and sess.rules.id != msg.account:
             return Refusal(
@@ -435,6 +432,16 @@ class Intake:
             f"symbol {msg.symbol!r} is not listed; listed: {', '.join(self.inst)}",
             rules.id,
         )
+
+
+def _too_fast(kind: str, ident: str, rules: AccountRules) -> Refusal:
+    return Refusal(
+        kind,
+        ident,
+        Reason.RATE_LIMITED,
+        f"rate limit {rules.rate:g}/s (burst {rules.burst:g}) for account {rules.id}; slow down",
+        rules.id,
+    )
 
 
 def _kind(msg: m.Message) -> str:

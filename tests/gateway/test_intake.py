@@ -186,6 +186,27 @@ def test_the_rate_limit_refuses_past_the_burst_and_refills_with_time(intake, clo
     assert intake.handle(b"c1", encode(m.Heartbeat())) is None  # heartbeats are never limited
 
 
+def test_a_repeated_logon_takes_a_token_as_any_request_does(intake, clock):
+    """Each repeat asks the matcher and writes an audit record: it is paced like the rest. A
+    first logon has no session, hence no bucket, and takes none."""
+    logged_on(intake, b"c1", "slow")  # 2/s, burst 3, all 3 left
+    again = encode(m.Logon(account="slow", credential="pw", heartbeat_ms=500))
+    assert [type(intake.handle(b"c1", again)) for _ in range(4)] == [Opened] * 3 + [Refusal]
+    r = refusal(intake.handle(b"c1", again), Reason.RATE_LIMITED)
+    assert (r.ref_type, r.account) == ("logon", "slow") and "rate limit 2/s (burst 3)" in r.text
+    assert intake.sessions[b"c1"].rules.id == "slow"  # refused, the session goes on
+    # a wrong account or credential on the session costs a token too
+    wrong = encode(m.Logon(account="bob", credential="pw"))
+    refusal(intake.handle(b"c1", wrong), Reason.RATE_LIMITED)
+    clock.now += 0.5  # one token
+    assert refusal(intake.handle(b"c1", wrong), Reason.AUTH_FAILED)
+    refusal(intake.handle(b"c1", again), Reason.RATE_LIMITED)
+    clock.now += 0.5
+    q = encode(m.Query(req_id="q", what="positions"))
+    assert type(intake.handle(b"c1", q)) is i.QueryCmd  # one bucket for logons and requests
+    refusal(intake.handle(b"c1", again), Reason.RATE_LIMITED)
+
+
 def test_cancel_replace_query_recover(intake):
     logged_on(intake, b"c1", "bob")
     r = intake.handle(b"c1", encode(m.Cancel(cl_ord_id="c", symbol="XYZ")))
