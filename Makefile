@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 CONFIG ?=
 
-.PHONY: run test build bench bench-e2e bench-md bench-state chaos clean help
+.PHONY: run test build bench bench-e2e bench-md bench-state chaos fuzz clean help
 
 help:
 	@echo "make run    start the exchange on this host with a demo market (Ctrl+C to stop)"
@@ -18,6 +18,7 @@ help:
 	@echo "make bench  run the benchmarks in bench/ (prints figures; see bench/README.md)"
 	@echo "make bench-e2e  the end-to-end order entry benchmark (real processes, a few minutes)"
 	@echo "make bench-state  the matcher's digest and snapshot pauses on a 1M-command day (~2 min)"
+	@echo "make fuzz   atheris over the codec, the gateway intake and the snapshot service (FUZZ_RUNS=1000000 inputs each)"
 	@echo "make load   locust against the exchange of \`make run\` (USERS=10 DURATION=60s PROFILE=steady|burst|many|open)"
 
 # The compiled matcher modules are rebuilt when their sources change (setup.py).
@@ -131,6 +132,17 @@ KILLS ?= 200
 
 chaos: $(STAMP)
 	$(BIN)/python bench/chaos.py --kills $(KILLS) $(CHAOS_ARGS)
+
+# Coverage-guided fuzzing (fuzz/run.py): FUZZ_RUNS inputs per target, one target after the
+# other, then inputs, crashes, hangs and reject codes reached per target (bench/README.md).
+# atheris is installed here, not as an extra: it is a fuzzing tool, not a test dependency.
+FUZZ_RUNS ?= 1000000
+FUZZ_TARGETS ?=
+
+fuzz: $(STAMP)
+	@$(BIN)/python -c 'import atheris' 2>/dev/null || \
+	  $(BIN)/python -m pip install --quiet --disable-pip-version-check atheris==3.0.0
+	$(BIN)/python -m fuzz.run --runs $(FUZZ_RUNS) $(FUZZ_TARGETS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis build *.egg-info
