@@ -7,7 +7,8 @@
 
     node.start()   # serves its /metrics (if any), returns once ready, or raises the error that stopped it
     node.ended     # True once the loop has ended without stop(): node.error says why
-    node.stop()    # sends b"STOP" on the control pipe, joins, stops its /metrics
+    node.stop()    # sends b"STOP" on the control pipe, joins, stops its /metrics; also after a
+                   # start() that a signal interrupted (see stop())
     node.join()    # blocks until the loop ends, then re-raises its error
 
 The node is fail-stop: a loop that raises ends, and whoever runs it (the
@@ -42,8 +43,10 @@ class NodeThread:
         self.ctx = ctx or zmq.Context.instance()
         self._log = log
         self._ctrl_addr = f"inproc://zex-{role}-ctrl-{uuid.uuid4().hex}"
+        self._ctrl: zmq.Socket | None = None
         self._thread: threading.Thread | None = None
         self._ready = threading.Event()
+        self._start_deadline = 0.0  # how long start() waits for the loop to be ready
         self._error: BaseException | None = None
 
     def _run(self) -> None:  # pragma: no cover - every node defines it
@@ -54,6 +57,7 @@ class NodeThread:
         return []
 
     def start(self, timeout: float = 30.0) -> None:
+        self._start_deadline = time.monotonic() + timeout
         items = self._metrics()
         if items:
             self.exporter.add(Sampled(f"zex_{self.namespace}", items))
@@ -76,36 +80,57 @@ class NodeThread:
             raise self._error
 
     def stop(self, timeout: float = 10.0) -> None:
+        """Stop the loop and the /metrics, whatever start() got to.
+
+        After a start() that did not return (a signal interrupted it while the loop was still
+        on its start-up work, such as a matcher recovering a long journal), the loop hears the
+        control pipe only once that work is done: stop() waits for it as long as start() would
+        have, then ``timeout`` more. A start-up that never ends is what a second signal is for.
+        """
         try:
             self._stop_thread(timeout)
         finally:
             self.exporter.stop()
 
     def _stop_thread(self, timeout: float) -> None:
-        if self._thread is None:
+        thread, ctrl = self._thread, self._ctrl
+        if thread is None or thread.ident is None or ctrl is None:
+            # start() never got its thread going (interrupted before): only the pipe to close
+            self._thread = None
+            self._close_ctrl()
             return
-        deadline = time.monotonic() + timeout
+        now = time.monotonic()
+        deadline = now + timeout
+        if not self._ready.is_set():
+            deadline = max(now, self._start_deadline) + timeout  # see stop()
         # Never a blocking send: a PAIR without its peer (a loop that died and closed its end,
         # or one not yet connected) blocks forever. EAGAIN while the thread lives means not
         # connected yet, or winding down after an error: look again until it ends or is told.
-        while self._thread.is_alive():
+        while thread.is_alive():
             try:
-                self._ctrl.send(b"STOP", zmq.NOBLOCK)
+                ctrl.send(b"STOP", zmq.NOBLOCK)
                 break
             except zmq.Again:
-                self._thread.join(min(0.05, max(0.0, deadline - time.monotonic())))
+                thread.join(min(0.05, max(0.0, deadline - time.monotonic())))
                 if time.monotonic() >= deadline:
                     break
-        self._thread.join(max(0.0, deadline - time.monotonic()))
-        self._ctrl.close(linger=0)
-        if self._thread.is_alive():
-            raise TimeoutError(f"{self.role} thread did not stop within {timeout} s")
+        thread.join(max(0.0, deadline - time.monotonic()))
+        self._close_ctrl()
+        if thread.is_alive():
+            state = "ready" if self._ready.is_set() else "still starting"
+            raise TimeoutError(f"{self.role} thread ({state}) did not stop within {timeout} s")
         self._thread = None
+
+    def _close_ctrl(self) -> None:
+        if self._ctrl is not None:
+            self._ctrl.close(linger=0)
+            self._ctrl = None
 
     @property
     def ended(self) -> bool:
         """True once the loop has ended on its own (a fatal error) rather than through stop()."""
-        return self._thread is not None and not self._thread.is_alive()
+        t = self._thread
+        return t is not None and t.ident is not None and not t.is_alive()  # started, then ended
 
     @property
     def error(self) -> BaseException | None:

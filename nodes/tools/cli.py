@@ -88,67 +88,128 @@ class Ended(Exception):
         self.part, self.name, self.error = part, name, error
 
 
+class _Signals:
+    """SIGINT and SIGTERM while ``_serve`` runs.
+
+    The first interrupts a start or the watch (KeyboardInterrupt), so that ``_serve`` stops
+    what started. Once the process is stopping (a node failed: its one line is still to come)
+    it interrupts nothing: a stop cut short would leave nodes running and lose that line. A
+    second signal forces exit (130). The handler writes with os.write: a print could land in
+    the middle of the main thread's own print to stderr (a reentrant call, RuntimeError).
+    """
+
+    def __init__(self, parts: list[Part]) -> None:
+        self.parts = parts  # those started, or starting: a node that ended means a failure
+        self.stopping = False
+        self.signalled = False
+        self._before: dict[int, Any] = {}
+
+    def install(self) -> None:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            self._before[signum] = signal.signal(signum, self._on_signal)
+
+    def restore(self) -> None:
+        for signum, handler in self._before.items():
+            signal.signal(signum, handler)
+
+    def _on_signal(self, signum: int, frame: object) -> None:
+        if self.signalled:
+            os.write(2, b"\nzex: forced exit\n")
+            raise SystemExit(130)
+        self.signalled = True
+        if self.stopping or _ended(self.parts) is not None:
+            # Already on its way down (a node that ended is about to be reported): go on.
+            os.write(2, b"\nzex: stopping (Ctrl+C again to force)\n")
+            return
+        self.stopping = True
+        raise KeyboardInterrupt
+
+
 def _serve(
     parts: list[Part], banner: Callable[[], None], after: Callable[[], None] | None = None
 ) -> int:
     """Start ``parts`` in order and serve until SIGINT/SIGTERM or a node dies; stop them in reverse.
 
-    The first signal drains and stops cleanly (exit 0), a second forces exit (130). A node
-    whose loop ends on its own (fail-stop: a full disk, a broken journal) stops the others
-    and the process, with one line saying what failed and what to check (exit 1), so a
-    supervisor restarts it; so does a node that cannot start.
+    The first signal drains and stops cleanly (exit 0), also while a node is still starting
+    (a matcher recovering its journal): it is stopped too, and ``after`` runs. A second signal
+    forces exit (130). A node whose loop ends on its own (fail-stop: a full disk, a broken
+    journal) stops the others and the process, with one line saying what failed and what to
+    check (exit 1), so a supervisor restarts it; so does a node that cannot start. A signal
+    during that stop does not cut it short, and the line is still said.
     """
-
-    def second(signum, frame):  # pragma: no cover - interactive
-        print("\nzex: forced exit", file=sys.stderr)
-        raise SystemExit(130)
-
-    def first(signum, frame):
-        signal.signal(signal.SIGINT, second)
-        signal.signal(signal.SIGTERM, second)
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGINT, first)
-    signal.signal(signal.SIGTERM, first)
     started: list[Part] = []
+    signals = _Signals(started)
+    signals.install()
     failure = ""
     try:
+        try:
+            failure = _start_and_watch(parts, started, banner, signals)
+        finally:
+            signals.stopping = True
+            try:
+                _stop(started)
+            finally:
+                if failure:  # said also when a second signal forced the exit
+                    print(failure, file=sys.stderr, flush=True)
+        if failure:
+            return 1
+        if after is not None:
+            after()
+        return 0
+    finally:
+        signals.restore()
+
+
+def _start_and_watch(
+    parts: list[Part], started: list[Part], banner: Callable[[], None], signals: _Signals
+) -> str:
+    """Start ``parts`` into ``started``, print the banner, watch: return the failure ("" for a
+    signal)."""
+    serving = False
+    try:
         for part in parts:
+            # Listed before its start(): a signal during it leaves the node half started (its
+            # thread still recovering a journal, its /metrics up), and its stop() undoes that.
+            started.append(part)
             try:
                 part.node.start()
             except Exception as exc:
-                failure = _explain(part, part.name, exc, starting=True)
-                break
-            started.append(part)
-        else:
-            banner()
-            _watch(started)
+                signals.stopping = True
+                started.pop()  # a start() that failed undid itself: nothing of it to stop
+                return _explain(part, part.name, exc, starting=True)
+        serving = True
+        banner()
+        _watch(started)
     except KeyboardInterrupt:
-        print("\nzex: stopping (Ctrl+C again to force)", file=sys.stderr)
+        end = _ended(started)  # a node that ended as the signal came: that is the news
+        if end is not None:
+            part, name, error = end
+            return _explain(part, name, error, starting=not serving and part is started[-1])
+        print("\nzex: stopping (Ctrl+C again to force)", file=sys.stderr, flush=True)
     except Ended as end:
-        failure = _explain(end.part, end.name, end.error, starting=False)
-    finally:
-        _stop(started)
-    if after is not None and not failure:
-        after()
-    if failure:
-        print(failure, file=sys.stderr, flush=True)
-        return 1
-    return 0
+        signals.stopping = True
+        return _explain(end.part, end.name, end.error, starting=False)
+    return ""
+
+
+def _ended(parts: list[Part]) -> tuple[Part, str, BaseException | None] | None:
+    """The first of ``parts`` whose loop ended on its own: the part, the loop's name, its error."""
+    for part in parts:
+        # The matcher's replay service is a loop of its own, started and stopped with it.
+        for name, loop in (
+            (part.name, part.node),
+            (f"{part.name}'s replay service", getattr(part.node, "replay", None)),
+        ):
+            if loop is not None and getattr(loop, "ended", False):
+                return part, name, loop.error
+    return None
 
 
 def _watch(parts: list[Part]) -> None:
     """Block until a node's loop ends on its own (raise Ended) or a signal interrupts."""
-    while True:
-        for part in parts:
-            # The matcher's replay service is a loop of its own, started and stopped with it.
-            for name, loop in (
-                (part.name, part.node),
-                (f"{part.name}'s replay service", getattr(part.node, "replay", None)),
-            ):
-                if loop is not None and getattr(loop, "ended", False):
-                    raise Ended(part, name, loop.error)
+    while (end := _ended(parts)) is None:
         time.sleep(WATCH_S)
+    raise Ended(*end)
 
 
 def _stop(parts: list[Part]) -> None:
@@ -222,7 +283,7 @@ def _serve_node(part: Part, banner: Callable[[], list[str]]) -> int:
 
 
 def _seq(node: MatcherNode) -> int:
-    """The matcher's seq, for a banner (printed once the node started: its engine is recovered)."""
+    """The matcher's seq; 0 before its engine is recovered (a stop while it was starting)."""
     return node.engine.seq if node.engine is not None else 0
 
 
@@ -385,7 +446,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     def banner():
         print(
-            f"zex is running (matcher at seq {matcher.engine.seq}, {build_kind()} build, "
+            f"zex is running (matcher at seq {_seq(matcher)}, {build_kind()} build, "
             f"data in {m.data_dir})"
         )
         print(f"  clients connect a DEALER to the gateway: {g.bind}   (protocol/SPEC.md)")
@@ -426,7 +487,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         )
 
     def stopped():
-        print(f"zex stopped at seq {matcher.engine.seq}; {demo.trades} demo trades", flush=True)
+        # A signal may have come while the matcher was starting: if its recovery never finished,
+        # there is no seq to tell (not 0: the journal holds what it holds).
+        at = f"at seq {_seq(matcher)}" if matcher.engine is not None else "before it recovered"
+        print(f"zex stopped {at}; {demo.trades} demo trades", flush=True)
 
     return _serve(parts, banner, stopped)
 

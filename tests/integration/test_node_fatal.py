@@ -261,7 +261,8 @@ def test_matcher_exits_at_once_when_an_event_log_write_fails(tmp_path, zex_proc,
     assert not answers(metrics)
 
 
-def test_zex_run_exits_when_its_matcher_dies(tmp_path, zex_proc, ctx):
+def run_config(tmp_path: Path) -> tuple[Path, str, int]:
+    """A zex run config on free ports: the matcher's command endpoint and metrics port."""
     cmd_ep, metrics = f"tcp://127.0.0.1:{free_port()}", free_port()
     cfg = tmp_path / "zex.toml"
     cfg.write_text(
@@ -273,6 +274,11 @@ def test_zex_run_exits_when_its_matcher_dies(tmp_path, zex_proc, ctx):
         f'snapshot_bind = "tcp://127.0.0.1:{free_port()}"\nmetrics_bind = ""\n'
         f'[logger]\nbind = "tcp://127.0.0.1:{free_port()}"\nmetrics_bind = ""\nfsync = "off"\n'
     )
+    return cfg, cmd_ep, metrics
+
+
+def test_zex_run_exits_when_its_matcher_dies(tmp_path, zex_proc, ctx):
+    cfg, cmd_ep, metrics = run_config(tmp_path)
     data = tmp_path / "data"
     z = zex_proc(
         ["run", "--config", str(cfg), "--data-dir", str(data), "--quiet"],
@@ -291,6 +297,52 @@ def test_zex_run_exits_when_its_matcher_dies(tmp_path, zex_proc, ctx):
     [line] = zex_lines(err)
     assert line.startswith("zex: matcher stopped: ") and "File too large" in line, line
     assert str(data) in line and "journal" in line and "check" in line, line
+    assert not answers(metrics)
+
+
+def test_a_sigterm_while_zex_run_stops_for_a_dead_matcher_lets_it_finish_and_say_why(
+    tmp_path, zex_proc, ctx
+):
+    # A supervisor's SIGTERM (or a Ctrl+C) as the process is stopping for a failed node. Before
+    # the fix it became a KeyboardInterrupt: in the watch it turned the failure into a clean
+    # stop (exit 0, no line); in the stop it escaped it (the rest left running, a traceback).
+    cfg, cmd_ep, metrics = run_config(tmp_path)
+    data = tmp_path / "data"
+    z = zex_proc(
+        ["run", "--config", str(cfg), "--data-dir", str(data), "--quiet"],
+        tmp_path / "run.log",
+        limited=True,
+    )
+    z.ready()
+    sent: list[bool] = []
+
+    def sigterm_once_the_matcher_dies() -> None:
+        # The matcher's loop logs its error as it ends; the main thread notices within
+        # WATCH_S and stops the four other parts: the signal lands in that stop, or just before.
+        deadline = time.monotonic() + 60
+        while z.proc.poll() is None and time.monotonic() < deadline:
+            if "matcher stopped on an error" in z.stderr():
+                z.proc.send_signal(signal.SIGTERM)
+                sent.append(True)
+                return
+            time.sleep(0.002)
+
+    watcher = threading.Thread(target=sigterm_once_the_matcher_dies, daemon=True)
+    watcher.start()
+    try:
+        flood(ctx, cmd_ep, z, lambda: size_of(data, "journal-*") >= LIMIT_BYTES, resends())
+        rc = z.wait(EXIT_S)
+    finally:
+        watcher.join(70)
+    err = z.stderr()
+    assert sent, f"the process exited before the test saw the matcher's error:\n{err}"
+    assert rc == 1, err  # the failure, not a clean stop: the supervisor must restart it
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
+    assert "zex: stopping (Ctrl+C again to force)" in err, err  # the signal was heard
+    assert "forced exit" not in err, err
+    [failure] = [ln for ln in zex_lines(err) if "stopping" not in ln]
+    assert failure.startswith("zex: matcher stopped: ") and "File too large" in failure, failure
+    assert "did not stop cleanly" not in err, err
     assert not answers(metrics)
 
 
