@@ -131,14 +131,15 @@ class Layout:
         ``self.damaged``.
         """
         end = len(data)
-        head, crc32 = _LEN_CRC.unpack_from, zlib.crc32
+        head, crc32 = HEADER.unpack_from, zlib.crc32
+        view = memoryview(data)  # checksums over slices of it copy nothing
         while pos < end:
             if end - pos < HEADER.size:
                 self._torn(path, base + pos, last, "partial record header", torn)
                 return
-            length, body_crc = head(data, pos)
+            length, body_crc, head_crc = head(data, pos)
             start = pos + HEADER.size
-            if crc32(data[pos : pos + 8]) != _U32.unpack_from(data, pos + 8)[0]:
+            if crc32(view[pos : pos + 8]) != head_crc:
                 # A header that does not check and nothing but zeros after it: the zeros
                 # began in it (or at it) and ran to the end, so the length is not trusted.
                 if _zeros_from(data, start):
@@ -150,7 +151,7 @@ class Layout:
             if stop > end:
                 self._torn(path, base + pos, last, "record runs past the end of the file", torn)
                 return
-            if crc32(data[start:stop]) != body_crc:
+            if crc32(view[start:stop]) != body_crc:
                 if _zeros_from(data, stop):  # the last record, or only zeros after it
                     why = "last record's body checksum mismatch"
                     self._torn(path, base + pos, last, why, torn)
@@ -171,15 +172,9 @@ class Layout:
         ``last``: the newest segment of its directory, where a torn tail is allowed.
         """
         data = Path(path).read_bytes()
-        if data[:MAGIC_SIZE] != self.magic:
-            # Part of the magic, then zeros (or nothing): the segment died being created,
-            # or the power went before its first page reached the disk.
-            begun = data[:MAGIC_SIZE].rstrip(b"\0")
-            if last and self.magic.startswith(begun) and _zeros_from(data, len(begun)):
-                torn = "died while creating the segment" if data else ""
-                return Segment(Path(path), [], 0, torn=torn)
-            bad = self.damaged(path, 0, f"not a {self.what} (bad magic)")
-            return Segment(Path(path), [], 0, bad)
+        early = self.begin(data, path, last=last)
+        if early is not None:
+            return early
         records: list[tuple[int, bytes]] = []
         end = MAGIC_SIZE
         why: list[str] = []
@@ -189,7 +184,22 @@ class Layout:
                 end = stop
         except RecordDamaged as exc:
             return Segment(Path(path), records, exc.offset, exc)
-        return Segment(Path(path), records, end, torn=why[0] if why else "")
+        return Segment(Path(path), records, end, torn=f"torn tail ({why[0]})" if why else "")
+
+    def begin(self, data: bytes, path: Path, *, last: bool) -> Segment | None:
+        """None when ``data`` (a whole segment) starts with the magic, else what reading ends with.
+
+        For a reader that walks the records with ``scan`` itself instead of ``read``.
+        """
+        if data[:MAGIC_SIZE] == self.magic:
+            return None
+        # Part of the magic, then zeros (or nothing): the segment died being created,
+        # or the power went before its first page reached the disk.
+        begun = data[:MAGIC_SIZE].rstrip(b"\0")
+        if last and self.magic.startswith(begun) and _zeros_from(data, len(begun)):
+            torn = "torn tail (died while creating the segment)" if data else ""
+            return Segment(Path(path), [], 0, torn=torn)
+        return Segment(Path(path), [], 0, self.damaged(path, 0, f"not a {self.what} (bad magic)"))
 
 
 def _zeros_from(data: bytes, pos: int) -> bool:
@@ -246,15 +256,14 @@ class RecordWriter:
         """Append to ``path`` after its last whole record at ``end``, cutting anything after it.
 
         A file with no whole magic died while being created: it is removed. ``why``: what
-        reading found after ``end`` (``Segment.torn``), for the warning that logs the cut.
+        reading found after ``end`` (``Segment.torn``), for the warning that logs a cut.
         """
         path = Path(path)
         self.number = self.layout.number(path)
         size = path.stat().st_size
         if end < size:
             log.warning(
-                "%s: cutting %d bytes after offset %d (%s): a write that did not reach the "
-                "disk whole (process or power lost); nothing before it is lost",
+                "%s: cutting %d bytes after offset %d: %s",
                 path,
                 size - end,
                 end,

@@ -147,7 +147,8 @@ def test_zeros_from_anywhere_in_a_record_to_the_end_of_the_last_segment_are_a_to
         caplog.clear()
         w = writer(tmp_path)
         w.resume(path, seg.end, seg.torn)  # cut, logged, and writing goes on from there
-        assert f"{path}: cutting {len(whole) - start} bytes after offset {start}" in caplog.text
+        cut = f"{path}: cutting {len(whole) - start} bytes after offset {start}: torn tail ("
+        assert cut in caplog.text, where
         for n in range(4, 7):
             w.write(n, *records[n - 1])
         w.close()
@@ -188,7 +189,7 @@ def test_a_last_segment_of_zeros_or_of_part_of_its_magic_then_zeros_is_torn(tmp_
         last.write_bytes(content)
         seg = LAYOUT.read(last, last=True)
         assert (seg.records, seg.end, seg.damage) == ([], 0, None), content
-        assert seg.torn == "died while creating the segment"
+        assert seg.torn == "torn tail (died while creating the segment)"
         # A closed segment of zeros is damage: it held records once.
         assert "bad magic" in str(LAYOUT.read(last, last=False).damage)
         caplog.clear()
