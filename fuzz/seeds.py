@@ -24,6 +24,9 @@ INTAKE_REQUESTS: tuple[m.Message, ...] = (
     m.NewOrder(cl_ord_id="o1", symbol="XYZ", side="buy", qty="10", price="100.5"),
     m.NewOrder(cl_ord_id="o2", symbol="ABC", side="sell", qty="3", price="50.05", tif="ioc"),
     m.NewOrder(cl_ord_id="o3", symbol="BTC-USD", side="buy", qty="0.25", price="60000.5"),
+    # alice's max_notional is 1,000,000: 16 BTC at 60000 is just under it, a little more is over
+    m.NewOrder(cl_ord_id="o6", symbol="BTC-USD", side="sell", qty="16", price="60000"),
+    m.NewOrder(cl_ord_id="o7", symbol="BTC-USD", side="buy", qty="1", ord_type="market"),
     m.NewOrder(cl_ord_id="o4", symbol="XYZ", side="sell", qty="1", ord_type="market", tif="fok"),
     m.NewOrder(
         cl_ord_id="o5", symbol="XYZ", side="buy", qty="2", price="99", post_only=True, stp="none"
