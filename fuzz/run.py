@@ -26,13 +26,20 @@ import subprocess
 import sys
 from pathlib import Path
 
+import msgpack
+
 from zex.protocol.reasons import Reason
 
+from . import shapes
 from .targets import TARGETS
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "build" / "fuzz"
 _DONE = re.compile(r"Done (\d+) runs in (\d+) second")
+
+
+def _escape(raw: bytes) -> str:
+    return "".join(f"\\x{b:02x}" for b in raw)
 
 
 def run_one(name: str, runs: int, timeout: int) -> dict:
@@ -43,6 +50,13 @@ def run_one(name: str, runs: int, timeout: int) -> dict:
     corpus.mkdir()
     for i, data in enumerate(TARGETS[name]().corpus()):
         (seeds / f"seed-{i:04d}").write_bytes(data)
+    # A libFuzzer dictionary: the field names, words and edge decimals as msgpack strings, so
+    # a mutation can swap "16" for "100" in a valid order (shapes.py's own lists).
+    target = TARGETS[name]()
+    tokens = sorted({*target.names, *shapes.WORDS, *shapes.DECIMALS} - {""})
+    (work / "dict").write_text(
+        "".join(f'"{_escape(msgpack.packb(t))}"\n' for t in tokens if len(t) < 64)
+    )
     stats = work / "stats.json"
     cmd = [
         sys.executable,
@@ -55,6 +69,7 @@ def run_one(name: str, runs: int, timeout: int) -> dict:
         "-len_control=0",  # long inputs from the start: the seeds are up to 1 KiB
         "-rss_limit_mb=2048",
         "-seed=1",
+        f"-dict={work / 'dict'}",
         f"-artifact_prefix={work}/",
         str(corpus),
         str(seeds),
