@@ -241,15 +241,6 @@ def snapshot_node() -> MarketDataNode:
     return node
 
 
-class _LenientReject(md.MdMessage, tag="snapshot_reject", frozen=True):
-    req_id: str
-    code: int
-    text: str
-
-
-_lenient_reply = msgspec.msgpack.Decoder(md.Snapshot | md.L3Snapshot | _LenientReject)
-
-
 class SnapshotTarget(Target):
     name = "snapshot"
 
@@ -267,16 +258,9 @@ class SnapshotTarget(Target):
         assert len(router.sent) == 1, f"{len(router.sent)} replies to one request"
         peer, raw = router.sent[0]
         assert peer == b"peer", peer
-        try:
-            reply = md.snapshot_reply_decoder.decode(raw)
-        except msgspec.ValidationError as exc:
-            # Known (tests/fuzz/test_fuzz_snapshot.py, xfail): a reject echoes a req_id over 36
-            # characters, which SPEC 12.4.9 and the subscriber's decoder refuse. Counted apart,
-            # and the rest of the reply checked leniently, so the run goes on to find others.
-            if "req_id" not in str(exc) or len(peek(frame)[1]) <= 36:
-                raise
-            self.known["snapshot_reject echoes a req_id over 36 characters"] += 1
-            reply = _lenient_reply.decode(raw)
+        # Every reply must be one a subscriber can read (tests/fuzz/test_fuzz_findings.py
+        # keeps the over-long req_id this once failed on).
+        reply = md.snapshot_reply_decoder.decode(raw)
         try:
             req = md.snapshot_request_decoder.decode(frame)
         except _DECODE_ERRORS:
@@ -289,7 +273,7 @@ class SnapshotTarget(Target):
             and req.symbol in self.node.inst
             and req.channel == "l2"
         )
-        if isinstance(reply, (md.SnapshotReject, _LenientReject)):
+        if isinstance(reply, md.SnapshotReject):
             assert not good, f"a valid request was refused: {req!r} -> {reply!r}"
             self._reject(Reason._value2member_map_.get(reply.code), reply.text, "snapshot")
         else:

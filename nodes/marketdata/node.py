@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import get_args
 
 import msgspec
 import zmq
@@ -36,6 +37,7 @@ from zmq.utils.monitor import recv_monitor_message
 from zex.protocol import marketdata as md
 from zex.protocol.codec import classify, peek
 from zex.protocol.internal import BUY, SELL, SIDE_NAMES
+from zex.protocol.messages import ReqId
 from zex.protocol.reasons import Reason
 
 from ..runtime.config import Config
@@ -52,6 +54,9 @@ log = logging.getLogger("zex.marketdata")
 
 POLL_MS = 100  # idle wake-up for heartbeats and replay timeouts
 MAX_REQUEST = 4096  # bytes; a SnapshotRequest is well under 100 (SPEC.md §12.4)
+# The longest req_id a reply may carry (SPEC 12.4.9), from the wire type itself.
+REQ_ID_MAX: int = get_args(ReqId)[1].max_length
+
 MAX_WAITING = 10_000  # snapshot requests held while catching up at start
 
 
@@ -514,6 +519,11 @@ class MarketDataNode(NodeThread):
         self, router: zmq.Socket, peer: bytes, req_id: str, code: Reason, text: str
     ) -> None:
         self.bad_requests += 1
+        if len(req_id) > REQ_ID_MAX:
+            # SPEC 12.4.9: the request's req_id, or empty if it could not be read. One over its
+            # length is not a req_id: echoed, it made a reply the subscriber's decoder refuses,
+            # so the client never saw why it got no snapshot (found by fuzz/ snapshot).
+            req_id = ""
         self._reply(router, peer, md.SnapshotReject(req_id=req_id, code=int(code), text=text))
 
     def _reply(self, router: zmq.Socket, peer: bytes, msg: msgspec.Struct) -> None:
