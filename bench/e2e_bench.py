@@ -320,7 +320,8 @@ def echo_server(endpoint: str) -> None:
                     symbol=msg.symbol,
                     side=msg.side,
                     ord_type=msg.ord_type,
-                    tif=msg.tif,
+                    # as the gateway answers (SPEC 4.4): no tif is gtc, or ioc for a market order
+                    tif=msg.tif or ("ioc" if msg.ord_type == "market" else "gtc"),
                     price=msg.price,
                     qty=msg.qty,
                     seq=n,
